@@ -1,0 +1,114 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The hypervisor interface: one VM per process, vCPUs that run guest code at
+ * CPL0 with GVA == HVA. Backends (kvm_pvm, kvm_intel, kvm_amd) differ only
+ * behind this header. Functions return 0 or -errno and never print.
+ */
+#ifndef HV_H
+#define HV_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stddef.h>
+#include <linux/kvm.h>
+#include "ports.h"
+
+/* Guest-side entry points (hv/guest.S). */
+extern const char hv_guest_syscall[];	/* MSR_LSTAR: forward a system call */
+extern const char hv_guest_return[];	/* return address of a vthread's start routine */
+extern const char hv_guest_vectors[];	/* 32 exception stubs, HV_VECTOR_STUB bytes apart */
+extern const char hv_guest_probe[];	/* a timed loop proving native execution */
+void hv_guest_end(void *retval) __attribute__((noreturn));
+
+/* Guest-visible per-vCPU memory, page aligned, supplied by the caller. */
+#define HV_VCPU_AREA_SIZE	(4 * 4096)
+/* Guest-visible per-VM IDT, supplied by the caller. */
+#define HV_IDT_SIZE		4096
+
+typedef struct kvm_regs hv_regs;
+
+enum hv_exit_kind {
+	HV_EXIT_SYSCALL,	/* guest executed `syscall`: number and args in regs */
+	HV_EXIT_EXCEPTION,	/* CPU exception; vector and frame in the exit */
+	HV_EXIT_END,		/* the start routine returned; RAX holds its value */
+	HV_EXIT_PROBE,		/* end of hv_guest_probe */
+	HV_EXIT_SIGNAL,		/* KVM_RUN interrupted by a host signal */
+	HV_EXIT_EFAULT,		/* guest touched host memory it may not (address unknown) */
+	HV_EXIT_FAIL,		/* triple fault, entry failure, internal error, unknown */
+};
+
+/* The interrupt frame the CPU pushed on the IST stack. */
+struct hv_frame {
+	uint64_t error;		/* 0 for vectors without an error code */
+	uint64_t rip, cs, rflags, rsp, ss;
+};
+
+struct hv_exit {
+	enum hv_exit_kind kind;
+	int vector;		/* HV_EXIT_EXCEPTION */
+	uint64_t cr2;		/* HV_EXIT_EXCEPTION, vector 14 */
+	struct hv_frame frame;	/* HV_EXIT_EXCEPTION */
+	uint32_t reason;	/* KVM exit reason, for reports */
+	int err;		/* errno of a failed KVM_RUN */
+	hv_regs regs;	/* the guest's registers, for every kind but SIGNAL */
+};
+
+struct hv {
+	int kvm_fd, vm_fd;
+	const struct hv_backend *be;
+	int run_size;
+	int max_vcpus;
+	bool huge_1g;			/* 1 GiB guest pages work */
+	struct kvm_cpuid2 *cpuid;	/* what guests are given */
+};
+
+struct hv_vcpu {
+	int fd, id;
+	struct kvm_run *run;
+	struct hv *hv;
+	void *area;			/* HV_VCPU_AREA_SIZE of guest memory */
+	struct kvm_sregs sregs;		/* as last set */
+};
+
+/* Where guest memory sits, for the vCPU's architectural setup. */
+struct hv_layout {
+	uint64_t cr3;		/* GPA of the PML4 */
+	void *idt;		/* HV_IDT_SIZE bytes, filled by hv_idt_fill */
+	uint64_t area_gpa;	/* GPA of the vCPU area */
+};
+
+struct hv_backend {
+	const char *name;
+	uint64_t pte_user;	/* U bit for every guest paging entry (0 or 1 << 2) */
+	/* Returns 1 if this backend serves the VM whose first vCPU is given. */
+	int (*detect)(struct hv *hv, struct hv_vcpu *vc);
+	int (*vcpu_setup)(struct hv_vcpu *vc, const struct hv_layout *lay);
+};
+
+extern const struct hv_backend hv_backend_pvm, hv_backend_vmx, hv_backend_svm;
+
+/* kvm.c: the KVM plumbing shared by all backends */
+int hv_open(struct hv *hv, const char *dev, struct hv_vcpu *first, char *why, size_t whylen);
+void hv_close(struct hv *hv);
+const struct kvm_cpuid_entry2 *hv_cpuid_leaf(const struct hv *hv, uint32_t fn, uint32_t index);
+int hv_set_memslot(struct hv *hv, uint32_t slot, uint64_t gpa, uint64_t size, void *hva);
+int hv_vcpu_create(struct hv *hv, struct hv_vcpu *vc, int id);
+void hv_vcpu_destroy(struct hv_vcpu *vc);
+int hv_vcpu_run(struct hv_vcpu *vc, struct hv_exit *ex);
+int hv_vcpu_get_regs(struct hv_vcpu *vc, hv_regs *r);
+int hv_vcpu_set_regs(struct hv_vcpu *vc, const hv_regs *r);
+int hv_vcpu_set_fs_base(struct hv_vcpu *vc, uint64_t base);
+int hv_vcpu_reset_fpu(struct hv_vcpu *vc);
+int hv_get_msr(struct hv_vcpu *vc, uint32_t index, uint64_t *val);
+int hv_set_msr(struct hv_vcpu *vc, uint32_t index, uint64_t val);
+
+/* x86.c: architectural guest state common to all backends */
+void hv_idt_fill(void *idt);
+int hv_vcpu_setup(struct hv_vcpu *vc, const struct hv_layout *lay);
+/* 0 if the vCPU runs natively (not instruction by instruction); *ns = best loop time */
+int hv_vcpu_probe_native(struct hv_vcpu *vc, long *ns);
+/* Points the vCPU at fn(arg) on the given stack, returning to hv_guest_return. */
+int hv_vcpu_start(struct hv_vcpu *vc, void *(*fn)(void *), void *arg,
+		  void *stack_top, uint64_t fs_base);
+
+#endif

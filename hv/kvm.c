@@ -1,0 +1,299 @@
+/* SPDX-License-Identifier: MIT */
+/* KVM plumbing shared by every backend: the VM, memslots, vCPUs and KVM_RUN. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "hv.h"
+#include "x86.h"
+
+static int why_set(char *why, size_t len, int err, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(why, len, fmt, ap);
+	va_end(ap);
+	return err;
+}
+
+static int supported_cpuid(struct hv *hv)
+{
+	int n = 256;
+	struct kvm_cpuid2 *c = calloc(1, sizeof(*c) + n * sizeof(c->entries[0]));
+
+	if (!c)
+		return -ENOMEM;
+	c->nent = n;
+	if (ioctl(hv->kvm_fd, KVM_GET_SUPPORTED_CPUID, c) < 0) {
+		int err = -errno;
+
+		free(c);
+		return err;
+	}
+	hv->cpuid = c;
+	return 0;
+}
+
+const struct kvm_cpuid_entry2 *hv_cpuid_leaf(const struct hv *hv, uint32_t fn, uint32_t index)
+{
+	for (uint32_t i = 0; i < hv->cpuid->nent; i++)
+		if (hv->cpuid->entries[i].function == fn && hv->cpuid->entries[i].index == index)
+			return &hv->cpuid->entries[i];
+	return NULL;
+}
+
+/* Most specific first: PVM answers an MSR probe; the vendor modules follow the CPU. */
+static const struct hv_backend *const backends[] = {
+	&hv_backend_pvm, &hv_backend_svm, &hv_backend_vmx,
+};
+
+int hv_open(struct hv *hv, const char *dev, struct hv_vcpu *first, char *why, size_t whylen)
+{
+	int r;
+
+	memset(hv, 0, sizeof(*hv));
+	hv->vm_fd = -1;
+	hv->kvm_fd = open(dev, O_RDWR | O_CLOEXEC);
+	if (hv->kvm_fd < 0)
+		return why_set(why, whylen, -errno, "cannot open %s: %s", dev, strerror(errno));
+	r = ioctl(hv->kvm_fd, KVM_GET_API_VERSION, 0);
+	if (r != KVM_API_VERSION) {
+		r = why_set(why, whylen, -ENOSYS, "%s has KVM API version %d, not %d", dev, r,
+			    KVM_API_VERSION);
+		goto err;
+	}
+	hv->vm_fd = ioctl(hv->kvm_fd, KVM_CREATE_VM, 0);
+	if (hv->vm_fd < 0) {
+		r = why_set(why, whylen, -errno, "KVM_CREATE_VM: %s", strerror(errno));
+		goto err;
+	}
+	hv->run_size = ioctl(hv->kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
+	hv->max_vcpus = ioctl(hv->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_MAX_VCPUS);
+	if (hv->max_vcpus <= 0)
+		hv->max_vcpus = ioctl(hv->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_NR_VCPUS);
+	if (hv->run_size <= 0 || hv->max_vcpus <= 0) {
+		r = why_set(why, whylen, -ENOSYS, "KVM reports no vCPU support");
+		goto err;
+	}
+	r = supported_cpuid(hv);
+	if (r < 0) {
+		why_set(why, whylen, r, "KVM_GET_SUPPORTED_CPUID: %s", strerror(-r));
+		goto err;
+	}
+	r = hv_vcpu_create(hv, first, 0);
+	if (r < 0) {
+		why_set(why, whylen, r, "KVM_CREATE_VCPU: %s", strerror(-r));
+		goto err;
+	}
+	for (size_t i = 0; i < sizeof(backends) / sizeof(backends[0]) && !hv->be; i++)
+		if (backends[i]->detect(hv, first) > 0)
+			hv->be = backends[i];
+	if (!hv->be) {
+		r = why_set(why, whylen, -ENOSYS, "cannot tell which KVM backend this is");
+		goto err_vcpu;
+	}
+	if (hv->be != &hv_backend_pvm) {
+		const struct kvm_cpuid_entry2 *ext = hv_cpuid_leaf(hv, 0x80000001, 0);
+
+		hv->huge_1g = ext && (ext->edx & (1u << 26));	/* pdpe1gb */
+	}
+	return 0;
+
+err_vcpu:
+	hv_vcpu_destroy(first);
+err:
+	hv_close(hv);
+	return r;
+}
+
+void hv_close(struct hv *hv)
+{
+	if (hv->vm_fd >= 0)
+		close(hv->vm_fd);
+	if (hv->kvm_fd >= 0)
+		close(hv->kvm_fd);
+	free(hv->cpuid);
+	hv->cpuid = NULL;
+	hv->vm_fd = hv->kvm_fd = -1;
+}
+
+int hv_set_memslot(struct hv *hv, uint32_t slot, uint64_t gpa, uint64_t size, void *hva)
+{
+	struct kvm_userspace_memory_region mr = {
+		.slot = slot,
+		.guest_phys_addr = gpa,
+		.memory_size = size,
+		.userspace_addr = (uintptr_t)hva,
+	};
+
+	return ioctl(hv->vm_fd, KVM_SET_USER_MEMORY_REGION, &mr) < 0 ? -errno : 0;
+}
+
+int hv_vcpu_create(struct hv *hv, struct hv_vcpu *vc, int id)
+{
+	memset(vc, 0, sizeof(*vc));
+	vc->hv = hv;
+	vc->id = id;
+	vc->fd = ioctl(hv->vm_fd, KVM_CREATE_VCPU, id);
+	if (vc->fd < 0)
+		return -errno;
+	vc->run = mmap(NULL, hv->run_size, PROT_READ | PROT_WRITE, MAP_SHARED, vc->fd, 0);
+	if (vc->run == MAP_FAILED) {
+		int err = -errno;
+
+		close(vc->fd);
+		vc->fd = -1;
+		return err;
+	}
+	return 0;
+}
+
+void hv_vcpu_destroy(struct hv_vcpu *vc)
+{
+	if (vc->fd < 0)
+		return;
+	munmap(vc->run, vc->hv->run_size);
+	close(vc->fd);
+	vc->fd = -1;
+}
+
+int hv_vcpu_get_regs(struct hv_vcpu *vc, hv_regs *r)
+{
+	return ioctl(vc->fd, KVM_GET_REGS, r) < 0 ? -errno : 0;
+}
+
+int hv_vcpu_set_regs(struct hv_vcpu *vc, const hv_regs *r)
+{
+	return ioctl(vc->fd, KVM_SET_REGS, r) < 0 ? -errno : 0;
+}
+
+int hv_get_msr(struct hv_vcpu *vc, uint32_t index, uint64_t *val)
+{
+	struct {
+		struct kvm_msrs h;
+		struct kvm_msr_entry e;
+	} m = { .h.nmsrs = 1, .e.index = index };
+	int n = ioctl(vc->fd, KVM_GET_MSRS, &m);
+
+	if (n < 0)
+		return -errno;
+	if (n != 1)
+		return -ENOENT;
+	*val = m.e.data;
+	return 0;
+}
+
+int hv_set_msr(struct hv_vcpu *vc, uint32_t index, uint64_t val)
+{
+	struct {
+		struct kvm_msrs h;
+		struct kvm_msr_entry e;
+	} m = { .h.nmsrs = 1, .e.index = index, .e.data = val };
+	int n = ioctl(vc->fd, KVM_SET_MSRS, &m);
+
+	if (n < 0)
+		return -errno;
+	return n == 1 ? 0 : -EINVAL;	/* KVM refused the value */
+}
+
+int hv_vcpu_set_fs_base(struct hv_vcpu *vc, uint64_t base)
+{
+	return hv_set_msr(vc, MSR_FS_BASE, base);
+}
+
+int hv_vcpu_reset_fpu(struct hv_vcpu *vc)
+{
+	struct kvm_fpu fpu = {
+		.fcw = 0x37f,		/* the x87 and SSE state a new thread starts with */
+		.mxcsr = 0x1f80,
+	};
+
+	return ioctl(vc->fd, KVM_SET_FPU, &fpu) < 0 ? -errno : 0;
+}
+
+static bool vector_has_error_code(int v)
+{
+	return v == 8 || (v >= 10 && v <= 14) || v == 17 || v == 21 || v == 29 || v == 30;
+}
+
+/* The exception stubs exit on IST1, so RSP points at the CPU-pushed frame. */
+static int read_frame(struct hv_vcpu *vc, struct hv_exit *ex)
+{
+	const uint64_t *sp = (const uint64_t *)(uintptr_t)ex->regs.rsp;
+	const char *ist = (const char *)vc->area + HV_AREA_IST;
+
+	if (vector_has_error_code(ex->vector))
+		ex->frame.error = *sp++;
+	if ((const char *)sp < ist || (const char *)(sp + 5) > ist + HV_IST_SIZE)
+		return -EFAULT;
+	ex->frame.rip = sp[0];
+	ex->frame.cs = sp[1];
+	ex->frame.rflags = sp[2];
+	ex->frame.rsp = sp[3];
+	ex->frame.ss = sp[4];
+	return 0;
+}
+
+static int io_exit(struct hv_vcpu *vc, struct hv_exit *ex)
+{
+	struct kvm_run *run = vc->run;
+	unsigned port = run->io.port;
+	struct kvm_sregs sregs;
+
+	if (run->io.direction != KVM_EXIT_IO_OUT)
+		return HV_EXIT_FAIL;
+	switch (port) {
+	case HV_PORT_SYSCALL:
+		return HV_EXIT_SYSCALL;
+	case HV_PORT_END:
+		return HV_EXIT_END;
+	case HV_PORT_PROBE:
+		return HV_EXIT_PROBE;
+	}
+	if (port < HV_PORT_VECTOR0 || port >= HV_PORT_VECTOR0 + 32)
+		return HV_EXIT_FAIL;
+	ex->vector = port - HV_PORT_VECTOR0;
+	if (read_frame(vc, ex) < 0)
+		return HV_EXIT_FAIL;
+	if (ex->vector == 14) {
+		if (ioctl(vc->fd, KVM_GET_SREGS, &sregs) < 0)
+			return HV_EXIT_FAIL;
+		ex->cr2 = sregs.cr2;
+	}
+	return HV_EXIT_EXCEPTION;
+}
+
+int hv_vcpu_run(struct hv_vcpu *vc, struct hv_exit *ex)
+{
+	memset(ex, 0, sizeof(*ex));
+	if (ioctl(vc->fd, KVM_RUN, 0) < 0) {
+		ex->err = errno;
+		if (errno == EINTR || errno == EAGAIN) {
+			ex->kind = HV_EXIT_SIGNAL;
+			return 0;
+		}
+		ex->kind = errno == EFAULT ? HV_EXIT_EFAULT : HV_EXIT_FAIL;
+		return hv_vcpu_get_regs(vc, &ex->regs);
+	}
+	ex->reason = vc->run->exit_reason;
+	switch (ex->reason) {
+	case KVM_EXIT_IO:
+		if (hv_vcpu_get_regs(vc, &ex->regs) < 0)
+			return -errno;
+		ex->kind = io_exit(vc, ex);
+		return 0;
+	case KVM_EXIT_INTR:
+		ex->kind = HV_EXIT_SIGNAL;
+		return 0;
+	default:	/* HLT, SHUTDOWN (triple fault), FAIL_ENTRY, INTERNAL_ERROR, MMIO... */
+		ex->kind = HV_EXIT_FAIL;
+		return hv_vcpu_get_regs(vc, &ex->regs);
+	}
+}

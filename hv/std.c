@@ -1,0 +1,73 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * kvm_intel and kvm_amd: hardware virtualisation, so guest CPL0 is real ring 0
+ * and supervisor pages have U=0. The guest runs the process's code, whose
+ * string and memory functions glibc picked for the host CPU (AVX and up), so
+ * the guest gets the host's XCR0 wherever KVM allows it.
+ */
+#include <errno.h>
+#include <sys/ioctl.h>
+
+#include "hv.h"
+#include "x86.h"
+
+static int is_amd(const struct hv *hv)
+{
+	const struct kvm_cpuid_entry2 *l0 = hv_cpuid_leaf(hv, 0, 0);
+
+	/* "AuthenticAMD", "HygonGenuine" */
+	return l0 && (l0->ebx == 0x68747541 || l0->ebx == 0x6f677948);
+}
+
+static int svm_detect(struct hv *hv, struct hv_vcpu *vc)
+{
+	(void)vc;
+	return is_amd(hv);
+}
+
+static int vmx_detect(struct hv *hv, struct hv_vcpu *vc)
+{
+	(void)vc;
+	return !is_amd(hv);
+}
+
+static uint64_t host_xcr0(void)
+{
+	uint32_t lo, hi;
+
+	__asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+	return (uint64_t)hi << 32 | lo;
+}
+
+static int std_vcpu_setup(struct hv_vcpu *vc, const struct hv_layout *lay)
+{
+	const struct kvm_cpuid_entry2 *l1 = hv_cpuid_leaf(vc->hv, 1, 0);
+	const struct kvm_cpuid_entry2 *xs = hv_cpuid_leaf(vc->hv, 0xd, 0);
+	struct kvm_xcrs xcrs = { .nr_xcrs = 1 };
+	uint64_t xcr0;
+
+	(void)lay;
+	if (!l1 || !(l1->ecx & (1u << 26)) || !(l1->ecx & (1u << 27)) || !xs)
+		return 0;	/* no XSAVE for the guest: SSE only */
+	xcr0 = host_xcr0() & ((uint64_t)xs->edx << 32 | xs->eax);
+	vc->sregs.cr4 |= CR4_OSXSAVE;
+	if (ioctl(vc->fd, KVM_SET_SREGS, &vc->sregs) < 0)
+		return -errno;
+	xcrs.xcrs[0].xcr = 0;
+	xcrs.xcrs[0].value = xcr0;
+	return ioctl(vc->fd, KVM_SET_XCRS, &xcrs) < 0 ? -errno : 0;
+}
+
+const struct hv_backend hv_backend_svm = {
+	.name = "kvm-svm",
+	.pte_user = 0,
+	.detect = svm_detect,
+	.vcpu_setup = std_vcpu_setup,
+};
+
+const struct hv_backend hv_backend_vmx = {
+	.name = "kvm-vmx",
+	.pte_user = 0,
+	.detect = vmx_detect,
+	.vcpu_setup = std_vcpu_setup,
+};

@@ -1,0 +1,221 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Architectural guest state common to every backend: a 64-bit CPL0 context with
+ * GVA == HVA, one IDT per VM whose gates exit to the runtime, and per vCPU a
+ * GDT and a TSS whose IST1 stack takes every exception frame.
+ */
+#include <errno.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <time.h>
+
+#include "hv.h"
+#include "x86.h"
+
+struct tss64 {
+	uint32_t reserved0;
+	uint64_t rsp[3];
+	uint64_t reserved1;
+	uint64_t ist[7];
+	uint64_t reserved2;
+	uint16_t reserved3;
+	uint16_t iomap_base;
+} __attribute__((packed));
+
+struct idt_gate {
+	uint16_t offset_lo;
+	uint16_t selector;
+	uint8_t ist;
+	uint8_t type_attr;
+	uint16_t offset_mid;
+	uint32_t offset_hi;
+	uint32_t reserved;
+} __attribute__((packed));
+
+void hv_idt_fill(void *idt)
+{
+	struct idt_gate *g = idt;
+
+	memset(idt, 0, HV_IDT_SIZE);
+	for (int v = 0; v < 32; v++) {
+		uint64_t off = (uintptr_t)hv_guest_vectors + v * HV_VECTOR_STUB;
+
+		g[v] = (struct idt_gate){
+			.offset_lo = off & 0xffff,
+			.selector = SEL_CODE,
+			.ist = 1,
+			.type_attr = 0xee,	/* present, DPL 3 (PVM wants it), interrupt gate */
+			.offset_mid = (off >> 16) & 0xffff,
+			.offset_hi = off >> 32,
+		};
+	}
+}
+
+static void gdt_fill(char *area)
+{
+	uint64_t *gdt = (uint64_t *)(area + HV_AREA_GDT);
+	struct tss64 *tss = (struct tss64 *)(area + HV_AREA_TSS);
+	uint64_t base = (uintptr_t)tss, limit = sizeof(*tss) - 1;
+	uint64_t ist_top = (uintptr_t)area + HV_AREA_IST + HV_IST_SIZE;
+
+	memset(gdt, 0, 10 * sizeof(*gdt));
+	gdt[SEL_CODE / 8] = 0x00af9b000000ffffull;	/* 64-bit code, DPL 0 */
+	gdt[SEL_DATA / 8] = 0x00cf93000000ffffull;	/* data, DPL 0 */
+	gdt[0x28 / 8] = 0x00cff3000000ffffull;		/* user data (STAR layout) */
+	gdt[0x30 / 8] = 0x00affb000000ffffull;		/* user 64-bit code */
+	gdt[SEL_TSS / 8] = limit | (base & 0xffffff) << 16 | 0x89ull << 40 |
+			   ((base >> 24) & 0xff) << 56;
+	gdt[SEL_TSS / 8 + 1] = base >> 32;
+
+	memset(tss, 0, sizeof(*tss));
+	tss->rsp[0] = ist_top;
+	tss->ist[0] = ist_top;
+	tss->iomap_base = sizeof(*tss);
+}
+
+static int setup_cpuid(struct hv_vcpu *vc)
+{
+	return ioctl(vc->fd, KVM_SET_CPUID2, vc->hv->cpuid) < 0 ? -errno : 0;
+}
+
+static int setup_sregs(struct hv_vcpu *vc, const struct hv_layout *lay)
+{
+	char *area = vc->area;
+	struct kvm_segment data = {
+		.limit = 0xffffffff,
+		.selector = SEL_DATA,
+		.type = 0x3,
+		.present = 1,
+		.db = 1,
+		.s = 1,
+		.g = 1,
+	};
+	struct kvm_sregs *s = &vc->sregs;
+
+	if (ioctl(vc->fd, KVM_GET_SREGS, s) < 0)
+		return -errno;
+	s->cs = (struct kvm_segment){
+		.limit = 0xffffffff,
+		.selector = SEL_CODE,
+		.type = 0xb,
+		.present = 1,
+		.s = 1,
+		.l = 1,
+		.g = 1,
+	};
+	s->ds = s->es = s->fs = s->gs = s->ss = data;
+	s->tr = (struct kvm_segment){
+		.base = (uintptr_t)area + HV_AREA_TSS,
+		.limit = sizeof(struct tss64) - 1,
+		.selector = SEL_TSS,
+		.type = 0xb,	/* busy 64-bit TSS */
+		.present = 1,
+	};
+	s->gdt.base = (uintptr_t)area + HV_AREA_GDT;
+	s->gdt.limit = 10 * 8 - 1;
+	s->idt.base = (uintptr_t)lay->idt;
+	s->idt.limit = HV_IDT_SIZE - 1;
+	s->cr0 = CR0_GUEST;
+	s->cr3 = lay->cr3;
+	s->cr4 = CR4_GUEST;
+	s->efer = EFER_GUEST;
+	return ioctl(vc->fd, KVM_SET_SREGS, s) < 0 ? -errno : 0;
+}
+
+static int setup_msrs(struct hv_vcpu *vc)
+{
+	int r = hv_set_msr(vc, MSR_STAR, STAR_GUEST);
+
+	if (!r)
+		r = hv_set_msr(vc, MSR_LSTAR, (uintptr_t)hv_guest_syscall);
+	if (!r)
+		r = hv_set_msr(vc, MSR_SYSCALL_MASK, SFMASK_GUEST);
+	return r;
+}
+
+/* kvmtool's order: CPUID before long-mode SREGS (newer kernels check it), then MSRs. */
+int hv_vcpu_setup(struct hv_vcpu *vc, const struct hv_layout *lay)
+{
+	int r;
+
+	gdt_fill(vc->area);
+	r = setup_cpuid(vc);
+	if (!r)
+		r = setup_sregs(vc, lay);
+	if (!r)
+		r = setup_msrs(vc);
+	if (!r)
+		r = vc->hv->be->vcpu_setup(vc, lay);
+	if (!r)
+		r = hv_vcpu_reset_fpu(vc);
+	return r;
+}
+
+static long now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000000000L + ts.tv_nsec;
+}
+
+/*
+ * A guest that KVM emulates instruction by instruction also "works", 10,000 times
+ * slower. Time a loop: natively it takes ~1 cycle per iteration; emulated, microseconds.
+ * Three tries, keeping the best, because a shared host can stall any single run.
+ */
+int hv_vcpu_probe_native(struct hv_vcpu *vc, long *ns)
+{
+	const long limit = HV_PROBE_LOOPS * 250L;	/* 250 ns per iteration */
+	char *ist_top = (char *)vc->area + HV_AREA_IST + HV_IST_SIZE;
+
+	*ns = -1;
+	for (int i = 0; i < 3; i++) {
+		hv_regs regs = {
+			.rip = (uintptr_t)hv_guest_probe,
+			.rsp = (uintptr_t)ist_top,
+			.rflags = 2,
+		};
+		struct hv_exit ex;
+		long t;
+		int r = hv_vcpu_set_regs(vc, &regs);
+
+		if (r < 0)
+			return r;
+		t = now_ns();
+		do
+			r = hv_vcpu_run(vc, &ex);
+		while (!r && ex.kind == HV_EXIT_SIGNAL);
+		t = now_ns() - t;
+		if (r < 0)
+			return r;
+		if (ex.kind != HV_EXIT_PROBE)
+			return -EIO;
+		if (*ns < 0 || t < *ns)
+			*ns = t;
+		if (t < limit)
+			return 0;
+	}
+	return -ENOEXEC;
+}
+
+int hv_vcpu_start(struct hv_vcpu *vc, void *(*fn)(void *), void *arg,
+		  void *stack_top, uint64_t fs_base)
+{
+	uint64_t *sp = (uint64_t *)((uintptr_t)stack_top & ~15ul) - 1;
+	hv_regs regs = {
+		.rip = (uintptr_t)fn,
+		.rdi = (uintptr_t)arg,
+		.rsp = (uintptr_t)sp,
+		.rflags = 2,
+	};
+	int r;
+
+	*sp = (uintptr_t)hv_guest_return;	/* fn's return address; RSP + 8 is 16-aligned */
+	r = hv_vcpu_set_fs_base(vc, fs_base);
+	if (!r)
+		r = hv_vcpu_reset_fpu(vc);
+	if (!r)
+		r = hv_vcpu_set_regs(vc, &regs);
+	return r;
+}

@@ -1,0 +1,88 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * libvthread: run chosen threads of an ordinary Linux process inside KVM vCPUs.
+ *
+ * The API mirrors pthreads: same shapes, same error numbers. A vthread runs the
+ * process's own code on its own stack at the same virtual addresses; its system
+ * calls are performed for it by a backing host thread, whose TLS it shares.
+ */
+#ifndef VTHREAD_H
+#define VTHREAD_H
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct vthread *vthread_t;
+
+/* Opaque; initialise with vthread_attr_init(). */
+typedef struct {
+	union {
+		unsigned char opaque[64];
+		long long align_;
+	};
+} vthread_attr_t;
+
+enum {
+	VTHREAD_CREATE_JOINABLE = 0,	/* same values as PTHREAD_CREATE_* */
+	VTHREAD_CREATE_DETACHED = 1,
+};
+
+/*
+ * Returns 0, or an error number as pthread_create would: EINVAL (NULL vt or fn,
+ * bad attribute), EAGAIN (no vCPU, thread or memory can be had), ENOSYS (no
+ * usable KVM on this machine; see vthread_backend_error()).
+ */
+int vthread_create(vthread_t *vt, const vthread_attr_t *attr,
+		   void *(*fn)(void *), void *arg);
+/* ESRCH: unknown vthread; EINVAL: detached or already being joined; EDEADLK: self. */
+int vthread_join(vthread_t vt, void **retval);
+int vthread_detach(vthread_t vt);
+/* Ends the calling vthread; called outside a vthread it is pthread_exit(). */
+void vthread_exit(void *retval) __attribute__((noreturn));
+/* The calling vthread, or NULL when called outside a vthread. */
+vthread_t vthread_self(void);
+int vthread_equal(vthread_t a, vthread_t b);
+
+int vthread_attr_init(vthread_attr_t *attr);
+int vthread_attr_destroy(vthread_attr_t *attr);
+/* EINVAL below PTHREAD_STACK_MIN, as pthread_attr_setstacksize. */
+int vthread_attr_setstacksize(vthread_attr_t *attr, size_t size);
+int vthread_attr_getstacksize(const vthread_attr_t *attr, size_t *size);
+/* A caller-owned stack [addr, addr + size); it must stay valid until the vthread ends. */
+int vthread_attr_setstack(vthread_attr_t *attr, void *addr, size_t size);
+int vthread_attr_getstack(const vthread_attr_t *attr, void **addr, size_t *size);
+int vthread_attr_setdetachstate(vthread_attr_t *attr, int state);
+int vthread_attr_getdetachstate(const vthread_attr_t *attr, int *state);
+
+/*
+ * "kvm-pvm", "kvm-vmx" or "kvm-svm", or NULL when no usable KVM was found, in
+ * which case vthread_backend_error() says why. The first call sets up the VM.
+ */
+const char *vthread_backend(void);
+const char *vthread_backend_error(void);
+
+/* Process-wide counters; the same figures VTHREAD_STATS=1 prints at exit. */
+struct vthread_stats {
+	unsigned long vthreads_created;
+	unsigned long vthreads_live;	/* created and not yet joined or reaped */
+	unsigned long vcpus;		/* vCPUs created; they are pooled and reused */
+	unsigned long vcpus_busy;
+	unsigned long memslots;
+	unsigned long runtime_bytes;	/* guest-visible runtime memory in use */
+	/* guest exits, by reason */
+	unsigned long exit_syscall;	/* forwarded system calls */
+	unsigned long exit_mirror;	/* page faults that grew the address-space mirror */
+	unsigned long exit_fault;	/* fatal faults */
+	unsigned long exit_end;		/* vthread returned or called vthread_exit */
+	unsigned long exit_signal;	/* KVM_RUN interrupted by a host signal */
+	unsigned long exit_other;
+};
+int vthread_get_stats(struct vthread_stats *st);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,219 @@
+/* SPDX-License-Identifier: MIT */
+/* The address-space mirror and its shared fault handler. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "mm.h"
+
+#define PTE_P	(1ull << 0)
+#define PTE_RW	(1ull << 1)
+#define PTE_PS	(1ull << 7)
+#define MM_MAPPED	(1u << 31)
+#define MM_NCHUNKS	(1u << (47 - MM_CHUNK_SHIFT))
+#define MM_MAX_SLOTS	65535	/* 46-bit guest-physical space in 1 GiB slots, slot 0 unused */
+
+static uint64_t slot_gpa(unsigned slot)
+{
+	return (uint64_t)(slot + 1) << MM_CHUNK_SHIFT;	/* GPA 0 stays unbacked */
+}
+
+static uint64_t pte_flags(struct mm *mm)
+{
+	return PTE_P | PTE_RW | mm->hv->be->pte_user;
+}
+
+/* Gives the chunk a memslot (guest-physical backing) if it has none; lock held. */
+static int chunk_slot(struct mm *mm, uint64_t c)
+{
+	uint64_t base = c << MM_CHUNK_SHIFT;
+	uint64_t size = MM_CHUNK;
+	struct mm_slot *s;
+	unsigned slot;
+	int r;
+
+	if (mm->chunk[c])
+		return (mm->chunk[c] & ~MM_MAPPED) - 1;
+	if (mm->nslots == MM_MAX_SLOTS)
+		return -ENOSPC;
+	if (mm->nslots == mm->slots_cap) {
+		unsigned cap = mm->slots_cap ? mm->slots_cap * 2 : 16;
+
+		s = realloc(mm->slots, cap * sizeof(*s));
+		if (!s)
+			return -ENOMEM;
+		mm->slots = s;
+		mm->slots_cap = cap;
+	}
+	if (base + size > MM_USER_TOP)
+		size = MM_USER_TOP - base;
+	slot = mm->nslots;
+	r = hv_set_memslot(mm->hv, slot, slot_gpa(slot), size, (void *)(uintptr_t)base);
+	if (r < 0)
+		return r;
+	mm->slots[slot] = (struct mm_slot){ .hva = base };
+	mm->nslots++;
+	mm->chunk[c] = slot + 1;
+	return slot;
+}
+
+uint64_t mm_gpa(struct mm *mm, const void *hva)
+{
+	uint64_t a = (uintptr_t)hva;
+	uint32_t e = mm->chunk[a >> MM_CHUNK_SHIFT] & ~MM_MAPPED;
+
+	return e ? slot_gpa(e - 1) + (a & (MM_CHUNK - 1)) : 0;
+}
+
+/* A page-table page: it needs guest-physical backing, not a guest-virtual mapping. */
+static uint64_t *pt_page(struct mm *mm)
+{
+	uint64_t *p = mm_arena_alloc(4096, 4096);
+
+	if (p && chunk_slot(mm, (uintptr_t)p >> MM_CHUNK_SHIFT) < 0) {
+		mm_arena_free(p);
+		return NULL;
+	}
+	return p;
+}
+
+/* Fills the lower table completely before linking it, so no present entry changes. */
+static int chunk_map(struct mm *mm, uint64_t c)
+{
+	unsigned i4 = c >> 9, i3 = c & 511;
+	uint64_t flags = pte_flags(mm);
+	int slot;
+
+	if (mm->chunk[c] & MM_MAPPED)
+		return 0;
+	slot = chunk_slot(mm, c);
+	if (slot < 0)
+		return slot;
+	if (!mm->pdpt[i4]) {
+		uint64_t *pdpt = pt_page(mm);
+
+		if (!pdpt)
+			return -ENOMEM;
+		mm->pdpt[i4] = pdpt;
+		__atomic_store_n(&mm->pml4[i4], mm_gpa(mm, pdpt) | flags, __ATOMIC_RELEASE);
+	}
+	if (mm->hv->huge_1g) {
+		__atomic_store_n(&mm->pdpt[i4][i3], slot_gpa(slot) | flags | PTE_PS,
+				 __ATOMIC_RELEASE);
+	} else {
+		uint64_t *pd = pt_page(mm);
+
+		if (!pd)
+			return -ENOMEM;
+		for (unsigned i = 0; i < 512; i++)
+			pd[i] = (slot_gpa(slot) + ((uint64_t)i << 21)) | flags | PTE_PS;
+		mm->slots[slot].pd = pd;
+		__atomic_store_n(&mm->pdpt[i4][i3], mm_gpa(mm, pd) | flags, __ATOMIC_RELEASE);
+	}
+	mm->chunk[c] |= MM_MAPPED;
+	return 0;
+}
+
+int mm_mirror_range(struct mm *mm, const void *addr, size_t len)
+{
+	uint64_t a = (uintptr_t)addr, end = a + len;
+	int r = 0;
+
+	if (end > MM_USER_TOP)
+		end = MM_USER_TOP;
+	pthread_mutex_lock(&mm->lock);
+	for (uint64_t c = a >> MM_CHUNK_SHIFT; !r && (c << MM_CHUNK_SHIFT) < end; c++)
+		r = chunk_map(mm, c);
+	pthread_mutex_unlock(&mm->lock);
+	return r;
+}
+
+int mm_mirror_process(struct mm *mm)
+{
+	FILE *f = fopen("/proc/self/maps", "re");
+	unsigned long lo, hi;
+	char line[512];
+	int r = 0;
+
+	if (!f)
+		return -errno;
+	while (!r && fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "%lx-%lx", &lo, &hi) == 2 && lo < MM_USER_TOP)
+			r = mm_mirror_range(mm, (void *)lo, hi - lo);
+	}
+	fclose(f);
+	return r;
+}
+
+int mm_init(struct mm *mm, struct hv *hv)
+{
+	pthread_mutexattr_t a;
+
+	memset(mm, 0, sizeof(*mm));
+	mm->hv = hv;
+	pthread_mutexattr_init(&a);
+	pthread_mutexattr_settype(&a, PTHREAD_MUTEX_RECURSIVE);
+	pthread_mutex_init(&mm->lock, &a);
+	pthread_mutexattr_destroy(&a);
+	mm->chunk = calloc(MM_NCHUNKS, sizeof(*mm->chunk));
+	if (!mm->chunk)
+		return -ENOMEM;
+	mm->pml4 = pt_page(mm);
+	return mm->pml4 ? 0 : -ENOMEM;
+}
+
+void mm_destroy(struct mm *mm)
+{
+	for (unsigned i = 0; i < mm->nslots; i++)
+		mm_arena_free(mm->slots[i].pd);
+	for (unsigned i = 0; i < 256; i++)
+		mm_arena_free(mm->pdpt[i]);
+	mm_arena_free(mm->pml4);
+	free(mm->slots);
+	free(mm->chunk);
+	pthread_mutex_destroy(&mm->lock);
+	memset(mm, 0, sizeof(*mm));
+}
+
+void *mm_alloc(struct mm *mm, size_t size, size_t align)
+{
+	void *p = mm_arena_alloc(size, align);
+
+	if (p && mm_mirror_range(mm, p, size) < 0) {
+		mm_arena_free(p);
+		return NULL;
+	}
+	return p;
+}
+
+void mm_free(void *p)
+{
+	mm_arena_free(p);
+}
+
+/* msync fails with ENOMEM exactly when part of the range is not mapped. */
+static bool host_mapped(uint64_t gva)
+{
+	return msync((void *)(uintptr_t)(gva & ~4095ull), 4096, MS_ASYNC) == 0 || errno != ENOMEM;
+}
+
+int mm_fault(struct mm *mm, uint64_t gva)
+{
+	uint64_t c = gva >> MM_CHUNK_SHIFT;
+	int r;
+
+	if (gva >= MM_USER_TOP)
+		return -EFAULT;
+	pthread_mutex_lock(&mm->lock);
+	if (mm->chunk[c] & MM_MAPPED)
+		r = -EEXIST;
+	else if (!host_mapped(gva))
+		r = -EFAULT;
+	else
+		r = chunk_map(mm, c);
+	pthread_mutex_unlock(&mm->lock);
+	return r;
+}

@@ -1,0 +1,63 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The address-space mirror: guest virtual == host virtual. Each 1 GiB chunk of
+ * the process's address space that holds mappings gets one memslot at a compact
+ * guest-physical address and guest page tables that map it whole. Entries only
+ * ever go from not present to present: a present entry rewritten is not seen by
+ * a shadow-paging backend. Functions return 0 or -errno and never print.
+ */
+#ifndef MM_H
+#define MM_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../hv/hv.h"
+
+#define MM_CHUNK_SHIFT	30
+#define MM_CHUNK	(1ull << MM_CHUNK_SHIFT)
+/* The end of user space; memslots must end at or below it. */
+#define MM_USER_TOP	0x7ffffffff000ull
+
+struct mm_slot {
+	uint64_t hva;	/* chunk base */
+	uint64_t *pd;	/* its page directory, NULL with 1 GiB pages */
+};
+
+struct mm {
+	pthread_mutex_t lock;		/* recursive: a page-table page may need a slot */
+	struct hv *hv;
+	uint64_t *pml4;
+	uint64_t *pdpt[256];		/* per lower-half PML4 entry */
+	uint32_t *chunk;		/* per chunk: slot + 1, MM_MAPPED once in the tables */
+	struct mm_slot *slots;
+	unsigned nslots, slots_cap;
+};
+
+/* arena.c: guest-visible runtime memory, from one jemalloc arena with our extents */
+int mm_arena_init(void);
+void *mm_arena_alloc(size_t size, size_t align);	/* zeroed */
+void mm_arena_free(void *p);
+size_t mm_arena_in_use(void);
+
+/* mirror.c */
+int mm_init(struct mm *mm, struct hv *hv);
+/* Forgets the VM's tables without ioctls; for a fork child and for init failure. */
+void mm_destroy(struct mm *mm);
+int mm_mirror_range(struct mm *mm, const void *addr, size_t len);
+int mm_mirror_process(struct mm *mm);
+uint64_t mm_gpa(struct mm *mm, const void *hva);
+/* Guest-visible runtime memory, mirrored before it is returned. */
+void *mm_alloc(struct mm *mm, size_t size, size_t align);
+void mm_free(void *p);
+
+/*
+ * The shared fault handler, for a guest page fault at gva: 0 when the chunk is
+ * now mirrored (retry the access), -EEXIST when it already was, -EFAULT when the
+ * process has nothing mapped there.
+ */
+int mm_fault(struct mm *mm, uint64_t gva);
+
+#endif

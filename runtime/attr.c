@@ -1,0 +1,124 @@
+/* SPDX-License-Identifier: MIT */
+/* vthread_attr_*: the pthread_attr_* subset that applies, with its error numbers. */
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <sys/resource.h>
+
+#include "rt.h"
+
+#define ATTR_MAGIC	0x76746872u	/* "vthr": catches attributes never initialised */
+
+_Static_assert(sizeof(struct rt_attr) <= sizeof(vthread_attr_t), "vthread_attr_t too small");
+
+/* As glibc: RLIMIT_STACK when it is finite, else a fixed default. */
+static size_t default_stacksize(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_STACK, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+	    rl.rlim_cur >= PTHREAD_STACK_MIN && rl.rlim_cur <= RT_STACK_MAX)
+		return (rl.rlim_cur + 4095) & ~4095ul;
+	return 8ul << 20;
+}
+
+const struct rt_attr *rt_attr(const vthread_attr_t *a)
+{
+	const struct rt_attr *ra = (const struct rt_attr *)a;
+
+	return ra && ra->magic == ATTR_MAGIC ? ra : NULL;
+}
+
+static struct rt_attr *attr_rw(vthread_attr_t *a)
+{
+	return (struct rt_attr *)rt_attr(a);
+}
+
+RT_API int vthread_attr_init(vthread_attr_t *a)
+{
+	struct rt_attr *ra = (struct rt_attr *)a;
+
+	if (!a)
+		return EINVAL;
+	*ra = (struct rt_attr){
+		.magic = ATTR_MAGIC,
+		.detach = VTHREAD_CREATE_JOINABLE,
+		.stacksize = default_stacksize(),
+	};
+	return 0;
+}
+
+RT_API int vthread_attr_destroy(vthread_attr_t *a)
+{
+	struct rt_attr *ra = attr_rw(a);
+
+	if (!ra)
+		return EINVAL;
+	ra->magic = 0;
+	return 0;
+}
+
+RT_API int vthread_attr_setstacksize(vthread_attr_t *a, size_t size)
+{
+	struct rt_attr *ra = attr_rw(a);
+
+	if (!ra || size < PTHREAD_STACK_MIN || size > RT_STACK_MAX)
+		return EINVAL;
+	ra->stacksize = size;
+	ra->stackaddr = NULL;
+	return 0;
+}
+
+RT_API int vthread_attr_getstacksize(const vthread_attr_t *a, size_t *size)
+{
+	const struct rt_attr *ra = rt_attr(a);
+
+	if (!ra || !size)
+		return EINVAL;
+	*size = ra->stacksize;
+	return 0;
+}
+
+RT_API int vthread_attr_setstack(vthread_attr_t *a, void *addr, size_t size)
+{
+	struct rt_attr *ra = attr_rw(a);
+
+	if (!ra || !addr || size < PTHREAD_STACK_MIN ||
+	    (uintptr_t)addr + size < (uintptr_t)addr)
+		return EINVAL;
+	ra->stackaddr = addr;
+	ra->stacksize = size;
+	return 0;
+}
+
+RT_API int vthread_attr_getstack(const vthread_attr_t *a, void **addr, size_t *size)
+{
+	const struct rt_attr *ra = rt_attr(a);
+
+	if (!ra || !addr || !size)
+		return EINVAL;
+	*addr = ra->stackaddr;
+	*size = ra->stacksize;
+	return 0;
+}
+
+RT_API int vthread_attr_setdetachstate(vthread_attr_t *a, int state)
+{
+	struct rt_attr *ra = attr_rw(a);
+
+	if (!ra || (state != VTHREAD_CREATE_JOINABLE && state != VTHREAD_CREATE_DETACHED))
+		return EINVAL;
+	ra->detach = state;
+	return 0;
+}
+
+RT_API int vthread_attr_getdetachstate(const vthread_attr_t *a, int *state)
+{
+	const struct rt_attr *ra = rt_attr(a);
+
+	if (!ra || !state)
+		return EINVAL;
+	*state = ra->detach;
+	return 0;
+}

@@ -1,0 +1,191 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * A vthread that faults is reported like kvmtool reports a dead guest (fault,
+ * address, registers, the symbol and code at RIP), then the process gets the
+ * signal the same fault would have raised in a pthread, so crash handlers, core
+ * dumps and a parent's waitpid() see what they would have seen.
+ */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "rt.h"
+
+struct report {
+	char buf[2048];
+	size_t len;
+};
+
+static void say(struct report *rp, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	if (rp->len >= sizeof(rp->buf))
+		return;
+	va_start(ap, fmt);
+	n = vsnprintf(rp->buf + rp->len, sizeof(rp->buf) - rp->len, fmt, ap);
+	va_end(ap);
+	if (n > 0)
+		rp->len += n;
+	if (rp->len > sizeof(rp->buf))
+		rp->len = sizeof(rp->buf);
+}
+
+/* stdio is not used: the guest may have died holding stderr's lock, which it
+ * shares with this thread. */
+static void flush(struct report *rp)
+{
+	if (write(STDERR_FILENO, rp->buf, rp->len) < 0)
+		return;
+	rp->len = 0;
+}
+
+int rt_copy_in(void *dst, const void *src, size_t n)
+{
+	struct iovec l = { dst, n }, r = { (void *)src, n };
+
+	return process_vm_readv(getpid(), &l, 1, &r, 1, 0) == (ssize_t)n ? 0 : -EFAULT;
+}
+
+int rt_copy_out(void *dst, const void *src, size_t n)
+{
+	struct iovec l = { (void *)src, n }, r = { dst, n };
+
+	return process_vm_writev(getpid(), &l, 1, &r, 1, 0) == (ssize_t)n ? 0 : -EFAULT;
+}
+
+static const struct {
+	int signo;
+	const char *name;
+} vectors[32] = {
+	[0] = { SIGFPE, "divide error" },
+	[1] = { SIGTRAP, "debug trap" },
+	[3] = { SIGTRAP, "breakpoint" },
+	[4] = { SIGSEGV, "overflow" },
+	[5] = { SIGSEGV, "bound range exceeded" },
+	[6] = { SIGILL, "invalid opcode" },
+	[7] = { SIGSEGV, "device not available" },
+	[8] = { SIGSEGV, "double fault" },
+	[10] = { SIGSEGV, "invalid TSS" },
+	[11] = { SIGBUS, "segment not present" },
+	[12] = { SIGBUS, "stack-segment fault" },
+	[13] = { SIGSEGV, "general protection fault" },
+	[14] = { SIGSEGV, "page fault" },
+	[16] = { SIGFPE, "x87 floating-point exception" },
+	[17] = { SIGBUS, "alignment check" },
+	[18] = { SIGBUS, "machine check" },
+	[19] = { SIGFPE, "SIMD floating-point exception" },
+};
+
+static int describe(struct report *rp, const struct hv_exit *ex, uint64_t *rip)
+{
+	int signo = SIGSEGV;
+
+	*rip = ex->regs.rip;
+	switch (ex->kind) {
+	case HV_EXIT_EXCEPTION:
+		*rip = ex->frame.rip;
+		if (vectors[ex->vector].name)
+			signo = vectors[ex->vector].signo;
+		say(rp, "%s: %s (vector %d)", strsignal(signo),
+		    vectors[ex->vector].name ? vectors[ex->vector].name : "exception", ex->vector);
+		if (ex->vector == 14)
+			say(rp, " at address 0x%llx (%s, %s)", (unsigned long long)ex->cr2,
+			    ex->frame.error & 16 ? "instruction fetch" :
+			    ex->frame.error & 2 ? "write" : "read",
+			    ex->frame.error & 1 ? "protection" : "not mapped");
+		else if (ex->frame.error)
+			say(rp, ", error code 0x%llx", (unsigned long long)ex->frame.error);
+		break;
+	case HV_EXIT_EFAULT:
+		say(rp, "%s: memory access refused by the host (unmapped or read-only memory;"
+			" this backend does not report the address)", strsignal(signo));
+		break;
+	default:
+		say(rp, "%s: the vCPU stopped (KVM exit reason %u, errno %d)", strsignal(signo),
+		    ex->reason, ex->err);
+		break;
+	}
+	return signo;
+}
+
+static void registers(struct report *rp, const hv_regs *r, uint64_t rip, uint64_t rsp,
+		      uint64_t rflags)
+{
+	Dl_info di;
+	unsigned char code[16];
+
+	say(rp, "\nlibvthread:   rip 0x%016llx", (unsigned long long)rip);
+	if (dladdr((void *)(uintptr_t)rip, &di) && di.dli_fname) {
+		if (di.dli_sname)
+			say(rp, " <%s+%#lx>", di.dli_sname, (unsigned long)(rip - (uintptr_t)di.dli_saddr));
+		say(rp, " in %s", di.dli_fname);
+	}
+	say(rp, "\nlibvthread:   rax 0x%016llx rbx 0x%016llx rcx 0x%016llx rdx 0x%016llx"
+		"\nlibvthread:   rsi 0x%016llx rdi 0x%016llx rbp 0x%016llx rsp 0x%016llx"
+		"\nlibvthread:   r8  0x%016llx r9  0x%016llx r10 0x%016llx r11 0x%016llx"
+		"\nlibvthread:   r12 0x%016llx r13 0x%016llx r14 0x%016llx r15 0x%016llx"
+		"\nlibvthread:   rflags 0x%llx",
+	    r->rax, r->rbx, r->rcx, r->rdx, r->rsi, r->rdi, r->rbp,
+	    (unsigned long long)rsp, r->r8, r->r9, r->r10, r->r11, r->r12, r->r13, r->r14,
+	    r->r15, (unsigned long long)rflags);
+	if (rt_copy_in(code, (void *)(uintptr_t)rip, sizeof(code)) == 0) {
+		say(rp, "\nlibvthread:   code at rip:");
+		for (size_t i = 0; i < sizeof(code); i++)
+			say(rp, " %02x", code[i]);
+	}
+	say(rp, "\n");
+}
+
+/* As the kernel forces a fault's signal: unblocked, and deadly if ignored. */
+static void __attribute__((noreturn)) raise_fault_signal(int signo)
+{
+	struct sigaction sa;
+	sigset_t set;
+
+	sigaction(signo, NULL, &sa);
+	if (sa.sa_handler == SIG_IGN)
+		signal(signo, SIG_DFL);
+	sigemptyset(&set);
+	sigaddset(&set, signo);
+	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+	pthread_kill(pthread_self(), signo);
+	/* A handler returned: a pthread would fault again at once; end as that ends. */
+	signal(signo, SIG_DFL);
+	pthread_kill(pthread_self(), signo);
+	abort();
+}
+
+void rt_fault(struct vthread *vt, const struct hv_exit *ex)
+{
+	struct report rp = { .len = 0 };
+	uint64_t rip;
+	int signo;
+
+	say(&rp, "libvthread: vthread %llu (tid %d) ", (unsigned long long)vt->id, gettid());
+	signo = describe(&rp, ex, &rip);
+	if (ex->kind == HV_EXIT_EXCEPTION)
+		registers(&rp, &ex->regs, rip, ex->frame.rsp, ex->frame.rflags);
+	else
+		registers(&rp, &ex->regs, rip, ex->regs.rsp, ex->regs.rflags);
+	flush(&rp);
+	raise_fault_signal(signo);
+}
+
+void rt_die(struct vthread *vt, const char *what, int err)
+{
+	struct report rp = { .len = 0 };
+
+	say(&rp, "libvthread: vthread %llu: internal error: %s%s%s\n",
+	    (unsigned long long)vt->id, what, err < 0 ? ": " : "", err < 0 ? strerror(-err) : "");
+	flush(&rp);
+	abort();
+}

@@ -1,0 +1,176 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Process-wide state, set up on first use: the guest-memory arena, the VM, the
+ * mirror of the address space as it is now, the IDT and the first vCPU, which
+ * must prove that it executes natively before anything runs on it.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "rt.h"
+
+struct rt rt = {
+	.lock = PTHREAD_MUTEX_INITIALIZER,
+	.pool_lock = PTHREAD_MUTEX_INITIALIZER,
+	.registry = { .prev = &rt.registry, .next = &rt.registry },
+};
+
+static bool arena_ready, atfork_ready;
+
+static void debug_why(void)
+{
+	if (rt.debug)
+		fprintf(stderr, "libvthread: no usable KVM: %s\n", rt.why);
+}
+
+/* The VM belongs to the parent's address space; a child starts afresh. */
+static void atfork_prepare(void)
+{
+	pthread_mutex_lock(&rt.lock);
+	pthread_mutex_lock(&rt.pool_lock);
+	if (rt.state == RT_READY)
+		pthread_mutex_lock(&rt.mm.lock);
+}
+
+static void atfork_parent(void)
+{
+	if (rt.state == RT_READY)
+		pthread_mutex_unlock(&rt.mm.lock);
+	pthread_mutex_unlock(&rt.pool_lock);
+	pthread_mutex_unlock(&rt.lock);
+}
+
+static void atfork_child(void)
+{
+	if (rt.state == RT_READY) {
+		rt_vcpu_forget_all();
+		mm_arena_free(rt.idt);
+		rt.idt = NULL;
+		pthread_mutex_unlock(&rt.mm.lock);
+		mm_destroy(&rt.mm);
+		hv_close(&rt.hv);
+	}
+	pthread_mutex_unlock(&rt.pool_lock);
+	/* The parent's vthreads do not exist here: their handles become unknown. */
+	rt.registry.prev = rt.registry.next = &rt.registry;
+	rt.live = 0;
+	rt.state = RT_UNINIT;
+	pthread_mutex_unlock(&rt.lock);
+}
+
+static void fail(const char *what, int err)
+{
+	snprintf(rt.why, sizeof(rt.why), "%s: %s", what, strerror(-err));
+}
+
+static int init_locked(void)
+{
+	const char *dev = getenv("VTHREAD_KVM");
+	struct hv_vcpu *first = calloc(1, sizeof(*first));
+	long ns;
+	int r;
+
+	if (!first)
+		return -EAGAIN;
+	first->fd = -1;
+	if (!arena_ready) {
+		r = mm_arena_init();
+		if (r < 0) {
+			free(first);
+			fail("cannot create the jemalloc arena", r);
+			return -ENOSYS;
+		}
+		arena_ready = true;
+	}
+	r = hv_open(&rt.hv, dev && *dev ? dev : "/dev/kvm", first, rt.why, sizeof(rt.why));
+	if (r < 0) {
+		free(first);
+		return -ENOSYS;
+	}
+	r = mm_init(&rt.mm, &rt.hv);
+	if (!r)
+		r = mm_mirror_process(&rt.mm);
+	if (r < 0) {
+		fail("cannot mirror the address space", r);
+		goto err;
+	}
+	rt.idt = mm_alloc(&rt.mm, HV_IDT_SIZE, 4096);
+	if (!rt.idt) {
+		fail("cannot allocate the IDT", -ENOMEM);
+		goto err;
+	}
+	hv_idt_fill(rt.idt);
+	r = rt_vcpu_new(first);
+	if (r < 0) {
+		fail("cannot set up a vCPU", r);
+		goto err;
+	}
+	r = hv_vcpu_probe_native(first, &ns);
+	if (r < 0) {
+		if (r == -ENOEXEC)
+			snprintf(rt.why, sizeof(rt.why),
+				 "%s does not execute the guest natively (%d-iteration loop took %ld us)",
+				 rt.hv.be->name, HV_PROBE_LOOPS, ns / 1000);
+		else
+			fail("the native-execution probe failed", r);
+		goto err;
+	}
+	if (rt.debug)
+		fprintf(stderr, "libvthread: backend %s, %u memslots, native probe %ld us\n",
+			rt.hv.be->name, rt.mm.nslots, ns / 1000);
+	rt_vcpu_put(first);
+	return 0;
+
+err:
+	if (rt.nvcpus) {
+		rt_vcpu_forget_all();	/* first is in the pool's list */
+	} else {
+		hv_vcpu_destroy(first);
+		free(first);
+	}
+	mm_arena_free(rt.idt);
+	rt.idt = NULL;
+	mm_destroy(&rt.mm);
+	hv_close(&rt.hv);
+	return -ENOSYS;
+}
+
+int rt_init(void)
+{
+	int r = 0;
+
+	pthread_mutex_lock(&rt.lock);
+	if (rt.state == RT_UNINIT) {
+		const char *d = getenv("VTHREAD_DEBUG"), *s = getenv("VTHREAD_STATS");
+
+		rt.debug = d && *d && strcmp(d, "0");
+		if (!atfork_ready) {
+			pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
+			if (s && *s && strcmp(s, "0"))
+				atexit(rt_stats_at_exit);
+			atfork_ready = true;
+		}
+		r = init_locked();
+		rt.state = r ? RT_FAILED : RT_READY;
+		if (r)
+			debug_why();
+	} else if (rt.state == RT_FAILED) {
+		r = -ENOSYS;
+	}
+	pthread_mutex_unlock(&rt.lock);
+	return r;
+}
+
+RT_API const char *vthread_backend(void)
+{
+	return rt_init() ? NULL : rt.hv.be->name;
+}
+
+RT_API const char *vthread_backend_error(void)
+{
+	return rt_init() ? rt.why : NULL;
+}

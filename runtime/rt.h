@@ -1,0 +1,104 @@
+/* SPDX-License-Identifier: MIT */
+/* The runtime: process-wide state, vthread life cycle, exit dispatch (private). */
+#ifndef RT_H
+#define RT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "../include/vthread.h"
+#include "../hv/hv.h"
+#include "../mm/mm.h"
+
+#define RT_API __attribute__((visibility("default")))
+
+enum rt_state { RT_UNINIT, RT_READY, RT_FAILED };
+
+enum rt_exit_counter {
+	RT_EXIT_SYSCALL,
+	RT_EXIT_MIRROR,
+	RT_EXIT_FAULT,
+	RT_EXIT_END,
+	RT_EXIT_SIGNAL,
+	RT_EXIT_OTHER,
+	RT_EXIT_NR
+};
+
+/* Stacks come from 1 GiB arena regions; larger ones must be given with setstack. */
+#define RT_STACK_MAX	(512ul << 20)
+#define RT_GUARD	4096ul
+
+struct rt_attr {
+	uint32_t magic;
+	int detach;
+	size_t stacksize;
+	void *stackaddr;	/* NULL: the runtime allocates the stack */
+};
+
+/* attr.c: the attribute behind a, or NULL if a was not initialised */
+const struct rt_attr *rt_attr(const vthread_attr_t *a);
+
+struct vthread {
+	struct vthread *prev, *next;	/* registry of handles, under rt.lock */
+	uint64_t id;
+	void *(*fn)(void *);
+	void *arg;
+	void *retval;
+	pthread_t host;			/* the backing host thread */
+	struct hv_vcpu *vcpu;
+	char *stack;			/* lowest address, guard page included if ours */
+	size_t stack_size;
+	bool own_stack;
+	bool detached, joining, finished;	/* under rt.lock */
+	uint64_t fs_base;		/* the guest's, normally the backing thread's */
+};
+
+struct rt {
+	pthread_mutex_t lock;		/* state, pool, registry */
+	enum rt_state state;
+	char why[256];			/* why the runtime is unusable */
+	bool debug;
+	struct hv hv;
+	struct mm mm;
+	void *idt;
+	pthread_mutex_t pool_lock;
+	struct hv_vcpu **vcpus;		/* every vCPU, max_vcpus slots */
+	struct hv_vcpu **idle;		/* the pool's idle ones */
+	unsigned nvcpus, nidle;
+	struct vthread registry;	/* list head */
+	uint64_t next_id;
+	atomic_ulong created, live;
+	atomic_ulong exits[RT_EXIT_NR];
+};
+
+extern struct rt rt;
+extern __thread struct vthread *rt_current __attribute__((tls_model("initial-exec")));
+
+/* init.c */
+int rt_init(void);	/* 0, or -ENOSYS with rt.why set */
+
+/* vcpu.c: the vCPU pool */
+int rt_vcpu_get(struct hv_vcpu **vc);
+void rt_vcpu_put(struct hv_vcpu *vc);
+int rt_vcpu_new(struct hv_vcpu *vc);
+void rt_vcpu_forget_all(void);
+
+/* dispatch.c */
+void rt_dispatch(struct vthread *vt);
+
+/* syscall.c: true when the call ends the vthread */
+bool rt_syscall_forward(struct vthread *vt, hv_regs *regs);
+
+/* fault.c */
+/* Copies to or from guest memory without faulting the host: 0 or -EFAULT. */
+int rt_copy_out(void *dst, const void *src, size_t n);
+int rt_copy_in(void *dst, const void *src, size_t n);
+void rt_fault(struct vthread *vt, const struct hv_exit *ex) __attribute__((noreturn));
+void rt_die(struct vthread *vt, const char *what, int err) __attribute__((noreturn));
+
+/* stats.c */
+void rt_stats_at_exit(void);
+
+#endif

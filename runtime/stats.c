@@ -1,0 +1,48 @@
+/* SPDX-License-Identifier: MIT */
+/* Counters: vthread_get_stats() and the VTHREAD_STATS=1 report at exit. */
+#include <errno.h>
+#include <stdio.h>
+#include <unistd.h>
+
+#include "rt.h"
+
+RT_API int vthread_get_stats(struct vthread_stats *st)
+{
+	if (!st)
+		return EINVAL;
+	pthread_mutex_lock(&rt.pool_lock);
+	*st = (struct vthread_stats){
+		.vthreads_created = rt.created,
+		.vthreads_live = rt.live,
+		.vcpus = rt.nvcpus,
+		.vcpus_busy = rt.nvcpus - rt.nidle,
+		.memslots = rt.state == RT_READY ? rt.mm.nslots : 0,
+		.runtime_bytes = mm_arena_in_use(),
+		.exit_syscall = rt.exits[RT_EXIT_SYSCALL],
+		.exit_mirror = rt.exits[RT_EXIT_MIRROR],
+		.exit_fault = rt.exits[RT_EXIT_FAULT],
+		.exit_end = rt.exits[RT_EXIT_END],
+		.exit_signal = rt.exits[RT_EXIT_SIGNAL],
+		.exit_other = rt.exits[RT_EXIT_OTHER],
+	};
+	pthread_mutex_unlock(&rt.pool_lock);
+	return 0;
+}
+
+void rt_stats_at_exit(void)
+{
+	struct vthread_stats s;
+	char buf[768];
+	int n;
+
+	vthread_get_stats(&s);
+	n = snprintf(buf, sizeof(buf),
+		     "libvthread stats: backend %s\n"
+		     "  vthreads created %lu, live %lu; vCPUs %lu; memslots %lu; runtime memory %lu KiB\n"
+		     "  exits: syscall %lu, mirror %lu, fault %lu, end %lu, signal %lu, other %lu\n",
+		     rt.state == RT_READY ? rt.hv.be->name : "none", s.vthreads_created,
+		     s.vthreads_live, s.vcpus, s.memslots, s.runtime_bytes >> 10, s.exit_syscall,
+		     s.exit_mirror, s.exit_fault, s.exit_end, s.exit_signal, s.exit_other);
+	if (n > 0 && write(STDERR_FILENO, buf, n) < 0)
+		return;
+}

@@ -1,0 +1,234 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The vthread life cycle. Each vthread has a backing host thread, created fresh
+ * as a pthread would be, so that TLS, errno, the stack-protector canary and
+ * pthread keys behave as in a pthread: the guest's FS base is the backing
+ * thread's. The backing thread runs the vCPU and performs the guest's system
+ * calls; joining a vthread is joining it.
+ */
+#define _GNU_SOURCE
+#include <asm/prctl.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "rt.h"
+
+/* Host stack of a backing thread: the exit loop, reports and host signal handlers. */
+#define RT_HOST_STACK	(256ul << 10)
+
+__thread struct vthread *rt_current __attribute__((tls_model("initial-exec")));
+
+/* Registry of live handles, under rt.lock: bad handles get ESRCH, not a crash. */
+static void registry_add(struct vthread *vt)
+{
+	vt->next = rt.registry.next;
+	vt->prev = &rt.registry;
+	rt.registry.next->prev = vt;
+	rt.registry.next = vt;
+}
+
+static void registry_del(struct vthread *vt)
+{
+	vt->prev->next = vt->next;
+	vt->next->prev = vt->prev;
+	rt.live--;
+}
+
+static bool registry_has(const struct vthread *vt)
+{
+	for (const struct vthread *v = rt.registry.next; v != &rt.registry; v = v->next)
+		if (v == vt)
+			return true;
+	return false;
+}
+
+static int stack_alloc(struct vthread *vt, const struct rt_attr *a)
+{
+	if (a->stackaddr) {
+		vt->stack = a->stackaddr;
+		vt->stack_size = a->stacksize;
+		return mm_mirror_range(&rt.mm, vt->stack, vt->stack_size) < 0 ? -EAGAIN : 0;
+	}
+	vt->stack_size = ((a->stacksize + 4095) & ~4095ul) + RT_GUARD;
+	vt->stack = mm_alloc(&rt.mm, vt->stack_size, 4096);
+	if (!vt->stack)
+		return -EAGAIN;
+	vt->own_stack = true;
+	/* The guard page turns an overflow into SIGSEGV, as with a pthread's stack. */
+	mprotect(vt->stack, RT_GUARD, PROT_NONE);
+	return 0;
+}
+
+static void stack_free(struct vthread *vt)
+{
+	if (!vt->own_stack)
+		return;
+	mprotect(vt->stack, RT_GUARD, PROT_READ | PROT_WRITE);
+	mm_free(vt->stack);
+}
+
+static void *backing_main(void *p)
+{
+	struct vthread *vt = p;
+	unsigned long fs;
+	int r;
+
+	rt_current = vt;
+	syscall(SYS_arch_prctl, ARCH_GET_FS, &fs);
+	vt->fs_base = fs;
+	r = hv_vcpu_start(vt->vcpu, vt->fn, vt->arg, vt->stack + vt->stack_size, fs);
+	if (r < 0)
+		rt_die(vt, "cannot start its vCPU", r);
+	rt_dispatch(vt);
+
+	rt_vcpu_put(vt->vcpu);
+	stack_free(vt);
+	pthread_mutex_lock(&rt.lock);
+	vt->finished = true;
+	if (vt->detached) {
+		registry_del(vt);
+		free(vt);
+	}
+	pthread_mutex_unlock(&rt.lock);
+	return NULL;
+}
+
+static int start(struct vthread *vt, const struct rt_attr *a)
+{
+	pthread_attr_t pa;
+	int r;
+
+	pthread_attr_init(&pa);
+	pthread_attr_setstacksize(&pa, RT_HOST_STACK);
+	pthread_attr_setdetachstate(&pa, a->detach == VTHREAD_CREATE_DETACHED ?
+					     PTHREAD_CREATE_DETACHED : PTHREAD_CREATE_JOINABLE);
+	pthread_mutex_lock(&rt.lock);
+	vt->id = ++rt.next_id;
+	vt->detached = a->detach == VTHREAD_CREATE_DETACHED;
+	registry_add(vt);
+	rt.live++;
+	pthread_mutex_unlock(&rt.lock);
+	r = pthread_create(&vt->host, &pa, backing_main, vt);
+	pthread_attr_destroy(&pa);
+	if (r) {
+		pthread_mutex_lock(&rt.lock);
+		registry_del(vt);
+		pthread_mutex_unlock(&rt.lock);
+	}
+	return r;
+}
+
+RT_API int vthread_create(vthread_t *out, const vthread_attr_t *attr,
+			  void *(*fn)(void *), void *arg)
+{
+	vthread_attr_t def;
+	const struct rt_attr *a;
+	struct vthread *vt;
+	int r;
+
+	if (!out || !fn)
+		return EINVAL;
+	if (!attr) {
+		vthread_attr_init(&def);
+		attr = &def;
+	}
+	a = rt_attr(attr);
+	if (!a)
+		return EINVAL;
+	if (rt_init() < 0)
+		return ENOSYS;
+	vt = calloc(1, sizeof(*vt));
+	if (!vt)
+		return EAGAIN;
+	vt->fn = fn;
+	vt->arg = arg;
+	r = stack_alloc(vt, a);
+	if (r < 0)
+		goto err;
+	r = rt_vcpu_get(&vt->vcpu);
+	if (r < 0)
+		goto err_stack;
+	r = start(vt, a);
+	if (r)
+		goto err_vcpu;
+	rt.created++;
+	*out = vt;
+	return 0;
+
+err_vcpu:
+	rt_vcpu_put(vt->vcpu);
+err_stack:
+	stack_free(vt);
+err:
+	free(vt);
+	return EAGAIN;
+}
+
+RT_API int vthread_join(vthread_t vt, void **retval)
+{
+	pthread_mutex_lock(&rt.lock);
+	if (!registry_has(vt)) {
+		pthread_mutex_unlock(&rt.lock);
+		return ESRCH;
+	}
+	if (vt == rt_current) {
+		pthread_mutex_unlock(&rt.lock);
+		return EDEADLK;
+	}
+	if (vt->detached || vt->joining) {
+		pthread_mutex_unlock(&rt.lock);
+		return EINVAL;
+	}
+	vt->joining = true;
+	pthread_mutex_unlock(&rt.lock);
+
+	pthread_join(vt->host, NULL);
+	pthread_mutex_lock(&rt.lock);
+	registry_del(vt);
+	pthread_mutex_unlock(&rt.lock);
+	if (retval)
+		*retval = vt->retval;
+	free(vt);
+	return 0;
+}
+
+RT_API int vthread_detach(vthread_t vt)
+{
+	int r = 0;
+
+	pthread_mutex_lock(&rt.lock);
+	if (!registry_has(vt)) {
+		r = ESRCH;
+	} else if (vt->detached || vt->joining) {
+		r = EINVAL;
+	} else {
+		vt->detached = true;
+		pthread_detach(vt->host);
+		if (vt->finished) {
+			registry_del(vt);
+			free(vt);
+		}
+	}
+	pthread_mutex_unlock(&rt.lock);
+	return r;
+}
+
+RT_API void vthread_exit(void *retval)
+{
+	if (!rt_current)
+		pthread_exit(retval);
+	hv_guest_end(retval);
+}
+
+RT_API vthread_t vthread_self(void)
+{
+	return rt_current;
+}
+
+RT_API int vthread_equal(vthread_t a, vthread_t b)
+{
+	return a == b;
+}

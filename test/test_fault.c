@@ -1,0 +1,160 @@
+/* SPDX-License-Identifier: MIT */
+/* A faulting vthread is reported and raises the signal a faulting pthread would. */
+#define _GNU_SOURCE
+#include <signal.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "common.h"
+
+/* Runs fn as a vthread in a child; returns its termination signal and stderr. */
+static int crash_in_child(void *(*fn)(void *), char *report, size_t len)
+{
+	struct rlimit no_core = { 0, 0 };
+	int p[2], status;
+	size_t got = 0;
+	ssize_t n;
+	pid_t pid;
+
+	ck_assert_int_eq(pipe(p), 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		vthread_t vt;
+
+		setrlimit(RLIMIT_CORE, &no_core);
+		dup2(p[1], STDERR_FILENO);
+		close(p[0]);
+		if (vthread_create(&vt, NULL, fn, NULL) != 0)
+			_exit(100);
+		vthread_join(vt, NULL);
+		_exit(101);	/* survived: the test fails on the exit status */
+	}
+	close(p[1]);
+	while (got < len - 1 && (n = read(p[0], report + got, len - 1 - got)) > 0)
+		got += n;
+	report[got] = 0;
+	close(p[0]);
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert_msg(WIFSIGNALED(status), "child exited with %d, report: %s",
+		      WIFEXITED(status) ? WEXITSTATUS(status) : -1, report);
+	return WTERMSIG(status);
+}
+
+/* Deliberate: UBSan would stop it before the vCPU could fault. */
+__attribute__((noinline, no_sanitize("undefined"))) void *deref_null(void *arg)
+{
+	(void)arg;
+	return (void *)(uintptr_t)*(volatile int *)0;
+}
+
+START_TEST(test_null_dereference_raises_sigsegv_with_report)
+{
+	char report[4096];
+
+	require_backend();
+	ck_assert_int_eq(crash_in_child(deref_null, report, sizeof(report)), SIGSEGV);
+	ck_assert_msg(strstr(report, "vthread 1 "), "%s", report);
+	ck_assert_msg(strstr(report, "page fault"), "%s", report);
+	ck_assert_msg(strstr(report, "at address 0x0 (read"), "%s", report);
+	ck_assert_msg(strstr(report, "<deref_null+"), "%s", report);
+	ck_assert_msg(strstr(report, "rsp 0x"), "%s", report);
+}
+END_TEST
+
+static const char rodata[16] = "read only";
+
+__attribute__((noinline)) void *write_rodata(void *arg)
+{
+	(void)arg;
+	((volatile char *)rodata)[3] = 'x';
+	return NULL;
+}
+
+START_TEST(test_write_to_readonly_memory_raises_sigsegv)
+{
+	char report[4096];
+
+	require_backend();
+	ck_assert_int_eq(crash_in_child(write_rodata, report, sizeof(report)), SIGSEGV);
+	ck_assert_msg(strstr(report, "<write_rodata+"), "%s", report);
+}
+END_TEST
+
+__attribute__((noinline)) void *execute_ud2(void *arg)
+{
+	(void)arg;
+	__asm__ volatile("ud2");
+	return NULL;
+}
+
+START_TEST(test_invalid_opcode_raises_sigill)
+{
+	char report[4096];
+
+	require_backend();
+	ck_assert_int_eq(crash_in_child(execute_ud2, report, sizeof(report)), SIGILL);
+	ck_assert_msg(strstr(report, "invalid opcode"), "%s", report);
+	ck_assert_msg(strstr(report, "code at rip: 0f 0b"), "%s", report);
+}
+END_TEST
+
+/* In assembly: GCC computes 1 / x without a division instruction. */
+__attribute__((noinline)) void *divide_by_zero(void *arg)
+{
+	long q;
+
+	__asm__ volatile("xor %%ecx, %%ecx; mov $1, %%eax; cqo; idiv %%rcx"
+			 : "=a"(q) : : "rcx", "rdx");
+	return (void *)(q + (intptr_t)arg);
+}
+
+START_TEST(test_divide_error_raises_sigfpe)
+{
+	char report[4096];
+
+	require_backend();
+	ck_assert_int_eq(crash_in_child(divide_by_zero, report, sizeof(report)), SIGFPE);
+	ck_assert_msg(strstr(report, "divide error"), "%s", report);
+}
+END_TEST
+
+static volatile int depth_limit = 1 << 30;	/* never reached: the stack ends first */
+
+__attribute__((noinline)) void *overflow_stack(void *arg)
+{
+	volatile char pad[4096];
+	intptr_t depth = (intptr_t)arg;
+
+	pad[0] = (char)depth;
+	if (depth >= depth_limit)
+		return NULL;
+	return (char *)overflow_stack((void *)(depth + 1)) + pad[0];
+}
+
+START_TEST(test_stack_overflow_hits_the_guard_page)
+{
+	char report[4096];
+
+	require_backend();
+	ck_assert_int_eq(crash_in_child(overflow_stack, report, sizeof(report)), SIGSEGV);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("fault");
+	TCase *tc = tcase_create("fault");
+
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, test_null_dereference_raises_sigsegv_with_report);
+	tcase_add_test(tc, test_write_to_readonly_memory_raises_sigsegv);
+	tcase_add_test(tc, test_invalid_opcode_raises_sigill);
+	tcase_add_test(tc, test_divide_error_raises_sigfpe);
+	tcase_add_test(tc, test_stack_overflow_hits_the_guard_page);
+	suite_add_tcase(s, tc);
+	return run_suite(s);
+}

@@ -1,0 +1,277 @@
+/* SPDX-License-Identifier: MIT */
+/* Create, join, detach, exit, self and equal, with pthread's error numbers. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdint.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common.h"
+
+static void *return_arg_plus_one(void *arg)
+{
+	return (char *)arg + 1;
+}
+
+START_TEST(test_join_returns_value)
+{
+	vthread_t vt;
+	void *ret = NULL;
+
+	require_backend();
+	ck_assert_int_eq(vthread_create(&vt, NULL, return_arg_plus_one, (void *)41), 0);
+	ck_assert_int_eq(vthread_join(vt, &ret), 0);
+	ck_assert_ptr_eq(ret, (void *)42);
+}
+END_TEST
+
+#define MANY 64
+#define ELEMS 4096
+static uint64_t squares[MANY][ELEMS];
+
+static void *fill_squares(void *arg)
+{
+	uintptr_t i = (uintptr_t)arg;
+	uint64_t sum = 0;
+
+	for (uint64_t j = 0; j < ELEMS; j++) {
+		squares[i][j] = (i + 1) * j * j;
+		sum += squares[i][j];
+	}
+	return (void *)(uintptr_t)sum;
+}
+
+START_TEST(test_64_vthreads_compute_into_shared_arrays)
+{
+	vthread_t vt[MANY];
+
+	require_backend();
+	for (uintptr_t i = 0; i < MANY; i++)
+		ck_assert_int_eq(vthread_create(&vt[i], NULL, fill_squares, (void *)i), 0);
+	for (uintptr_t i = 0; i < MANY; i++) {
+		void *ret;
+		uint64_t expect = 0;
+
+		ck_assert_int_eq(vthread_join(vt[i], &ret), 0);
+		for (uint64_t j = 0; j < ELEMS; j++) {
+			ck_assert_uint_eq(squares[i][j], (i + 1) * j * j);
+			expect += (i + 1) * j * j;
+		}
+		ck_assert_uint_eq((uintptr_t)ret, expect);
+	}
+}
+END_TEST
+
+static void *exit_early(void *arg)
+{
+	vthread_exit((char *)arg + 7);
+	return NULL;
+}
+
+START_TEST(test_vthread_exit_gives_join_its_value)
+{
+	vthread_t vt;
+	void *ret;
+
+	require_backend();
+	ck_assert_int_eq(vthread_create(&vt, NULL, exit_early, (void *)1), 0);
+	ck_assert_int_eq(vthread_join(vt, &ret), 0);
+	ck_assert_ptr_eq(ret, (void *)8);
+}
+END_TEST
+
+static void *report_self(void *arg)
+{
+	*(vthread_t *)arg = vthread_self();
+	return NULL;
+}
+
+START_TEST(test_self_and_equal)
+{
+	vthread_t vt, seen = NULL;
+
+	require_backend();
+	ck_assert_ptr_null(vthread_self());
+	ck_assert_int_eq(vthread_create(&vt, NULL, report_self, &seen), 0);
+	ck_assert_int_eq(vthread_join(vt, NULL), 0);
+	ck_assert(vthread_equal(seen, vt));
+	ck_assert(!vthread_equal(seen, NULL));
+}
+END_TEST
+
+static void *join_self(void *arg)
+{
+	(void)arg;
+	return (void *)(intptr_t)vthread_join(vthread_self(), NULL);
+}
+
+START_TEST(test_join_errors_match_pthread)
+{
+	vthread_t vt;
+	void *ret;
+	int dummy;
+
+	require_backend();
+	ck_assert_int_eq(vthread_join((vthread_t)&dummy, NULL), ESRCH);
+	ck_assert_int_eq(vthread_join(NULL, NULL), ESRCH);
+	ck_assert_int_eq(vthread_detach((vthread_t)&dummy), ESRCH);
+
+	ck_assert_int_eq(vthread_create(&vt, NULL, join_self, NULL), 0);
+	ck_assert_int_eq(vthread_join(vt, &ret), 0);
+	ck_assert_int_eq((intptr_t)ret, EDEADLK);
+	ck_assert_int_eq(vthread_join(vt, NULL), ESRCH);	/* already joined */
+}
+END_TEST
+
+static volatile int detached_done;
+
+static void *mark_done(void *arg)
+{
+	(void)arg;
+	__atomic_store_n(&detached_done, 1, __ATOMIC_SEQ_CST);
+	return NULL;
+}
+
+START_TEST(test_detached_vthreads_are_reaped)
+{
+	vthread_attr_t a;
+	vthread_t vt;
+	struct vthread_stats st;
+
+	require_backend();
+	ck_assert_int_eq(vthread_attr_init(&a), 0);
+	ck_assert_int_eq(vthread_attr_setdetachstate(&a, VTHREAD_CREATE_DETACHED), 0);
+	ck_assert_int_eq(vthread_create(&vt, &a, mark_done, NULL), 0);
+	for (int i = 0; i < 10000 && !__atomic_load_n(&detached_done, __ATOMIC_SEQ_CST); i++)
+		usleep(1000);
+	ck_assert_int_eq(detached_done, 1);
+	for (int i = 0; i < 5000; i++) {
+		vthread_get_stats(&st);
+		if (st.vthreads_live == 0)
+			break;
+		usleep(1000);
+	}
+	ck_assert_uint_eq(st.vthreads_live, 0);
+
+	detached_done = 0;
+	ck_assert_int_eq(vthread_create(&vt, NULL, mark_done, NULL), 0);
+	ck_assert_int_eq(vthread_detach(vt), 0);
+	ck_assert_int_eq(vthread_attr_destroy(&a), 0);
+}
+END_TEST
+
+/* Blocks until told, so that its handle stays valid while the test uses it. */
+static volatile int go;
+
+static void *wait_go(void *arg)
+{
+	(void)arg;
+	while (!__atomic_load_n(&go, __ATOMIC_SEQ_CST))
+		sched_yield();
+	return NULL;
+}
+
+START_TEST(test_detach_then_join_is_einval)
+{
+	vthread_attr_t a;
+	vthread_t vt;
+
+	require_backend();
+	ck_assert_int_eq(vthread_attr_init(&a), 0);
+	ck_assert_int_eq(vthread_create(&vt, &a, wait_go, NULL), 0);
+	ck_assert_int_eq(vthread_detach(vt), 0);
+	ck_assert_int_eq(vthread_join(vt, NULL), EINVAL);
+	ck_assert_int_eq(vthread_detach(vt), EINVAL);
+	__atomic_store_n(&go, 1, __ATOMIC_SEQ_CST);
+}
+END_TEST
+
+START_TEST(test_create_errors_match_pthread)
+{
+	vthread_attr_t a, junk;
+	vthread_t vt;
+	size_t sz;
+	void *addr;
+	int st;
+
+	require_backend();
+	ck_assert_int_eq(vthread_create(NULL, NULL, return_arg_plus_one, NULL), EINVAL);
+	ck_assert_int_eq(vthread_create(&vt, NULL, NULL, NULL), EINVAL);
+	memset(&junk, 0xa5, sizeof(junk));
+	ck_assert_int_eq(vthread_create(&vt, &junk, return_arg_plus_one, NULL), EINVAL);
+
+	ck_assert_int_eq(vthread_attr_init(NULL), EINVAL);
+	ck_assert_int_eq(vthread_attr_init(&a), 0);
+	ck_assert_int_eq(vthread_attr_setstacksize(&a, PTHREAD_STACK_MIN - 1), EINVAL);
+	ck_assert_int_eq(vthread_attr_setstacksize(&a, 1 << 20), 0);
+	ck_assert_int_eq(vthread_attr_getstacksize(&a, &sz), 0);
+	ck_assert_uint_eq(sz, 1 << 20);
+	ck_assert_int_eq(vthread_attr_setdetachstate(&a, 7), EINVAL);
+	ck_assert_int_eq(vthread_attr_getdetachstate(&a, &st), 0);
+	ck_assert_int_eq(st, VTHREAD_CREATE_JOINABLE);
+	ck_assert_int_eq(vthread_attr_setstack(&a, NULL, 1 << 20), EINVAL);
+	ck_assert_int_eq(vthread_attr_setstack(&a, &a, 16), EINVAL);
+	ck_assert_int_eq(vthread_attr_getstack(&a, &addr, &sz), 0);
+	ck_assert_int_eq(vthread_attr_destroy(&a), 0);
+	ck_assert_int_eq(vthread_attr_destroy(&a), EINVAL);	/* destroyed is not initialised */
+	ck_assert_int_eq(vthread_create(&vt, &a, return_arg_plus_one, NULL), EINVAL);
+}
+END_TEST
+
+static void *stack_probe(void *arg)
+{
+	char local;
+
+	*(uintptr_t *)arg = (uintptr_t)&local;
+	return NULL;
+}
+
+START_TEST(test_setstack_runs_on_the_given_stack)
+{
+	static char stack[256 << 10] __attribute__((aligned(4096)));
+	vthread_attr_t a;
+	vthread_t vt;
+	uintptr_t where = 0;
+
+	require_backend();
+	ck_assert_int_eq(vthread_attr_init(&a), 0);
+	ck_assert_int_eq(vthread_attr_setstack(&a, stack, sizeof(stack)), 0);
+	ck_assert_int_eq(vthread_create(&vt, &a, stack_probe, &where), 0);
+	ck_assert_int_eq(vthread_join(vt, NULL), 0);
+	ck_assert(where > (uintptr_t)stack && where < (uintptr_t)stack + sizeof(stack));
+}
+END_TEST
+
+START_TEST(test_no_kvm_gives_enosys_with_reason)
+{
+	vthread_t vt;
+
+	setenv("VTHREAD_KVM", "/nonexistent/kvm", 1);
+	ck_assert_ptr_null(vthread_backend());
+	ck_assert_int_eq(vthread_create(&vt, NULL, return_arg_plus_one, NULL), ENOSYS);
+	ck_assert_ptr_nonnull(strstr(vthread_backend_error(), "/nonexistent/kvm"));
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("lifecycle");
+	TCase *tc = tcase_create("lifecycle");
+
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, test_join_returns_value);
+	tcase_add_test(tc, test_64_vthreads_compute_into_shared_arrays);
+	tcase_add_test(tc, test_vthread_exit_gives_join_its_value);
+	tcase_add_test(tc, test_self_and_equal);
+	tcase_add_test(tc, test_join_errors_match_pthread);
+	tcase_add_test(tc, test_detached_vthreads_are_reaped);
+	tcase_add_test(tc, test_detach_then_join_is_einval);
+	tcase_add_test(tc, test_create_errors_match_pthread);
+	tcase_add_test(tc, test_setstack_runs_on_the_given_stack);
+	tcase_add_test(tc, test_no_kvm_gives_enosys_with_reason);
+	suite_add_tcase(s, tc);
+	return run_suite(s);
+}

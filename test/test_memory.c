@@ -1,0 +1,152 @@
+/* SPDX-License-Identifier: MIT */
+/* One address space: what the host maps the guest sees, and the other way round. */
+#define _GNU_SOURCE
+#include <stdint.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "common.h"
+
+static void *double_in_place(void *arg)
+{
+	uint32_t *v = arg;
+
+	for (int i = 0; i < 1024; i++)
+		v[i] *= 2;
+	return NULL;
+}
+
+START_TEST(test_vthread_reads_and_writes_host_memory)
+{
+	uint32_t *v = malloc(1024 * sizeof(*v));
+	vthread_t vt;
+
+	require_backend();
+	for (int i = 0; i < 1024; i++)
+		v[i] = i;
+	ck_assert_int_eq(vthread_create(&vt, NULL, double_in_place, v), 0);
+	ck_assert_int_eq(vthread_join(vt, NULL), 0);
+	for (int i = 0; i < 1024; i++)
+		ck_assert_uint_eq(v[i], 2u * i);
+	free(v);
+}
+END_TEST
+
+/* Host and vthread hand a value back and forth through memory mapped mid-run. */
+struct handoff {
+	volatile char *volatile page;	/* set by the host after the vthread started */
+	volatile int stage;
+};
+
+static void *wait_for_new_mapping(void *arg)
+{
+	struct handoff *h = arg;
+	long v;
+
+	while (__atomic_load_n(&h->stage, __ATOMIC_ACQUIRE) != 1)
+		;
+	v = h->page[100];		/* a chunk the mirror has not seen yet */
+	h->page[200] = 'g';
+	__atomic_store_n(&h->stage, 2, __ATOMIC_RELEASE);
+	return (void *)v;
+}
+
+/* Far from the usual mmap area, so that it lands in a chunk of its own. */
+static void *map_far(uintptr_t hint)
+{
+	void *p = mmap((void *)hint, 4096, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+
+	ck_assert_ptr_ne(p, MAP_FAILED);
+	return p;
+}
+
+START_TEST(test_host_mapping_made_after_start_is_seen)
+{
+	struct handoff h = { 0 };
+	struct vthread_stats before, after;
+	vthread_t vt;
+	void *ret;
+
+	require_backend();
+	vthread_get_stats(&before);
+	ck_assert_int_eq(vthread_create(&vt, NULL, wait_for_new_mapping, &h), 0);
+	h.page = map_far(0x250000000000);
+	h.page[100] = 'h';
+	__atomic_store_n(&h.stage, 1, __ATOMIC_RELEASE);
+	ck_assert_int_eq(vthread_join(vt, &ret), 0);
+	ck_assert_int_eq((long)ret, 'h');
+	ck_assert_int_eq(h.page[200], 'g');
+	vthread_get_stats(&after);
+	ck_assert_uint_ge(after.exit_mirror, before.exit_mirror + 1);
+	ck_assert_uint_eq(after.memslots, before.memslots + 1);
+}
+END_TEST
+
+static void *map_in_guest(void *arg)
+{
+	char *p = mmap((void *)0x260000000000, 1 << 20, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+
+	(void)arg;
+	if (p == MAP_FAILED)
+		return NULL;
+	memset(p, 'v', 1 << 20);
+	return p;
+}
+
+START_TEST(test_vthread_mapping_is_seen_by_host)
+{
+	vthread_t vt;
+	char *p;
+
+	require_backend();
+	ck_assert_int_eq(vthread_create(&vt, NULL, map_in_guest, NULL), 0);
+	ck_assert_int_eq(vthread_join(vt, (void **)&p), 0);
+	ck_assert_ptr_nonnull(p);
+	for (int i = 0; i < 1 << 20; i += 4096)
+		ck_assert_int_eq(p[i], 'v');
+	ck_assert_int_eq(munmap(p, 1 << 20), 0);
+}
+END_TEST
+
+static void *read_byte(void *arg)
+{
+	return (void *)(uintptr_t)*(volatile unsigned char *)arg;
+}
+
+START_TEST(test_host_munmap_and_remap_is_seen)
+{
+	unsigned char *p = map_far(0x270000000000);
+	vthread_t vt;
+	void *ret;
+
+	require_backend();
+	p[0] = 1;
+	ck_assert_int_eq(vthread_create(&vt, NULL, read_byte, p), 0);
+	ck_assert_int_eq(vthread_join(vt, &ret), 0);
+	ck_assert_int_eq((uintptr_t)ret, 1);
+	/* Same address, new memory: the guest must see the new contents, with no copy. */
+	ck_assert_int_eq(munmap(p, 4096), 0);
+	p = map_far(0x270000000000);
+	p[0] = 2;
+	ck_assert_int_eq(vthread_create(&vt, NULL, read_byte, p), 0);
+	ck_assert_int_eq(vthread_join(vt, &ret), 0);
+	ck_assert_int_eq((uintptr_t)ret, 2);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("memory");
+	TCase *tc = tcase_create("memory");
+
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, test_vthread_reads_and_writes_host_memory);
+	tcase_add_test(tc, test_host_mapping_made_after_start_is_seen);
+	tcase_add_test(tc, test_vthread_mapping_is_seen_by_host);
+	tcase_add_test(tc, test_host_munmap_and_remap_is_seen);
+	suite_add_tcase(s, tc);
+	return run_suite(s);
+}
