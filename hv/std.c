@@ -47,7 +47,8 @@ static int std_vcpu_setup(struct hv_vcpu *vc, const struct hv_layout *lay)
 	uint64_t xcr0;
 
 	(void)lay;
-	if (!l1 || !(l1->ecx & (1u << 26)) || !(l1->ecx & (1u << 27)) || !xs)
+	/* CPUID.OSXSAVE is not in KVM's supported set: it follows the guest's CR4. */
+	if (!l1 || !(l1->ecx & (1u << 26)) || !xs)
 		return 0;	/* no XSAVE for the guest: SSE only */
 	xcr0 = host_xcr0() & ((uint64_t)xs->edx << 32 | xs->eax);
 	vc->sregs.cr4 |= CR4_OSXSAVE;

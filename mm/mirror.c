@@ -131,17 +131,23 @@ int mm_mirror_range(struct mm *mm, const void *addr, size_t len)
 	return r;
 }
 
+/*
+ * Mirrors what is mapped now. Inaccessible (PROT_NONE) mappings are left to the
+ * fault handler: large reservations would otherwise cost a memslot per GiB up
+ * front for memory that may never be used.
+ */
 int mm_mirror_process(struct mm *mm)
 {
 	FILE *f = fopen("/proc/self/maps", "re");
 	unsigned long lo, hi;
-	char line[512];
+	char line[512], perms[5];
 	int r = 0;
 
 	if (!f)
 		return -errno;
 	while (!r && fgets(line, sizeof(line), f)) {
-		if (sscanf(line, "%lx-%lx", &lo, &hi) == 2 && lo < MM_USER_TOP)
+		if (sscanf(line, "%lx-%lx %4s", &lo, &hi, perms) == 3 && lo < MM_USER_TOP &&
+		    strncmp(perms, "---", 3))
 			r = mm_mirror_range(mm, (void *)lo, hi - lo);
 	}
 	fclose(f);

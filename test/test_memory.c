@@ -137,6 +137,35 @@ START_TEST(test_host_munmap_and_remap_is_seen)
 }
 END_TEST
 
+static void *write_byte(void *arg)
+{
+	*(volatile char *)arg = 'w';
+	return NULL;
+}
+
+START_TEST(test_reservations_are_mirrored_only_when_used)
+{
+	size_t len = 4ull << 30;
+	char *res = mmap((void *)0x280000000000, len, PROT_NONE,
+			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE, -1, 0);
+	struct vthread_stats before, after;
+	char *used = res + (2ull << 30) + 4096;
+	vthread_t vt;
+
+	ck_assert_ptr_ne(res, MAP_FAILED);
+	require_backend();	/* the VM is made now, with the reservation in place */
+	vthread_get_stats(&before);
+	ck_assert_int_eq(mprotect(used, 4096, PROT_READ | PROT_WRITE), 0);
+	ck_assert_int_eq(vthread_create(&vt, NULL, write_byte, used), 0);
+	ck_assert_int_eq(vthread_join(vt, NULL), 0);
+	ck_assert_int_eq(*used, 'w');
+	vthread_get_stats(&after);
+	ck_assert_uint_eq(after.memslots, before.memslots + 1);
+	ck_assert_uint_eq(after.exit_mirror, before.exit_mirror + 1);
+	munmap(res, len);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("memory");
@@ -147,6 +176,7 @@ int main(void)
 	tcase_add_test(tc, test_host_mapping_made_after_start_is_seen);
 	tcase_add_test(tc, test_vthread_mapping_is_seen_by_host);
 	tcase_add_test(tc, test_host_munmap_and_remap_is_seen);
+	tcase_add_test(tc, test_reservations_are_mirrored_only_when_used);
 	suite_add_tcase(s, tc);
 	return run_suite(s);
 }
