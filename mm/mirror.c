@@ -80,8 +80,12 @@ static uint64_t *pt_page(struct mm *mm)
 	return p;
 }
 
-/* Fills the lower table completely before linking it, so no present entry changes. */
-static int chunk_map(struct mm *mm, uint64_t c)
+/*
+ * Links the chunk into the guest tables: one 1 GiB entry when the whole chunk is
+ * mapped and the CPU allows it, else an empty page directory whose 2 MiB entries
+ * turn present as host mappings are seen (pde_present). No present entry changes.
+ */
+static int chunk_link(struct mm *mm, uint64_t c, bool whole)
 {
 	unsigned i4 = c >> 9, i3 = c & 511;
 	uint64_t flags = pte_flags(mm);
@@ -100,7 +104,7 @@ static int chunk_map(struct mm *mm, uint64_t c)
 		mm->pdpt[i4] = pdpt;
 		__atomic_store_n(&mm->pml4[i4], mm_gpa(mm, pdpt) | flags, __ATOMIC_RELEASE);
 	}
-	if (mm->hv->huge_1g) {
+	if (whole && mm->hv->huge_1g) {
 		__atomic_store_n(&mm->pdpt[i4][i3], slot_gpa(slot) | flags | PTE_PS,
 				 __ATOMIC_RELEASE);
 	} else {
@@ -108,8 +112,6 @@ static int chunk_map(struct mm *mm, uint64_t c)
 
 		if (!pd)
 			return -ENOMEM;
-		for (unsigned i = 0; i < 512; i++)
-			pd[i] = (slot_gpa(slot) + ((uint64_t)i << 21)) | flags | PTE_PS;
 		mm->slots[slot].pd = pd;
 		__atomic_store_n(&mm->pdpt[i4][i3], mm_gpa(mm, pd) | flags, __ATOMIC_RELEASE);
 	}
@@ -117,16 +119,46 @@ static int chunk_map(struct mm *mm, uint64_t c)
 	return 0;
 }
 
+/* The page directory of a linked chunk, NULL when a 1 GiB entry maps it. */
+static uint64_t *chunk_pd(struct mm *mm, uint64_t c)
+{
+	return mm->slots[(mm->chunk[c] & ~MM_MAPPED) - 1].pd;
+}
+
+static bool pde_present(struct mm *mm, uint64_t gva)
+{
+	uint64_t c = gva >> MM_CHUNK_SHIFT;
+	uint64_t *pd;
+
+	if (!(mm->chunk[c] & MM_MAPPED))
+		return false;
+	pd = chunk_pd(mm, c);
+	return !pd || (pd[(gva >> 21) & 511] & PTE_P);
+}
+
 int mm_mirror_range(struct mm *mm, const void *addr, size_t len)
 {
-	uint64_t a = (uintptr_t)addr, end = a + len;
+	uint64_t a = (uintptr_t)addr & ~((1ull << 21) - 1), end = (uintptr_t)addr + len;
 	int r = 0;
 
 	if (end > MM_USER_TOP)
 		end = MM_USER_TOP;
 	pthread_mutex_lock(&mm->lock);
-	for (uint64_t c = a >> MM_CHUNK_SHIFT; !r && (c << MM_CHUNK_SHIFT) < end; c++)
-		r = chunk_map(mm, c);
+	for (uint64_t c = a >> MM_CHUNK_SHIFT; !r && (c << MM_CHUNK_SHIFT) < end; c++) {
+		uint64_t lo = c << MM_CHUNK_SHIFT, hi = lo + MM_CHUNK;
+		uint64_t *pd;
+
+		r = chunk_link(mm, c, (uintptr_t)addr <= lo && end >= (hi < MM_USER_TOP ? hi : MM_USER_TOP));
+		if (r < 0 || !(pd = chunk_pd(mm, c)))
+			continue;
+		for (uint64_t v = lo > a ? lo : a; v < end && v < hi; v += 1ull << 21) {
+			unsigned i = (v >> 21) & 511;
+			uint64_t gpa = slot_gpa((mm->chunk[c] & ~MM_MAPPED) - 1) + (v - lo);
+
+			if (!(pd[i] & PTE_P))
+				__atomic_store_n(&pd[i], gpa | pte_flags(mm) | PTE_PS, __ATOMIC_RELEASE);
+		}
+	}
 	pthread_mutex_unlock(&mm->lock);
 	return r;
 }
@@ -208,18 +240,17 @@ static bool host_mapped(uint64_t gva)
 
 int mm_fault(struct mm *mm, uint64_t gva)
 {
-	uint64_t c = gva >> MM_CHUNK_SHIFT;
 	int r;
 
 	if (gva >= MM_USER_TOP)
 		return -EFAULT;
 	pthread_mutex_lock(&mm->lock);
-	if (mm->chunk[c] & MM_MAPPED)
-		r = -EEXIST;
-	else if (!host_mapped(gva))
+	if (!host_mapped(gva))
 		r = -EFAULT;
+	else if (pde_present(mm, gva))
+		r = -EEXIST;
 	else
-		r = chunk_map(mm, c);
+		r = mm_mirror_range(mm, (void *)(uintptr_t)(gva & ~4095ull), 4096);
 	pthread_mutex_unlock(&mm->lock);
 	return r;
 }

@@ -2,9 +2,11 @@
 /*
  * The address-space mirror: guest virtual == host virtual. Each 1 GiB chunk of
  * the process's address space that holds mappings gets one memslot at a compact
- * guest-physical address and guest page tables that map it whole. Entries only
- * ever go from not present to present: a present entry rewritten is not seen by
- * a shadow-paging backend. Functions return 0 or -errno and never print.
+ * guest-physical address; guest page tables map, in 2 MiB pages, the parts that
+ * hold host mappings, so that a guest access elsewhere is a guest page fault with
+ * its address. Entries only ever go from not present to present: a present entry
+ * rewritten is not seen by a shadow-paging backend. Functions return 0 or -errno
+ * and never print.
  */
 #ifndef MM_H
 #define MM_H
@@ -54,7 +56,7 @@ void *mm_alloc(struct mm *mm, size_t size, size_t align);
 void mm_free(void *p);
 
 /*
- * The shared fault handler, for a guest page fault at gva: 0 when the chunk is
+ * The shared fault handler, for a guest page fault at gva: 0 when the address is
  * now mirrored (retry the access), -EEXIST when it already was, -EFAULT when the
  * process has nothing mapped there.
  */

@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -62,6 +63,29 @@ START_TEST(test_null_dereference_raises_sigsegv_with_report)
 	ck_assert_msg(strstr(report, "at address 0x0 (read"), "%s", report);
 	ck_assert_msg(strstr(report, "<deref_null+"), "%s", report);
 	ck_assert_msg(strstr(report, "rsp 0x"), "%s", report);
+}
+END_TEST
+
+#define MAPPED_PAGE	0x290000000000ull
+#define UNMAPPED_NEAR	(MAPPED_PAGE + (4ull << 20))	/* same 1 GiB chunk, nothing there */
+
+__attribute__((noinline)) void *read_unmapped_near_mapping(void *arg)
+{
+	(void)arg;
+	return (void *)(uintptr_t)*(volatile char *)UNMAPPED_NEAR;
+}
+
+START_TEST(test_fault_in_a_mirrored_chunk_names_the_address)
+{
+	char report[4096];
+
+	ck_assert_ptr_eq(mmap((void *)MAPPED_PAGE, 4096, PROT_READ | PROT_WRITE,
+			      MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0),
+			 (void *)MAPPED_PAGE);
+	require_backend();	/* the chunk is mirrored now, at VM creation */
+	ck_assert_int_eq(crash_in_child(read_unmapped_near_mapping, report, sizeof(report)),
+			 SIGSEGV);
+	ck_assert_msg(strstr(report, "at address 0x290000400000 (read, not mapped)"), "%s", report);
 }
 END_TEST
 
@@ -151,6 +175,7 @@ int main(void)
 
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, test_null_dereference_raises_sigsegv_with_report);
+	tcase_add_test(tc, test_fault_in_a_mirrored_chunk_names_the_address);
 	tcase_add_test(tc, test_write_to_readonly_memory_raises_sigsegv);
 	tcase_add_test(tc, test_invalid_opcode_raises_sigill);
 	tcase_add_test(tc, test_divide_error_raises_sigfpe);

@@ -137,6 +137,27 @@ START_TEST(test_host_munmap_and_remap_is_seen)
 }
 END_TEST
 
+START_TEST(test_new_mapping_inside_a_mirrored_chunk_is_seen)
+{
+	unsigned char *first = map_far(0x2a0000000000), *later;
+	struct vthread_stats before, after;
+	vthread_t vt;
+	void *ret;
+
+	require_backend();	/* mirrors first's chunk, and only the 2 MiB around it */
+	vthread_get_stats(&before);
+	later = map_far(0x2a0000600000);
+	later[9] = 77;
+	ck_assert_int_eq(vthread_create(&vt, NULL, read_byte, later + 9), 0);
+	ck_assert_int_eq(vthread_join(vt, &ret), 0);
+	ck_assert_int_eq((uintptr_t)ret, 77);
+	vthread_get_stats(&after);
+	ck_assert_uint_eq(after.memslots, before.memslots);
+	ck_assert_uint_eq(after.exit_mirror, before.exit_mirror + 1);
+	(void)first;
+}
+END_TEST
+
 static void *write_byte(void *arg)
 {
 	*(volatile char *)arg = 'w';
@@ -177,6 +198,7 @@ int main(void)
 	tcase_add_test(tc, test_vthread_mapping_is_seen_by_host);
 	tcase_add_test(tc, test_host_munmap_and_remap_is_seen);
 	tcase_add_test(tc, test_reservations_are_mirrored_only_when_used);
+	tcase_add_test(tc, test_new_mapping_inside_a_mirrored_chunk_is_seen);
 	suite_add_tcase(s, tc);
 	return run_suite(s);
 }
