@@ -245,6 +245,43 @@ START_TEST(test_setstack_runs_on_the_given_stack)
 }
 END_TEST
 
+static void *block_on_pipe(void *arg)
+{
+	char c;
+
+	return (void *)read(*(int *)arg, &c, 1);	/* sleeps in the host until EOF */
+}
+
+START_TEST(test_running_out_of_vcpus_gives_eagain_then_recovers)
+{
+	enum { LIMIT = 8192 };
+	static vthread_t vt[LIMIT];
+	vthread_attr_t a;
+	struct vthread_stats st;
+	int p[2], n, r = 0;
+
+	require_backend();
+	ck_assert_int_eq(pipe(p), 0);
+	ck_assert_int_eq(vthread_attr_init(&a), 0);
+	ck_assert_int_eq(vthread_attr_setstacksize(&a, 64 << 10), 0);
+	for (n = 0; n < LIMIT; n++) {
+		r = vthread_create(&vt[n], &a, block_on_pipe, &p[0]);
+		if (r)
+			break;
+	}
+	ck_assert_int_eq(r, EAGAIN);
+	ck_assert_int_gt(n, 0);
+	vthread_get_stats(&st);
+	ck_assert_uint_eq(st.vcpus_busy, (unsigned long)n);
+	close(p[1]);
+	for (int i = 0; i < n; i++)
+		ck_assert_int_eq(vthread_join(vt[i], NULL), 0);
+	ck_assert_int_eq(vthread_create(&vt[0], &a, return_arg_plus_one, NULL), 0);
+	ck_assert_int_eq(vthread_join(vt[0], NULL), 0);
+	close(p[0]);
+}
+END_TEST
+
 START_TEST(test_no_kvm_gives_enosys_with_reason)
 {
 	vthread_t vt;
@@ -271,6 +308,7 @@ int main(void)
 	tcase_add_test(tc, test_detach_then_join_is_einval);
 	tcase_add_test(tc, test_create_errors_match_pthread);
 	tcase_add_test(tc, test_setstack_runs_on_the_given_stack);
+	tcase_add_test(tc, test_running_out_of_vcpus_gives_eagain_then_recovers);
 	tcase_add_test(tc, test_no_kvm_gives_enosys_with_reason);
 	suite_add_tcase(s, tc);
 	return run_suite(s);
