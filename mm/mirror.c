@@ -14,6 +14,7 @@
 #define PTE_PS	(1ull << 7)
 #define MM_MAPPED	(1u << 31)
 #define MM_NCHUNKS	(1u << (47 - MM_CHUNK_SHIFT))
+#define MM_EAGER_MAX	(16ul << 30)	/* larger mappings are mirrored on first use */
 #define MM_MAX_SLOTS	65535	/* 46-bit guest-physical space in 1 GiB slots, slot 0 unused */
 
 static uint64_t slot_gpa(unsigned slot)
@@ -164,9 +165,9 @@ int mm_mirror_range(struct mm *mm, const void *addr, size_t len)
 }
 
 /*
- * Mirrors what is mapped now. Inaccessible (PROT_NONE) mappings are left to the
- * fault handler: large reservations would otherwise cost a memslot per GiB up
- * front for memory that may never be used.
+ * Mirrors what is mapped now. Inaccessible (PROT_NONE) and very large mappings
+ * (a sanitizer's shadow, a runtime's heap reservation) are left to the fault
+ * handler: they would cost a memslot per GiB up front for memory mostly unused.
  */
 int mm_mirror_process(struct mm *mm)
 {
@@ -179,7 +180,7 @@ int mm_mirror_process(struct mm *mm)
 		return -errno;
 	while (!r && fgets(line, sizeof(line), f)) {
 		if (sscanf(line, "%lx-%lx %4s", &lo, &hi, perms) == 3 && lo < MM_USER_TOP &&
-		    strncmp(perms, "---", 3))
+		    strncmp(perms, "---", 3) && hi - lo <= MM_EAGER_MAX)
 			r = mm_mirror_range(mm, (void *)lo, hi - lo);
 	}
 	fclose(f);

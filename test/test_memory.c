@@ -39,7 +39,7 @@ struct handoff {
 	volatile int stage;
 };
 
-static void *wait_for_new_mapping(void *arg)
+UNINSTRUMENTED static void *wait_for_new_mapping(void *arg)
 {
 	struct handoff *h = arg;
 	long v;
@@ -111,7 +111,7 @@ START_TEST(test_vthread_mapping_is_seen_by_host)
 }
 END_TEST
 
-static void *read_byte(void *arg)
+UNINSTRUMENTED static void *read_byte(void *arg)
 {
 	return (void *)(uintptr_t)*(volatile unsigned char *)arg;
 }
@@ -158,7 +158,7 @@ START_TEST(test_new_mapping_inside_a_mirrored_chunk_is_seen)
 }
 END_TEST
 
-static void *write_byte(void *arg)
+UNINSTRUMENTED static void *write_byte(void *arg)
 {
 	*(volatile char *)arg = 'w';
 	return NULL;
