@@ -19,6 +19,7 @@ extern const char hv_guest_return[];	/* return address of a vthread's start rout
 extern const char hv_guest_vectors[];	/* 32 exception stubs, HV_VECTOR_STUB bytes apart */
 extern const char hv_guest_probe[];	/* a timed loop proving native execution */
 void hv_guest_end(void *retval) __attribute__((noreturn));
+void hv_guest_null_exit(void);	/* in a vthread: one empty exit (bench/) */
 
 /* Guest-visible per-vCPU memory, page aligned, supplied by the caller. */
 #define HV_VCPU_AREA_SIZE	(4 * 4096)
@@ -32,6 +33,7 @@ enum hv_exit_kind {
 	HV_EXIT_EXCEPTION,	/* CPU exception; vector and frame in the exit */
 	HV_EXIT_END,		/* the start routine returned; RAX holds its value */
 	HV_EXIT_PROBE,		/* end of hv_guest_probe */
+	HV_EXIT_NULL,		/* hv_guest_null_exit: resume as is */
 	HV_EXIT_SIGNAL,		/* KVM_RUN interrupted by a host signal */
 	HV_EXIT_EFAULT,		/* guest touched host memory it may not (address unknown) */
 	HV_EXIT_FAIL,		/* triple fault, entry failure, internal error, unknown */

@@ -256,6 +256,8 @@ static int io_exit(struct hv_vcpu *vc, struct hv_exit *ex)
 		return HV_EXIT_END;
 	case HV_PORT_PROBE:
 		return HV_EXIT_PROBE;
+	case HV_PORT_NULL:
+		return HV_EXIT_NULL;
 	}
 	if (port < HV_PORT_VECTOR0 || port >= HV_PORT_VECTOR0 + 32)
 		return HV_EXIT_FAIL;

@@ -6,6 +6,7 @@
 #define HV_PORT_SYSCALL	0xf0
 #define HV_PORT_END	0xf1
 #define HV_PORT_PROBE	0xf2
+#define HV_PORT_NULL	0xf3
 
 #define HV_VECTOR_STUB	16	/* bytes between exception stubs */
 #define HV_PROBE_LOOPS	20000

@@ -78,6 +78,7 @@ struct vthread_stats {
 	unsigned long exit_fault;	/* fatal faults */
 	unsigned long exit_end;		/* vthread returned or called vthread_exit */
 	unsigned long exit_signal;	/* KVM_RUN interrupted by a host signal */
+	unsigned long exit_null;	/* empty exits (the benchmark's floor) */
 	unsigned long exit_other;
 };
 int vthread_get_stats(struct vthread_stats *st);

@@ -67,6 +67,9 @@ void rt_dispatch(struct vthread *vt)
 		case HV_EXIT_SIGNAL:
 			rt.exits[RT_EXIT_SIGNAL]++;
 			break;
+		case HV_EXIT_NULL:
+			rt.exits[RT_EXIT_NULL]++;
+			break;
 		case HV_EXIT_EFAULT:
 			rt.exits[RT_EXIT_FAULT]++;
 			rt_fault(vt, &ex);

@@ -22,6 +22,7 @@ enum rt_exit_counter {
 	RT_EXIT_FAULT,
 	RT_EXIT_END,
 	RT_EXIT_SIGNAL,
+	RT_EXIT_NULL,
 	RT_EXIT_OTHER,
 	RT_EXIT_NR
 };

@@ -23,6 +23,7 @@ RT_API int vthread_get_stats(struct vthread_stats *st)
 		.exit_fault = rt.exits[RT_EXIT_FAULT],
 		.exit_end = rt.exits[RT_EXIT_END],
 		.exit_signal = rt.exits[RT_EXIT_SIGNAL],
+		.exit_null = rt.exits[RT_EXIT_NULL],
 		.exit_other = rt.exits[RT_EXIT_OTHER],
 	};
 	pthread_mutex_unlock(&rt.pool_lock);
@@ -39,10 +40,10 @@ void rt_stats_at_exit(void)
 	n = snprintf(buf, sizeof(buf),
 		     "libvthread stats: backend %s\n"
 		     "  vthreads created %lu, live %lu; vCPUs %lu; memslots %lu; runtime memory %lu KiB\n"
-		     "  exits: syscall %lu, mirror %lu, fault %lu, end %lu, signal %lu, other %lu\n",
+		     "  exits: syscall %lu, mirror %lu, fault %lu, end %lu, signal %lu, null %lu, other %lu\n",
 		     rt.state == RT_READY ? rt.hv.be->name : "none", s.vthreads_created,
 		     s.vthreads_live, s.vcpus, s.memslots, s.runtime_bytes >> 10, s.exit_syscall,
-		     s.exit_mirror, s.exit_fault, s.exit_end, s.exit_signal, s.exit_other);
+		     s.exit_mirror, s.exit_fault, s.exit_end, s.exit_signal, s.exit_null, s.exit_other);
 	if (n > 0 && write(STDERR_FILENO, buf, n) < 0)
 		return;
 }

@@ -1,0 +1,676 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * vthread-bench: system calls, pthreads and vthreads measured side by side.
+ * Every row runs the same body as a pthread and as a vthread, alternating sample
+ * by sample, so that a shared machine's noise falls on both alike. The clock is
+ * the vDSO's CLOCK_MONOTONIC, which runs natively inside the guest too.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/utsname.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <vthread.h>
+
+void hv_guest_null_exit(void);	/* libvthread internal, reached by static linking */
+
+static bool quick;
+
+static double now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1e9 + ts.tv_nsec;
+}
+
+/* ---- bodies: each returns nanoseconds per operation, as a double in a box */
+
+struct job {
+	void (*fn)(struct job *);
+	long n;			/* operations */
+	double ns;		/* result: per operation */
+};
+
+static void *run_job(void *p)
+{
+	struct job *j = p;
+
+	j->fn(j);
+	return NULL;
+}
+
+static void body_empty(struct job *j)
+{
+	(void)j;
+}
+
+static void body_getppid(struct job *j)
+{
+	double t = now_ns();
+
+	for (long i = 0; i < j->n; i++)
+		getppid();
+	j->ns = (now_ns() - t) / j->n;
+}
+
+static void body_null_exit(struct job *j)
+{
+	double t = now_ns();
+
+	for (long i = 0; i < j->n; i++)
+		hv_guest_null_exit();
+	j->ns = (now_ns() - t) / j->n;
+}
+
+static void body_sieve(struct job *j)
+{
+	char *composite = malloc(j->n);
+	double t;
+	long primes = 0;
+
+	memset(composite, 0, j->n);	/* pages faulted in before the clock: compute only */
+	t = now_ns();
+
+	for (long i = 2; i < j->n; i++) {
+		if (composite[i])
+			continue;
+		primes++;
+		for (long k = i * i; k < j->n; k += i)
+			composite[k] = 1;
+	}
+	j->ns = (now_ns() - t) / j->n;
+	free(composite);
+	if (primes == 0)
+		abort();
+}
+
+static void body_first_touch(struct job *j)
+{
+	char *p = mmap(NULL, j->n * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+		       -1, 0);
+	double t;
+
+	if (p == MAP_FAILED)
+		abort();
+	t = now_ns();
+	for (long i = 0; i < j->n; i++)
+		p[i * 4096] = 1;
+	j->ns = (now_ns() - t) / j->n;
+	munmap(p, j->n * 4096);
+}
+
+#define RANDOM_BYTES (256ul << 20)
+static uint64_t *random_area;
+
+static void body_random_access(struct job *j)
+{
+	uint64_t x = 88172645463325252ull, sum = 0;
+	size_t words = RANDOM_BYTES / 8;
+	double t = now_ns();
+
+	for (long i = 0; i < j->n; i++) {
+		x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+		sum += random_area[x % words];
+	}
+	j->ns = (now_ns() - t) / j->n;
+	if (sum == 1)
+		abort();
+}
+
+/* Ping-pong: the measured thread and a partner pthread take turns on one line. */
+static volatile long turn __attribute__((aligned(64)));
+
+static void *partner_pong(void *p)
+{
+	long n = (long)p;
+
+	for (long i = 0; i < n; i++) {
+		while (__atomic_load_n(&turn, __ATOMIC_ACQUIRE) != 2 * i + 1)
+			;
+		__atomic_store_n(&turn, 2 * i + 2, __ATOMIC_RELEASE);
+	}
+	return NULL;
+}
+
+static void body_ping(struct job *j)
+{
+	double t = now_ns();
+
+	for (long i = 0; i < j->n; i++) {
+		__atomic_store_n(&turn, 2 * i + 1, __ATOMIC_RELEASE);
+		while (__atomic_load_n(&turn, __ATOMIC_ACQUIRE) != 2 * i + 2)
+			;
+	}
+	j->ns = (now_ns() - t) / j->n;
+}
+
+static pthread_mutex_t handoff_lock = PTHREAD_MUTEX_INITIALIZER;
+static long handoff_count;
+static volatile int handoff_ready;
+
+/* Both threads start the clock together, or the first would finish uncontended. */
+static void body_mutex(struct job *j)
+{
+	double t;
+
+	__atomic_add_fetch(&handoff_ready, 1, __ATOMIC_SEQ_CST);
+	while (__atomic_load_n(&handoff_ready, __ATOMIC_SEQ_CST) < 2)
+		;
+	t = now_ns();
+
+	for (long i = 0; i < j->n; i++) {
+		pthread_mutex_lock(&handoff_lock);
+		handoff_count++;
+		pthread_mutex_unlock(&handoff_lock);
+	}
+	j->ns = (now_ns() - t) / j->n;
+}
+
+static int pipe_fd[2];
+
+static void *drain_pipe(void *p)
+{
+	char buf[65536];
+
+	(void)p;
+	while (read(pipe_fd[0], buf, sizeof(buf)) > 0)
+		;
+	return NULL;
+}
+
+static void body_pipe_write(struct job *j)
+{
+	static char page[4096];
+	double t = now_ns();
+
+	for (long i = 0; i < j->n; i++)
+		if (write(pipe_fd[1], page, sizeof(page)) != sizeof(page))
+			abort();
+	j->ns = (now_ns() - t) / j->n;
+}
+
+/* ---- how a sample runs: one body in a pthread, or in a vthread */
+
+enum kind { PTHREAD, VTHREAD };
+
+static void start(enum kind k, struct job *j, pthread_t *pt, vthread_t *vt)
+{
+	int r = k == PTHREAD ? pthread_create(pt, NULL, run_job, j) :
+			       vthread_create(vt, NULL, run_job, j);
+
+	if (r) {
+		fprintf(stderr, "vthread-bench: cannot create a %s: %s\n",
+			k == PTHREAD ? "pthread" : "vthread", strerror(r));
+		exit(1);
+	}
+}
+
+static void finish(enum kind k, pthread_t pt, vthread_t vt)
+{
+	if (k == PTHREAD)
+		pthread_join(pt, NULL);
+	else
+		vthread_join(vt, NULL);
+}
+
+static double one_body(enum kind k, void (*fn)(struct job *), long n)
+{
+	struct job j = { .fn = fn, .n = n };
+	pthread_t pt;
+	vthread_t vt;
+
+	start(k, &j, &pt, &vt);
+	finish(k, pt, vt);
+	return j.ns;
+}
+
+static long ops(long full)
+{
+	return quick ? (full + 3) / 4 : full;
+}
+
+static double s_getppid(enum kind k)
+{
+	return one_body(k, body_getppid, k == PTHREAD ? ops(20000) : ops(400));
+}
+
+static double s_floor(enum kind k)
+{
+	return k == PTHREAD ? s_getppid(k) : one_body(k, body_null_exit, ops(400));
+}
+
+static double s_sieve(enum kind k)
+{
+	return one_body(k, body_sieve, ops(16 << 20));
+}
+
+static double s_first_touch(enum kind k)
+{
+	return one_body(k, body_first_touch, ops(4096));
+}
+
+static double s_random(enum kind k)
+{
+	return one_body(k, body_random_access, ops(2 << 20));
+}
+
+static double s_create_join(enum kind k)
+{
+	long n = ops(200);
+	double t = now_ns();
+
+	for (long i = 0; i < n; i++) {
+		struct job j = { .fn = body_empty };
+		pthread_t pt;
+		vthread_t vt;
+
+		start(k, &j, &pt, &vt);
+		finish(k, pt, vt);
+	}
+	return (now_ns() - t) / n;
+}
+
+/* The first vthread of a process pays for the VM: measured in a fresh child. */
+static double s_first_create(enum kind k)
+{
+	int p[2];
+	double ns = -1;
+	pid_t pid;
+
+	if (k == PTHREAD)
+		return s_create_join(k);
+	if (pipe(p) < 0)
+		abort();
+	pid = fork();
+	if (pid == 0) {
+		struct job j = { .fn = body_empty };
+		double t = now_ns();
+		pthread_t pt;
+		vthread_t vt;
+
+		start(VTHREAD, &j, &pt, &vt);
+		finish(VTHREAD, pt, vt);
+		t = now_ns() - t;
+		_exit(write(p[1], &t, sizeof(t)) == sizeof(t) ? 0 : 1);
+	}
+	close(p[1]);
+	if (read(p[0], &ns, sizeof(ns)) != sizeof(ns))
+		ns = NAN;
+	close(p[0]);
+	waitpid(pid, NULL, 0);
+	return ns;
+}
+
+static double with_partner(enum kind k, void *(*partner)(void *), void *arg,
+			   void (*fn)(struct job *), long n)
+{
+	pthread_t other;
+	double ns;
+
+	pthread_create(&other, NULL, partner, arg);
+	ns = one_body(k, fn, n);
+	pthread_join(other, NULL);
+	return ns;
+}
+
+static double s_pingpong(enum kind k)
+{
+	long n = ops(20000);
+
+	turn = 0;
+	return with_partner(k, partner_pong, (void *)n, body_ping, n);
+}
+
+static double s_mutex(enum kind k)
+{
+	struct job a = { .fn = body_mutex, .n = ops(4000) }, b = a;
+	pthread_t pa, pb;
+	vthread_t va, vb;
+
+	handoff_ready = 0;
+	start(k, &a, &pa, &va);
+	start(k, &b, &pb, &vb);
+	finish(k, pa, va);
+	finish(k, pb, vb);
+	return (a.ns + b.ns) / 2;
+}
+
+static double s_pipe(enum kind k)
+{
+	pthread_t drainer;
+	double ns;
+
+	if (pipe(pipe_fd) < 0)
+		abort();
+	pthread_create(&drainer, NULL, drain_pipe, NULL);
+	ns = one_body(k, body_pipe_write, k == PTHREAD ? ops(20000) : ops(400));
+	close(pipe_fd[1]);
+	pthread_join(drainer, NULL);
+	close(pipe_fd[0]);
+	return ns;
+}
+
+/* ---- rows */
+
+struct row {
+	const char *name, *what;
+	double (*sample)(enum kind);
+	int samples;
+	double *v[2];	/* samples per kind */
+	int n;
+};
+
+static struct row rows[] = {
+	{ .name = "syscall", .what = "null system call, getppid(): native in a pthread vs forwarded from a vthread",
+	  .sample = s_getppid, .samples = 21 },
+	{ .name = "exit-floor", .what = "cheapest guest exit and resume (an empty `out`) vs a native getppid()",
+	  .sample = s_floor, .samples = 21 },
+	{ .name = "create-join", .what = "create + join of a thread running an empty function",
+	  .sample = s_create_join, .samples = 11 },
+	{ .name = "first-vthread", .what = "the process's first vthread (creates the VM) vs a pthread create + join",
+	  .sample = s_first_create, .samples = 7 },
+	{ .name = "compute", .what = "integer sieve over 16 Mi entries, per entry",
+	  .sample = s_sieve, .samples = 11 },
+	{ .name = "first-touch", .what = "first write to each of 4096 fresh pages, per page",
+	  .sample = s_first_touch, .samples = 11 },
+	{ .name = "random-access", .what = "random 8-byte reads over 256 MiB, per read",
+	  .sample = s_random, .samples = 11 },
+	{ .name = "ping-pong", .what = "cache-line round trip with a host pthread",
+	  .sample = s_pingpong, .samples = 11 },
+	{ .name = "mutex", .what = "contended pthread_mutex lock/unlock between two threads of a kind, per pair",
+	  .sample = s_mutex, .samples = 11 },
+	{ .name = "pipe-write", .what = "write(2) of 4 KiB to a pipe that a pthread drains",
+	  .sample = s_pipe, .samples = 11 },
+};
+#define NROWS (sizeof(rows) / sizeof(rows[0]))
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return (x > y) - (x < y);
+}
+
+struct summary {
+	double median, p10, p90;
+	int n;
+};
+
+static struct summary summarise(double *v, int n)
+{
+	double *s = malloc(n * sizeof(*s));
+	struct summary r = { .n = n };
+
+	memcpy(s, v, n * sizeof(*s));
+	qsort(s, n, sizeof(*s), cmp_double);
+	r.median = n % 2 ? s[n / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
+	r.p10 = s[(int)floor(0.1 * (n - 1))];
+	r.p90 = s[(int)ceil(0.9 * (n - 1))];
+	free(s);
+	return r;
+}
+
+/* Alternates the kinds sample by sample, and which goes first, so drift hits both. */
+static void measure(struct row *r)
+{
+	int n = quick ? (r->samples + 1) / 3 + 2 : r->samples;
+
+	r->v[0] = calloc(n, sizeof(double));
+	r->v[1] = calloc(n, sizeof(double));
+	for (int i = 0; i < n; i++) {
+		enum kind first = i % 2 ? VTHREAD : PTHREAD;
+
+		r->v[first][i] = r->sample(first);
+		r->v[!first][i] = r->sample(!first);
+	}
+	r->n = n;
+}
+
+static const char *fmt_ns(double ns, char *buf, size_t len)
+{
+	if (ns >= 1e6)
+		snprintf(buf, len, "%.2f ms", ns / 1e6);
+	else if (ns >= 1e3)
+		snprintf(buf, len, "%.2f us", ns / 1e3);
+	else
+		snprintf(buf, len, "%.2f ns", ns);
+	return buf;
+}
+
+static void print_table(void)
+{
+	char a[32], b[32];
+
+	printf("%-14s %12s %12s %10s %4s  %s\n", "row", "native", "vthread", "ratio", "n",
+	       "what (median per operation; ratio = vthread / native)");
+	for (size_t i = 0; i < NROWS; i++) {
+		struct row *r = &rows[i];
+		struct summary n, v;
+
+		if (!r->n)
+			continue;
+		n = summarise(r->v[PTHREAD], r->n);
+		v = summarise(r->v[VTHREAD], r->n);
+		printf("%-14s %12s %12s %9.2fx %4d  %s\n", r->name, fmt_ns(n.median, a, sizeof(a)),
+		       fmt_ns(v.median, b, sizeof(b)), v.median / n.median, r->n, r->what);
+	}
+}
+
+static void cpu_model(char *buf, size_t len)
+{
+	FILE *f = fopen("/proc/cpuinfo", "r");
+	char line[256];
+
+	snprintf(buf, len, "unknown");
+	while (f && fgets(line, sizeof(line), f)) {
+		char *c = strchr(line, ':');
+
+		if (!strncmp(line, "model name", 10) && c) {
+			snprintf(buf, len, "%s", c + 2);
+			buf[strcspn(buf, "\n")] = 0;
+			break;
+		}
+	}
+	if (f)
+		fclose(f);
+}
+
+static void json_summary(FILE *f, const char *key, struct summary s)
+{
+	fprintf(f, "\"%s\": {\"median_ns\": %.3f, \"p10_ns\": %.3f, \"p90_ns\": %.3f, \"samples\": %d}",
+		key, s.median, s.p10, s.p90, s.n);
+}
+
+static int write_json(const char *path)
+{
+	FILE *f = fopen(path, "w");
+	struct utsname u;
+	char cpu[128];
+	bool first = true;
+
+	if (!f)
+		return -errno;
+	uname(&u);
+	cpu_model(cpu, sizeof(cpu));
+	fprintf(f, "{\n  \"machine\": {\"cpu\": \"%s\", \"cores\": %ld},\n", cpu,
+		sysconf(_SC_NPROCESSORS_ONLN));
+	fprintf(f, "  \"kernel\": \"%s %s\",\n  \"backend\": \"%s\",\n  \"quick\": %s,\n",
+		u.sysname, u.release, vthread_backend(), quick ? "true" : "false");
+	fprintf(f, "  \"rows\": [");
+	for (size_t i = 0; i < NROWS; i++) {
+		struct row *r = &rows[i];
+		struct summary n, v;
+
+		if (!r->n)
+			continue;
+		n = summarise(r->v[PTHREAD], r->n);
+		v = summarise(r->v[VTHREAD], r->n);
+		fprintf(f, "%s\n    {\"name\": \"%s\", \"what\": \"%s\", ", first ? "" : ",",
+			r->name, r->what);
+		json_summary(f, "native", n);
+		fprintf(f, ", ");
+		json_summary(f, "vthread", v);
+		fprintf(f, ", \"ratio\": %.4f}", v.median / n.median);
+		first = false;
+	}
+	fprintf(f, "\n  ]\n}\n");
+	return fclose(f) ? -errno : 0;
+}
+
+/* A bar per row: the ratio on a log scale, 1x marked. */
+static int write_svg(const char *path)
+{
+	const int left = 130, width = 560, bar = 22, gap = 8, top = 40;
+	int n = 0;
+	double lo = 0.1, hi = 10;
+	FILE *f;
+
+	for (size_t i = 0; i < NROWS; i++) {
+		if (!rows[i].n)
+			continue;
+		double ratio = summarise(rows[i].v[VTHREAD], rows[i].n).median /
+			       summarise(rows[i].v[PTHREAD], rows[i].n).median;
+
+		while (ratio > hi)
+			hi *= 10;
+		while (ratio < lo)
+			lo /= 10;
+		n++;
+	}
+	f = fopen(path, "w");
+	if (!f)
+		return -errno;
+	fprintf(f, "<svg xmlns='http://www.w3.org/2000/svg' width='%d' height='%d' "
+		   "font-family='sans-serif' font-size='12'>\n", left + width + 80,
+		top + n * (bar + gap) + 40);
+	fprintf(f, "<rect width='100%%' height='100%%' fill='white'/>\n"
+		   "<text x='10' y='22' font-size='14'>vthread / native, median (log scale; backend %s)</text>\n",
+		vthread_backend());
+	for (double d = lo; d <= hi * 1.001; d *= 10) {
+		double x = left + width * log10(d / lo) / log10(hi / lo);
+
+		fprintf(f, "<line x1='%.1f' y1='%d' x2='%.1f' y2='%d' stroke='%s'/>\n"
+			   "<text x='%.1f' y='%d' text-anchor='middle'>%gx</text>\n",
+			x, top - 5, x, top + n * (bar + gap), fabs(d - 1) < 1e-9 ? "black" : "#ccc",
+			x, top + n * (bar + gap) + 15, d);
+	}
+	n = 0;
+	for (size_t i = 0; i < NROWS; i++) {
+		if (!rows[i].n)
+			continue;
+		double ratio = summarise(rows[i].v[VTHREAD], rows[i].n).median /
+			       summarise(rows[i].v[PTHREAD], rows[i].n).median;
+		double x1 = left + width * log10(1 / lo) / log10(hi / lo);
+		double x2 = left + width * log10(ratio / lo) / log10(hi / lo);
+		int y = top + n++ * (bar + gap);
+
+		fprintf(f, "<text x='%d' y='%d' text-anchor='end'>%s</text>\n", left - 8,
+			y + bar / 2 + 4, rows[i].name);
+		fprintf(f, "<rect x='%.1f' y='%d' width='%.1f' height='%d' fill='%s'/>\n",
+			x1 < x2 ? x1 : x2, y, fabs(x2 - x1) + 1, bar, ratio > 1 ? "#d95f02" : "#1b9e77");
+		fprintf(f, "<text x='%.1f' y='%d'>%.3gx</text>\n", (x1 > x2 ? x1 : x2) + 4,
+			y + bar / 2 + 4, ratio);
+	}
+	fprintf(f, "</svg>\n");
+	return fclose(f) ? -errno : 0;
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: vthread-bench [--quick] [--only NAME[,NAME...]] [--json FILE] [--svg FILE]\n"
+		"Measures each row as a pthread (or native call) and as a vthread, alternating,\n"
+		"and prints median per operation and the ratio vthread / native.\n"
+		"  --quick      fewer samples and operations (under a minute)\n"
+		"  --only LIST  run only these rows\n"
+		"  --json FILE  write machine, kernel, backend and every row's median, p10, p90, n\n"
+		"  --svg FILE   the ratio chart (default: vthread-bench.svg beside the program)\n"
+		"rows:");
+	for (size_t i = 0; i < NROWS; i++)
+		fprintf(f, " %s", rows[i].name);
+	fprintf(f, "\n");
+}
+
+static bool selected(const char *only, const char *name)
+{
+	size_t len = strlen(name);
+
+	for (const char *p = only; p && *p; p += strcspn(p, ",") + (p[strcspn(p, ",")] == ',')) {
+		if (strcspn(p, ",") == len && !strncmp(p, name, len))
+			return true;
+	}
+	return !only;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "quick", no_argument, NULL, 'q' }, { "only", required_argument, NULL, 'o' },
+		{ "json", required_argument, NULL, 'j' }, { "svg", required_argument, NULL, 's' },
+		{ "help", no_argument, NULL, 'h' }, { 0 },
+	};
+	const char *only = NULL, *json = NULL;
+	char svg[4096];
+	int c, r;
+
+	snprintf(svg, sizeof(svg), "vthread-bench.svg");
+	if (readlink("/proc/self/exe", svg, sizeof(svg) - 32) > 0) {
+		svg[sizeof(svg) - 32] = 0;
+		strcpy(strrchr(svg, '/') + 1, "vthread-bench.svg");
+	}
+	while ((c = getopt_long(argc, argv, "qo:j:s:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'q': quick = true; break;
+		case 'o': only = optarg; break;
+		case 'j': json = optarg; break;
+		case 's': snprintf(svg, sizeof(svg), "%s", optarg); break;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return 2;
+		}
+	}
+	for (const char *p = only; p && *p; p += strcspn(p, ",") + (p[strcspn(p, ",")] == ',')) {
+		size_t i = 0, len = strcspn(p, ",");
+
+		while (i < NROWS && (strlen(rows[i].name) != len || strncmp(p, rows[i].name, len)))
+			i++;
+		if (i == NROWS) {
+			fprintf(stderr, "vthread-bench: --only: unknown row '%.*s'\n", (int)len, p);
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (!vthread_backend()) {
+		fprintf(stderr, "vthread-bench: no usable KVM: %s\n", vthread_backend_error());
+		return 1;
+	}
+	random_area = malloc(RANDOM_BYTES);
+	memset(random_area, 1, RANDOM_BYTES);
+	printf("backend %s, %ld cores; absolute times vary between machines, compare ratios\n",
+	       vthread_backend(), sysconf(_SC_NPROCESSORS_ONLN));
+	for (size_t i = 0; i < NROWS; i++) {
+		if (selected(only, rows[i].name))
+			measure(&rows[i]);
+	}
+	print_table();
+	if (json && (r = write_json(json)) < 0) {
+		fprintf(stderr, "vthread-bench: %s: %s\n", json, strerror(-r));
+		return 1;
+	}
+	if ((r = write_svg(svg)) < 0) {
+		fprintf(stderr, "vthread-bench: %s: %s\n", svg, strerror(-r));
+		return 1;
+	}
+	printf("chart: %s\n", svg);
+	return 0;
+}
