@@ -448,12 +448,22 @@ static const char *fmt_ns(double ns, char *buf, size_t len)
 	return buf;
 }
 
+/* "median [p10, p90]" */
+static const char *fmt_summary(struct summary s, char *buf, size_t len)
+{
+	char m[16], lo[16], hi[16];
+
+	snprintf(buf, len, "%s [%s, %s]", fmt_ns(s.median, m, sizeof(m)), fmt_ns(s.p10, lo, sizeof(lo)),
+		 fmt_ns(s.p90, hi, sizeof(hi)));
+	return buf;
+}
+
 static void print_table(void)
 {
-	char a[32], b[32];
+	char a[64], b[64];
 
-	printf("%-14s %12s %12s %10s %4s  %s\n", "row", "native", "vthread", "ratio", "n",
-	       "what (median per operation; ratio = vthread / native)");
+	printf("%-14s %30s %30s %9s %3s  %s\n", "row", "native median [p10, p90]",
+	       "vthread median [p10, p90]", "ratio", "n", "what (per operation; ratio of medians)");
 	for (size_t i = 0; i < NROWS; i++) {
 		struct row *r = &rows[i];
 		struct summary n, v;
@@ -462,8 +472,8 @@ static void print_table(void)
 			continue;
 		n = summarise(r->v[PTHREAD], r->n);
 		v = summarise(r->v[VTHREAD], r->n);
-		printf("%-14s %12s %12s %9.2fx %4d  %s\n", r->name, fmt_ns(n.median, a, sizeof(a)),
-		       fmt_ns(v.median, b, sizeof(b)), v.median / n.median, r->n, r->what);
+		printf("%-14s %30s %30s %8.2fx %3d  %s\n", r->name, fmt_summary(n, a, sizeof(a)),
+		       fmt_summary(v, b, sizeof(b)), v.median / n.median, r->n, r->what);
 	}
 }
 
