@@ -363,12 +363,20 @@ static double s_pipe(enum kind k)
 
 /* ---- rows */
 
+struct summary {
+	double median, p10, p90;
+	int n;
+};
+
 struct row {
 	const char *name, *what;
 	double (*sample)(enum kind);
 	int samples;
-	double *v[2];	/* samples per kind */
-	int n;
+	bool wanted;
+	double *v[2];		/* samples per kind */
+	int n;			/* 0: not measured */
+	struct summary sum[2];	/* per kind, once measured */
+	double ratio;		/* vthread median / native median */
 };
 
 static struct row rows[] = {
@@ -402,11 +410,6 @@ static int cmp_double(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
-struct summary {
-	double median, p10, p90;
-	int n;
-};
-
 static struct summary summarise(double *v, int n)
 {
 	double *s = malloc(n * sizeof(*s));
@@ -435,6 +438,9 @@ static void measure(struct row *r)
 		r->v[!first][i] = r->sample(!first);
 	}
 	r->n = n;
+	r->sum[PTHREAD] = summarise(r->v[PTHREAD], n);
+	r->sum[VTHREAD] = summarise(r->v[VTHREAD], n);
+	r->ratio = r->sum[VTHREAD].median / r->sum[PTHREAD].median;
 }
 
 static const char *fmt_ns(double ns, char *buf, size_t len)
@@ -466,14 +472,12 @@ static void print_table(void)
 	       "vthread median [p10, p90]", "ratio", "n", "what (per operation; ratio of medians)");
 	for (size_t i = 0; i < NROWS; i++) {
 		struct row *r = &rows[i];
-		struct summary n, v;
 
 		if (!r->n)
 			continue;
-		n = summarise(r->v[PTHREAD], r->n);
-		v = summarise(r->v[VTHREAD], r->n);
-		printf("%-14s %30s %30s %8.2fx %3d  %s\n", r->name, fmt_summary(n, a, sizeof(a)),
-		       fmt_summary(v, b, sizeof(b)), v.median / n.median, r->n, r->what);
+		printf("%-14s %30s %30s %8.2fx %3d  %s\n", r->name,
+		       fmt_summary(r->sum[PTHREAD], a, sizeof(a)),
+		       fmt_summary(r->sum[VTHREAD], b, sizeof(b)), r->ratio, r->n, r->what);
 	}
 }
 
@@ -520,18 +524,15 @@ static int write_json(const char *path)
 	fprintf(f, "  \"rows\": [");
 	for (size_t i = 0; i < NROWS; i++) {
 		struct row *r = &rows[i];
-		struct summary n, v;
 
 		if (!r->n)
 			continue;
-		n = summarise(r->v[PTHREAD], r->n);
-		v = summarise(r->v[VTHREAD], r->n);
 		fprintf(f, "%s\n    {\"name\": \"%s\", \"what\": \"%s\", ", first ? "" : ",",
 			r->name, r->what);
-		json_summary(f, "native", n);
+		json_summary(f, "native", r->sum[PTHREAD]);
 		fprintf(f, ", ");
-		json_summary(f, "vthread", v);
-		fprintf(f, ", \"ratio\": %.4f}", v.median / n.median);
+		json_summary(f, "vthread", r->sum[VTHREAD]);
+		fprintf(f, ", \"ratio\": %.4f}", r->ratio);
 		first = false;
 	}
 	fprintf(f, "\n  ]\n}\n");
@@ -547,11 +548,10 @@ static int write_svg(const char *path)
 	FILE *f;
 
 	for (size_t i = 0; i < NROWS; i++) {
+		double ratio = rows[i].ratio;
+
 		if (!rows[i].n)
 			continue;
-		double ratio = summarise(rows[i].v[VTHREAD], rows[i].n).median /
-			       summarise(rows[i].v[PTHREAD], rows[i].n).median;
-
 		while (ratio > hi)
 			hi *= 10;
 		while (ratio < lo)
@@ -577,10 +577,10 @@ static int write_svg(const char *path)
 	}
 	n = 0;
 	for (size_t i = 0; i < NROWS; i++) {
+		double ratio = rows[i].ratio;
+
 		if (!rows[i].n)
 			continue;
-		double ratio = summarise(rows[i].v[VTHREAD], rows[i].n).median /
-			       summarise(rows[i].v[PTHREAD], rows[i].n).median;
 		double x1 = left + width * log10(1 / lo) / log10(hi / lo);
 		double x2 = left + width * log10(ratio / lo) / log10(hi / lo);
 		int y = top + n++ * (bar + gap);
@@ -612,15 +612,23 @@ static void usage(FILE *f)
 	fprintf(f, "\n");
 }
 
-static bool selected(const char *only, const char *name)
+/* Marks the rows a comma-separated list names (all rows without one); -1 on an unknown name. */
+static int select_rows(const char *only)
 {
-	size_t len = strlen(name);
-
+	for (size_t i = 0; i < NROWS; i++)
+		rows[i].wanted = !only;
 	for (const char *p = only; p && *p; p += strcspn(p, ",") + (p[strcspn(p, ",")] == ',')) {
-		if (strcspn(p, ",") == len && !strncmp(p, name, len))
-			return true;
+		size_t i = 0, len = strcspn(p, ",");
+
+		while (i < NROWS && (strlen(rows[i].name) != len || strncmp(p, rows[i].name, len)))
+			i++;
+		if (i == NROWS) {
+			fprintf(stderr, "vthread-bench: --only: unknown row '%.*s'\n", (int)len, p);
+			return -1;
+		}
+		rows[i].wanted = true;
 	}
-	return !only;
+	return 0;
 }
 
 int main(int argc, char **argv)
@@ -649,16 +657,9 @@ int main(int argc, char **argv)
 		default: usage(stderr); return 2;
 		}
 	}
-	for (const char *p = only; p && *p; p += strcspn(p, ",") + (p[strcspn(p, ",")] == ',')) {
-		size_t i = 0, len = strcspn(p, ",");
-
-		while (i < NROWS && (strlen(rows[i].name) != len || strncmp(p, rows[i].name, len)))
-			i++;
-		if (i == NROWS) {
-			fprintf(stderr, "vthread-bench: --only: unknown row '%.*s'\n", (int)len, p);
-			usage(stderr);
-			return 2;
-		}
+	if (select_rows(only) < 0) {
+		usage(stderr);
+		return 2;
 	}
 	if (!vthread_backend()) {
 		fprintf(stderr, "vthread-bench: no usable KVM: %s\n", vthread_backend_error());
@@ -669,7 +670,7 @@ int main(int argc, char **argv)
 	printf("backend %s, %ld cores; absolute times vary between machines, compare ratios\n",
 	       vthread_backend(), sysconf(_SC_NPROCESSORS_ONLN));
 	for (size_t i = 0; i < NROWS; i++) {
-		if (selected(only, rows[i].name))
+		if (rows[i].wanted)
 			measure(&rows[i]);
 	}
 	print_table();

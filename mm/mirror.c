@@ -27,6 +27,12 @@ static uint64_t pte_flags(struct mm *mm)
 	return PTE_P | PTE_RW | mm->hv->be->pte_user;
 }
 
+/* The memslot of a chunk that has one. */
+static unsigned slot_of(struct mm *mm, uint64_t c)
+{
+	return (mm->chunk[c] & ~MM_MAPPED) - 1;
+}
+
 /* Gives the chunk a memslot (guest-physical backing) if it has none; lock held. */
 static int chunk_slot(struct mm *mm, uint64_t c)
 {
@@ -37,7 +43,7 @@ static int chunk_slot(struct mm *mm, uint64_t c)
 	int r;
 
 	if (mm->chunk[c])
-		return (mm->chunk[c] & ~MM_MAPPED) - 1;
+		return slot_of(mm, c);
 	if (mm->nslots == MM_MAX_SLOTS)
 		return -ENOSPC;
 	if (mm->nslots == mm->slots_cap) {
@@ -123,7 +129,7 @@ static int chunk_link(struct mm *mm, uint64_t c, bool whole)
 /* The page directory of a linked chunk, NULL when a 1 GiB entry maps it. */
 static uint64_t *chunk_pd(struct mm *mm, uint64_t c)
 {
-	return mm->slots[(mm->chunk[c] & ~MM_MAPPED) - 1].pd;
+	return mm->slots[slot_of(mm, c)].pd;
 }
 
 static bool pde_present(struct mm *mm, uint64_t gva)
@@ -147,14 +153,15 @@ int mm_mirror_range(struct mm *mm, const void *addr, size_t len)
 	pthread_mutex_lock(&mm->lock);
 	for (uint64_t c = a >> MM_CHUNK_SHIFT; !r && (c << MM_CHUNK_SHIFT) < end; c++) {
 		uint64_t lo = c << MM_CHUNK_SHIFT, hi = lo + MM_CHUNK;
+		bool whole = (uintptr_t)addr <= lo && end >= (hi < MM_USER_TOP ? hi : MM_USER_TOP);
 		uint64_t *pd;
 
-		r = chunk_link(mm, c, (uintptr_t)addr <= lo && end >= (hi < MM_USER_TOP ? hi : MM_USER_TOP));
+		r = chunk_link(mm, c, whole);
 		if (r < 0 || !(pd = chunk_pd(mm, c)))
 			continue;
 		for (uint64_t v = lo > a ? lo : a; v < end && v < hi; v += 1ull << 21) {
 			unsigned i = (v >> 21) & 511;
-			uint64_t gpa = slot_gpa((mm->chunk[c] & ~MM_MAPPED) - 1) + (v - lo);
+			uint64_t gpa = slot_gpa(slot_of(mm, c)) + (v - lo);
 
 			if (!(pd[i] & PTE_P))
 				__atomic_store_n(&pd[i], gpa | pte_flags(mm) | PTE_PS, __ATOMIC_RELEASE);
