@@ -53,6 +53,7 @@ struct vthread {
 	size_t stack_size;
 	bool own_stack;
 	bool detached, joining, finished;	/* under rt.lock */
+	bool unwound;			/* ended by pthread_exit() or cancellation */
 	uint64_t fs_base;		/* the guest's, normally the backing thread's */
 };
 

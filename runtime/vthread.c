@@ -70,22 +70,61 @@ static void stack_free(struct vthread *vt)
 	mm_free(vt->stack);
 }
 
+/*
+ * Runs inside the vCPU: the start routine under a cancellation buffer of its own,
+ * which pthread_exit() and cancellation unwind to once the thread's cleanup
+ * handlers have run, as they unwind to start_thread's in a pthread.
+ */
+static void *guest_main(void *p)
+{
+	struct vthread *vt = p;
+	__pthread_unwind_buf_t buf;
+	void *ret;
+
+	if (__sigsetjmp_cancel(buf.__cancel_jmp_buf, 0)) {
+		__pthread_unregister_cancel(&buf);
+		rt_current->unwound = true;
+		hv_guest_end(NULL);
+	}
+	__pthread_register_cancel(&buf);
+	ret = vt->fn(vt->arg);
+	__pthread_unregister_cancel(&buf);
+	return ret;
+}
+
+/*
+ * The guest's pthread_exit() left its value in the backing thread's own result
+ * (the guest runs on that thread's TLS); finishing the unwind here, to
+ * start_thread's buffer, ends the backing thread the same way, keeping it.
+ */
+static void __attribute__((noreturn)) finish_unwind(void)
+{
+	__pthread_unwind_buf_t buf;
+
+	__pthread_register_cancel(&buf);
+	__pthread_unwind_next(&buf);
+}
+
 static void *backing_main(void *p)
 {
 	struct vthread *vt = p;
 	unsigned long fs;
+	bool unwound;
+	void *ret;
 	int r;
 
 	rt_current = vt;
 	syscall(SYS_arch_prctl, ARCH_GET_FS, &fs);
 	vt->fs_base = fs;
-	r = hv_vcpu_start(vt->vcpu, vt->fn, vt->arg, vt->stack + vt->stack_size, fs);
+	r = hv_vcpu_start(vt->vcpu, guest_main, vt, vt->stack + vt->stack_size, fs);
 	if (r < 0)
 		rt_die(vt, "cannot start its vCPU", r);
 	rt_dispatch(vt);
 
 	rt_vcpu_put(vt->vcpu);
 	stack_free(vt);
+	unwound = vt->unwound;
+	ret = vt->retval;
 	pthread_mutex_lock(&rt.lock);
 	vt->finished = true;
 	if (vt->detached) {
@@ -93,7 +132,9 @@ static void *backing_main(void *p)
 		free(vt);
 	}
 	pthread_mutex_unlock(&rt.lock);
-	return NULL;
+	if (unwound)
+		finish_unwind();
+	return ret;
 }
 
 static int start(struct vthread *vt, const struct rt_attr *a)
@@ -185,12 +226,10 @@ RT_API int vthread_join(vthread_t vt, void **retval)
 	vt->joining = true;
 	pthread_mutex_unlock(&rt.lock);
 
-	pthread_join(vt->host, NULL);
+	pthread_join(vt->host, retval);
 	pthread_mutex_lock(&rt.lock);
 	registry_del(vt);
 	pthread_mutex_unlock(&rt.lock);
-	if (retval)
-		*retval = vt->retval;
 	free(vt);
 	return 0;
 }
@@ -216,11 +255,10 @@ RT_API int vthread_detach(vthread_t vt)
 	return r;
 }
 
+/* Inside a vthread pthread_exit() unwinds to guest_main, so one call serves both. */
 RT_API void vthread_exit(void *retval)
 {
-	if (!rt_current)
-		pthread_exit(retval);
-	hv_guest_end(retval);
+	pthread_exit(retval);
 }
 
 RT_API vthread_t vthread_self(void)

@@ -1,0 +1,230 @@
+/* SPDX-License-Identifier: MIT */
+/* How a vthread ends: return, pthread_exit, vthread_exit, raw exit, exit_group. */
+#define _GNU_SOURCE
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "common.h"
+
+static int cleanups[4], ncleanups;
+static pthread_key_t key;
+static int destructed;
+
+static void note_cleanup(void *arg)
+{
+	cleanups[ncleanups++] = (int)(intptr_t)arg;
+}
+
+static void key_destructor(void *value)
+{
+	destructed = (int)(intptr_t)value;
+}
+
+static __attribute__((noinline)) void leave(void)
+{
+	pthread_exit((void *)0x5eed);
+}
+
+static __attribute__((noinline)) void inner(void)
+{
+	pthread_cleanup_push(note_cleanup, (void *)1);
+	leave();
+	pthread_cleanup_pop(0);
+}
+
+static __attribute__((noinline)) void outer(void)
+{
+	pthread_cleanup_push(note_cleanup, (void *)3);
+	pthread_cleanup_push(note_cleanup, (void *)2);
+	inner();
+	pthread_cleanup_pop(0);
+	pthread_cleanup_pop(0);
+}
+
+static void *exit_from_depth(void *arg)
+{
+	(void)arg;
+	pthread_setspecific(key, (void *)77);
+	outer();
+	return (void *)1;	/* not reached */
+}
+
+START_TEST(test_pthread_exit_runs_cleanups_and_destructors)
+{
+	vthread_t vt;
+	void *ret;
+
+	require_backend();
+	ck_assert_int_eq(pthread_key_create(&key, key_destructor), 0);
+	ck_assert_int_eq(vthread_create(&vt, NULL, exit_from_depth, NULL), 0);
+	ck_assert_int_eq(vthread_join(vt, &ret), 0);
+	ck_assert_ptr_eq(ret, (void *)0x5eed);
+	/* innermost first, as in a pthread */
+	ck_assert_int_eq(ncleanups, 3);
+	ck_assert_int_eq(cleanups[0], 1);
+	ck_assert_int_eq(cleanups[1], 2);
+	ck_assert_int_eq(cleanups[2], 3);
+	ck_assert_int_eq(destructed, 77);
+}
+END_TEST
+
+static void *exit_through_vthread_exit(void *arg)
+{
+	pthread_cleanup_push(note_cleanup, arg);
+	vthread_exit((void *)0xabc);
+	pthread_cleanup_pop(0);
+	return NULL;
+}
+
+START_TEST(test_vthread_exit_runs_cleanups)
+{
+	vthread_t vt;
+	void *ret;
+
+	require_backend();
+	ck_assert_int_eq(vthread_create(&vt, NULL, exit_through_vthread_exit, (void *)9), 0);
+	ck_assert_int_eq(vthread_join(vt, &ret), 0);
+	ck_assert_ptr_eq(ret, (void *)0xabc);
+	ck_assert_int_eq(ncleanups, 1);
+	ck_assert_int_eq(cleanups[0], 9);
+}
+END_TEST
+
+static void *return_with_cleanup_popped(void *arg)
+{
+	pthread_cleanup_push(note_cleanup, arg);
+	pthread_cleanup_pop(1);
+	pthread_setspecific(key, (void *)5);
+	return (void *)0x42;
+}
+
+START_TEST(test_return_runs_destructors_and_popped_cleanups)
+{
+	vthread_t vt;
+	void *ret;
+
+	require_backend();
+	ck_assert_int_eq(pthread_key_create(&key, key_destructor), 0);
+	ck_assert_int_eq(vthread_create(&vt, NULL, return_with_cleanup_popped, (void *)4), 0);
+	ck_assert_int_eq(vthread_join(vt, &ret), 0);
+	ck_assert_ptr_eq(ret, (void *)0x42);
+	ck_assert_int_eq(ncleanups, 1);
+	ck_assert_int_eq(cleanups[0], 4);
+	ck_assert_int_eq(destructed, 5);
+}
+END_TEST
+
+static void *detached_exit(void *arg)
+{
+	pthread_cleanup_push(note_cleanup, arg);
+	pthread_exit(NULL);
+	pthread_cleanup_pop(0);
+	return NULL;
+}
+
+START_TEST(test_detached_pthread_exit_is_reclaimed)
+{
+	struct vthread_stats st;
+	vthread_attr_t a;
+	vthread_t vt;
+
+	require_backend();
+	vthread_attr_init(&a);
+	vthread_attr_setdetachstate(&a, VTHREAD_CREATE_DETACHED);
+	for (int i = 0; i < 50; i++)
+		ck_assert_int_eq(vthread_create(&vt, &a, detached_exit, NULL), 0);
+	for (int i = 0; i < 2000; i++) {
+		vthread_get_stats(&st);
+		if (st.vthreads_live == 0)
+			break;
+		usleep(1000);
+	}
+	ck_assert_uint_eq(st.vthreads_live, 0);
+	ck_assert_uint_eq(st.vcpus_busy, 0);
+}
+END_TEST
+
+static void *raw_exit(void *arg)
+{
+	(void)arg;
+	syscall(SYS_exit, 0);
+	return (void *)1;
+}
+
+START_TEST(test_raw_exit_ends_only_the_vthread)
+{
+	vthread_t vt;
+	void *ret = (void *)1;
+
+	require_backend();
+	ck_assert_int_eq(vthread_create(&vt, NULL, raw_exit, NULL), 0);
+	ck_assert_int_eq(vthread_join(vt, &ret), 0);
+	ck_assert_ptr_null(ret);
+}
+END_TEST
+
+static void *call_exit(void *arg)
+{
+	exit((int)(intptr_t)arg);
+}
+
+START_TEST(test_exit_in_a_vthread_ends_the_process)
+{
+	int status;
+	pid_t pid;
+
+	require_backend();
+	pid = fork();
+	if (pid == 0) {
+		vthread_t vt;
+
+		if (vthread_create(&vt, NULL, call_exit, (void *)23))
+			_exit(99);
+		vthread_join(vt, NULL);
+		_exit(98);
+	}
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert(WIFEXITED(status));
+	ck_assert_int_eq(WEXITSTATUS(status), 23);
+}
+END_TEST
+
+static void *self_of_backing(void *arg)
+{
+	*(pthread_t *)arg = pthread_self();
+	return NULL;
+}
+
+START_TEST(test_pthread_self_is_the_backing_thread)
+{
+	pthread_t inside = 0;
+	vthread_t vt;
+
+	require_backend();
+	ck_assert_int_eq(vthread_create(&vt, NULL, self_of_backing, &inside), 0);
+	ck_assert_int_eq(vthread_join(vt, NULL), 0);
+	ck_assert(inside != 0);
+	ck_assert(!pthread_equal(inside, pthread_self()));
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("exit");
+	TCase *tc = tcase_create("exit");
+
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, test_pthread_exit_runs_cleanups_and_destructors);
+	tcase_add_test(tc, test_vthread_exit_runs_cleanups);
+	tcase_add_test(tc, test_return_runs_destructors_and_popped_cleanups);
+	tcase_add_test(tc, test_detached_pthread_exit_is_reclaimed);
+	tcase_add_test(tc, test_raw_exit_ends_only_the_vthread);
+	tcase_add_test(tc, test_exit_in_a_vthread_ends_the_process);
+	tcase_add_test(tc, test_pthread_self_is_the_backing_thread);
+	suite_add_tcase(s, tc);
+	return run_suite(s);
+}
