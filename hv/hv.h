@@ -34,7 +34,7 @@ enum hv_exit_kind {
 	HV_EXIT_END,		/* the start routine returned; RAX holds its value */
 	HV_EXIT_PROBE,		/* end of hv_guest_probe */
 	HV_EXIT_NULL,		/* hv_guest_null_exit: resume as is */
-	HV_EXIT_SIGNAL,		/* KVM_RUN interrupted by a host signal */
+	HV_EXIT_SIGNAL,		/* KVM_RUN interrupted by a host signal (regs not read) */
 	HV_EXIT_EFAULT,		/* guest touched host memory it may not (address unknown) */
 	HV_EXIT_FAIL,		/* triple fault, entry failure, internal error, unknown */
 };
@@ -101,6 +101,10 @@ int hv_vcpu_get_regs(struct hv_vcpu *vc, hv_regs *r);
 int hv_vcpu_set_regs(struct hv_vcpu *vc, const hv_regs *r);
 int hv_vcpu_set_fs_base(struct hv_vcpu *vc, uint64_t base);
 int hv_vcpu_reset_fpu(struct hv_vcpu *vc);
+/* The signals KVM_RUN lets interrupt the guest are those not in mask (bit n-1 = signal n). */
+int hv_vcpu_set_sigmask(struct hv_vcpu *vc, uint64_t mask);
+int hv_vcpu_get_xsave(struct hv_vcpu *vc, struct kvm_xsave *x);
+int hv_vcpu_set_xsave(struct hv_vcpu *vc, const struct kvm_xsave *x);
 int hv_get_msr(struct hv_vcpu *vc, uint32_t index, uint64_t *val);
 int hv_set_msr(struct hv_vcpu *vc, uint32_t index, uint64_t val);
 

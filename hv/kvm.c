@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/syscall.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -218,6 +219,24 @@ int hv_vcpu_reset_fpu(struct hv_vcpu *vc)
 	return ioctl(vc->fd, KVM_SET_FPU, &fpu) < 0 ? -errno : 0;
 }
 
+int hv_vcpu_set_sigmask(struct hv_vcpu *vc, uint64_t mask)
+{
+	/* The set follows len with no padding: 4 bytes in, not 8. */
+	uint32_t m[3] = { sizeof(mask), (uint32_t)mask, (uint32_t)(mask >> 32) };
+
+	return ioctl(vc->fd, KVM_SET_SIGNAL_MASK, m) < 0 ? -errno : 0;
+}
+
+int hv_vcpu_get_xsave(struct hv_vcpu *vc, struct kvm_xsave *x)
+{
+	return ioctl(vc->fd, KVM_GET_XSAVE, x) < 0 ? -errno : 0;
+}
+
+int hv_vcpu_set_xsave(struct hv_vcpu *vc, const struct kvm_xsave *x)
+{
+	return ioctl(vc->fd, KVM_SET_XSAVE, x) < 0 ? -errno : 0;
+}
+
 static bool vector_has_error_code(int v)
 {
 	return v == 8 || (v >= 10 && v <= 14) || v == 17 || v == 21 || v == 29 || v == 30;
@@ -272,16 +291,32 @@ static int io_exit(struct hv_vcpu *vc, struct hv_exit *ex)
 	return HV_EXIT_EXCEPTION;
 }
 
+/* KVM_RUN without the libc wrapper: errno belongs to the guest, which shares
+ * the backing thread's TLS, and a signal must not change it. */
+static int kvm_run(int fd)
+{
+	long ret;
+
+	__asm__ volatile("syscall"
+			 : "=a"(ret)
+			 : "a"((long)SYS_ioctl), "D"((long)fd), "S"((long)KVM_RUN), "d"(0L)
+			 : "rcx", "r11", "memory");
+	return (int)ret;
+}
+
 int hv_vcpu_run(struct hv_vcpu *vc, struct hv_exit *ex)
 {
+	int r;
+
 	memset(ex, 0, sizeof(*ex));
-	if (ioctl(vc->fd, KVM_RUN, 0) < 0) {
-		ex->err = errno;
-		if (errno == EINTR || errno == EAGAIN) {
+	r = kvm_run(vc->fd);
+	if (r < 0) {
+		ex->err = -r;
+		if (r == -EINTR || r == -EAGAIN) {
 			ex->kind = HV_EXIT_SIGNAL;
 			return 0;
 		}
-		ex->kind = errno == EFAULT ? HV_EXIT_EFAULT : HV_EXIT_FAIL;
+		ex->kind = r == -EFAULT ? HV_EXIT_EFAULT : HV_EXIT_FAIL;
 		return hv_vcpu_get_regs(vc, &ex->regs);
 	}
 	ex->reason = vc->run->exit_reason;

@@ -19,64 +19,98 @@ static void resume_from_frame(struct vthread *vt, struct hv_exit *ex)
 		rt_die(vt, "cannot resume after a page fault", r);
 }
 
+/* The last page the mirror faulted in, and the instruction that touched it. */
+struct last_mirror {
+	uint64_t addr, rip;
+};
+
 /*
  * A guest page fault outside the mirror: the shared fault handler mirrors the
  * chunk if the process has memory there. A chunk another vCPU mirrored first
  * gets one retry; a second fault at the same address is the program's.
  */
-static bool mirror_fault(struct vthread *vt, struct hv_exit *ex, uint64_t *last)
+static bool mirror_fault(struct vthread *vt, struct hv_exit *ex, struct last_mirror *last)
 {
 	int r = mm_fault(&rt.mm, ex->cr2);
 
-	if (r == -EEXIST && ex->cr2 == *last)
+	if (r == -EEXIST && ex->cr2 == last->addr)
 		return false;
 	if (r < 0 && r != -EEXIST)
 		return false;
-	*last = ex->cr2;
+	*last = (struct last_mirror){ ex->cr2, ex->frame.rip };
 	resume_from_frame(vt, ex);
 	return true;
 }
 
+/*
+ * A fault the program may handle: its SIGSEGV (SIGILL...) handler runs in the
+ * vthread, else the vthread is reported and the process gets the signal. KVM
+ * names no address when the host refuses an access (EFAULT), but when the same
+ * instruction has just had its page mirrored, that page is the one refused.
+ */
+static void fault(struct vthread *vt, struct hv_exit *ex, const struct last_mirror *last)
+{
+	uint64_t addr = ex->kind == HV_EXIT_EFAULT && ex->regs.rip == last->rip ? last->addr : 0;
+
+	rt.exits[RT_EXIT_FAULT]++;
+	if (!rt_fault_to_handler(vt, ex, addr))
+		rt_fault(vt, ex);
+}
+
+/* Handles one exit: true when the vthread has ended. */
+static bool handle(struct vthread *vt, struct hv_exit *ex, struct last_mirror *last)
+{
+	int r;
+
+	switch (ex->kind) {
+	case HV_EXIT_SYSCALL:
+		rt.exits[RT_EXIT_SYSCALL]++;
+		return rt_syscall_forward(vt, &ex->regs);
+	case HV_EXIT_EXCEPTION:
+		if (ex->vector == 14 && mirror_fault(vt, ex, last)) {
+			rt.exits[RT_EXIT_MIRROR]++;
+			return false;
+		}
+		fault(vt, ex, last);
+		return false;
+	case HV_EXIT_END:
+		rt.exits[RT_EXIT_END]++;
+		vt->retval = (void *)(uintptr_t)ex->regs.rax;
+		return true;
+	case HV_EXIT_SIGNAL:
+		rt.exits[RT_EXIT_SIGNAL]++;
+		r = rt_signal_pending(vt);
+		if (r < 0)
+			rt_die(vt, "cannot deliver a signal", r);
+		return false;
+	case HV_EXIT_NULL:
+		rt.exits[RT_EXIT_NULL]++;
+		return false;
+	case HV_EXIT_EFAULT:
+		fault(vt, ex, last);
+		return false;
+	case HV_EXIT_PROBE:
+	case HV_EXIT_FAIL:
+		break;
+	}
+	rt.exits[RT_EXIT_OTHER]++;
+	rt_fault(vt, ex);
+}
+
 void rt_dispatch(struct vthread *vt)
 {
-	uint64_t last_fault = ~0ull;
+	struct last_mirror last = { ~0ull, 0 };
 	struct hv_exit ex;
-	int r;
+	int guest_errno, r;
 
 	for (;;) {
 		r = hv_vcpu_run(vt->vcpu, &ex);
+		/* errno is the guest's (same TLS); runtime code must not change it. */
+		guest_errno = errno;
 		if (r < 0)
 			rt_die(vt, "cannot read the vCPU's registers", r);
-		switch (ex.kind) {
-		case HV_EXIT_SYSCALL:
-			rt.exits[RT_EXIT_SYSCALL]++;
-			if (rt_syscall_forward(vt, &ex.regs))
-				return;
-			break;
-		case HV_EXIT_EXCEPTION:
-			if (ex.vector == 14 && mirror_fault(vt, &ex, &last_fault)) {
-				rt.exits[RT_EXIT_MIRROR]++;
-				break;
-			}
-			rt.exits[RT_EXIT_FAULT]++;
-			rt_fault(vt, &ex);
-		case HV_EXIT_END:
-			rt.exits[RT_EXIT_END]++;
-			vt->retval = (void *)(uintptr_t)ex.regs.rax;
+		if (handle(vt, &ex, &last))
 			return;
-		case HV_EXIT_SIGNAL:
-			rt.exits[RT_EXIT_SIGNAL]++;
-			break;
-		case HV_EXIT_NULL:
-			rt.exits[RT_EXIT_NULL]++;
-			break;
-		case HV_EXIT_EFAULT:
-			rt.exits[RT_EXIT_FAULT]++;
-			rt_fault(vt, &ex);
-		case HV_EXIT_PROBE:
-		case HV_EXIT_FAIL:
-			rt.exits[RT_EXIT_OTHER]++;
-			rt_fault(vt, &ex);
-		}
+		errno = guest_errno;
 	}
 }

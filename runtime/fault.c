@@ -164,6 +164,59 @@ static void __attribute__((noreturn)) raise_fault_signal(int signo)
 	abort();
 }
 
+/* si_code of each vector's signal, as Linux fills it for a pthread. */
+static int fault_code(const struct hv_exit *ex)
+{
+	switch (ex->vector) {
+	case 0: return FPE_INTDIV;
+	case 6: return ILL_ILLOPN;
+	case 14: return ex->frame.error & 1 ? SEGV_ACCERR : SEGV_MAPERR;
+	case 16: case 19: return FPE_FLTINV;
+	case 17: return BUS_ADRALN;
+	default: return SI_KERNEL;
+	}
+}
+
+int rt_fault_to_handler(struct vthread *vt, struct hv_exit *ex, uint64_t addr)
+{
+	struct rt_sigtrap trap = { 0 };
+	siginfo_t si = { 0 };
+	hv_regs r = ex->regs;
+
+	if (ex->kind == HV_EXIT_EXCEPTION) {
+		si.si_signo = vectors[ex->vector].name ? vectors[ex->vector].signo : SIGSEGV;
+		si.si_code = fault_code(ex);
+		trap = (struct rt_sigtrap){ ex->frame.error, ex->vector, ex->cr2 };
+		addr = ex->vector == 14 ? ex->cr2 : si.si_code == SI_KERNEL ? 0 : ex->frame.rip;
+		r.rip = ex->frame.rip;
+		r.rsp = ex->frame.rsp;
+		r.rflags = ex->frame.rflags;
+	} else if (ex->kind == HV_EXIT_EFAULT && addr) {
+		si.si_signo = SIGSEGV;
+		si.si_code = SEGV_ACCERR;
+		trap = (struct rt_sigtrap){ 6, 14, addr };
+	} else {
+		return 0;	/* without an address, a handler could only loop */
+	}
+	si.si_addr = (void *)(uintptr_t)addr;
+	/* A blocked or default fault signal kills, as the kernel forces it. */
+	if (!rt_signal_caught(vt, si.si_signo))
+		return 0;
+	return rt_signal_deliver(vt, &si, &r, vt->mask, &trap) == 1;
+}
+
+void rt_bad_frame(struct vthread *vt, const hv_regs *r)
+{
+	struct report rp = { .len = 0 };
+
+	say(&rp, "libvthread: vthread %llu (tid %d) %s: rt_sigreturn found no valid signal frame"
+		 " at 0x%llx", (unsigned long long)vt->id, gettid(), strsignal(SIGSEGV),
+	    (unsigned long long)r->rsp - 8);
+	registers(&rp, r, r->rcx, r->rsp, r->r11);
+	flush(&rp);
+	raise_fault_signal(SIGSEGV);
+}
+
 void rt_fault(struct vthread *vt, const struct hv_exit *ex)
 {
 	struct report rp = { .len = 0 };

@@ -5,6 +5,7 @@
  * must prove that it executes natively before anything runs on it.
  */
 #define _GNU_SOURCE
+#include <cpuid.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -67,6 +68,17 @@ static void fail(const char *what, int err)
 	snprintf(rt.why, sizeof(rt.why), "%s: %s", what, strerror(-err));
 }
 
+/* The FPU state a signal frame holds: the XSAVE area for the features the
+ * host enabled (CPUID 0xd), which the guest's XCR0 never exceeds. */
+static size_t xsave_size(void)
+{
+	unsigned a, b, c, d;
+
+	if (!__get_cpuid_count(0xd, 0, &a, &b, &c, &d) || b < 576)
+		return 512;
+	return b < sizeof(struct kvm_xsave) ? b : sizeof(struct kvm_xsave);
+}
+
 static int init_locked(void)
 {
 	const char *dev = getenv("VTHREAD_KVM");
@@ -86,6 +98,7 @@ static int init_locked(void)
 		}
 		arena_ready = true;
 	}
+	rt.xsave_size = xsave_size();
 	r = hv_open(&rt.hv, dev && *dev ? dev : "/dev/kvm", first, rt.why, sizeof(rt.why));
 	if (r < 0) {
 		free(first);

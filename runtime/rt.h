@@ -4,6 +4,7 @@
 #define RT_H
 
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -55,6 +56,13 @@ struct vthread {
 	bool detached, joining, finished;	/* under rt.lock */
 	bool unwound;			/* ended by pthread_exit() or cancellation */
 	uint64_t fs_base;		/* the guest's, normally the backing thread's */
+	uint64_t mask;			/* the guest's signal mask (bit n-1: signal n) */
+	struct kvm_xsave xsave;		/* scratch for signal frames */
+};
+
+/* What a fault adds to a signal's ucontext. */
+struct rt_sigtrap {
+	uint64_t error, vector, cr2;
 };
 
 struct rt {
@@ -73,6 +81,7 @@ struct rt {
 	uint64_t next_id;
 	atomic_ulong created, live;
 	atomic_ulong exits[RT_EXIT_NR];
+	size_t xsave_size;		/* bytes of FPU state in a signal frame */
 };
 
 extern struct rt rt;
@@ -90,14 +99,45 @@ void rt_vcpu_forget_all(void);
 /* dispatch.c */
 void rt_dispatch(struct vthread *vt);
 
+static inline long rt_syscall6(long nr, long a, long b, long c, long d, long e, long f)
+{
+	register long r10 __asm__("r10") = d;
+	register long r8 __asm__("r8") = e;
+	register long r9 __asm__("r9") = f;
+	long ret;
+
+	__asm__ volatile("syscall"
+			 : "=a"(ret)
+			 : "a"(nr), "D"(a), "S"(b), "d"(c), "r"(r10), "r"(r8), "r"(r9)
+			 : "rcx", "r11", "memory");
+	return ret;
+}
+
 /* syscall.c: true when the call ends the vthread */
 bool rt_syscall_forward(struct vthread *vt, hv_regs *regs);
+
+/* signal.c: 0, or -errno; deliver and pending return 1 when a handler was entered */
+int rt_signal_thread_start(struct vthread *vt);
+void rt_signal_block_host(void);
+void rt_signal_unblock_host(const struct vthread *vt);
+int rt_signal_set_mask(struct vthread *vt, uint64_t mask);
+/* The guest accepts sig and has a handler for it. */
+bool rt_signal_caught(const struct vthread *vt, int sig);
+int rt_signal_deliver(struct vthread *vt, siginfo_t *si, hv_regs *r, uint64_t saved_mask,
+		      const struct rt_sigtrap *trap);
+int rt_signal_pending(struct vthread *vt);
+/* sigsuspend(during): waits for a signal the guest accepts and enters its handler */
+int rt_signal_suspend(struct vthread *vt, hv_regs *r, uint64_t during);
+int rt_signal_return(struct vthread *vt, hv_regs *r);
 
 /* fault.c */
 /* Copies to or from guest memory without faulting the host: 0 or -EFAULT. */
 int rt_copy_out(void *dst, const void *src, size_t n);
 int rt_copy_in(void *dst, const void *src, size_t n);
 void rt_fault(struct vthread *vt, const struct hv_exit *ex) __attribute__((noreturn));
+/* Enters the guest's handler for the fault's signal, if it has one: 1, else 0. */
+int rt_fault_to_handler(struct vthread *vt, struct hv_exit *ex, uint64_t addr);
+void rt_bad_frame(struct vthread *vt, const hv_regs *r) __attribute__((noreturn));
 void rt_die(struct vthread *vt, const char *what, int err) __attribute__((noreturn));
 
 /* stats.c */

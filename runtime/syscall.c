@@ -9,24 +9,11 @@
 #define _GNU_SOURCE
 #include <asm/prctl.h>
 #include <errno.h>
+#include <signal.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include "rt.h"
-
-static long raw_syscall6(long nr, long a, long b, long c, long d, long e, long f)
-{
-	register long r10 __asm__("r10") = d;
-	register long r8 __asm__("r8") = e;
-	register long r9 __asm__("r9") = f;
-	long ret;
-
-	__asm__ volatile("syscall"
-			 : "=a"(ret)
-			 : "a"(nr), "D"(a), "S"(b), "d"(c), "r"(r10), "r"(r8), "r"(r9)
-			 : "rcx", "r11", "memory");
-	return ret;
-}
 
 /* The guest's FS base is the vCPU's, not the backing thread's. */
 static long guest_arch_prctl(struct vthread *vt, long code, unsigned long arg)
@@ -43,12 +30,90 @@ static long guest_arch_prctl(struct vthread *vt, long code, unsigned long arg)
 	case ARCH_GET_FS:
 		return rt_copy_out((void *)arg, &vt->fs_base, sizeof(vt->fs_base));
 	default:
-		return raw_syscall6(SYS_arch_prctl, code, arg, 0, 0, 0, 0);
+		return rt_syscall6(SYS_arch_prctl, code, arg, 0, 0, 0, 0);
 	}
+}
+
+/*
+ * Calls that may wait for long run with the guest's signal mask, so that a
+ * signal interrupts them as it would a pthread's: EINTR, or a restart under
+ * SA_RESTART. The handler of such a signal runs on the backing thread. All
+ * other calls run with every signal blocked; a signal they raise (raise(),
+ * SIGPIPE...) is delivered in the guest's context right after them.
+ */
+static bool may_wait(long nr)
+{
+	switch (nr) {
+	case SYS_read: case SYS_readv: case SYS_pread64: case SYS_preadv: case SYS_preadv2:
+	case SYS_write: case SYS_writev: case SYS_pwrite64: case SYS_pwritev: case SYS_pwritev2:
+	case SYS_recvfrom: case SYS_recvmsg: case SYS_recvmmsg:
+	case SYS_sendto: case SYS_sendmsg: case SYS_sendmmsg: case SYS_sendfile:
+	case SYS_splice: case SYS_tee: case SYS_accept: case SYS_accept4: case SYS_connect:
+	case SYS_poll: case SYS_ppoll: case SYS_select: case SYS_pselect6:
+	case SYS_epoll_wait: case SYS_epoll_pwait: case SYS_epoll_pwait2:
+	case SYS_futex: case SYS_futex_waitv: case SYS_nanosleep: case SYS_clock_nanosleep:
+	case SYS_wait4: case SYS_waitid: case SYS_rt_sigtimedwait:
+	case SYS_msgrcv: case SYS_msgsnd: case SYS_semop: case SYS_semtimedop:
+	case SYS_flock: case SYS_fcntl: case SYS_open: case SYS_openat: case SYS_openat2:
+	case SYS_io_getevents: case SYS_io_pgetevents: case SYS_io_uring_enter:
+	case SYS_mq_timedreceive: case SYS_mq_timedsend:
+		return true;
+	}
+	return false;
+}
+
+static long guest_sigprocmask(struct vthread *vt, long how, const uint64_t *set,
+			      uint64_t *oldset, long size)
+{
+	uint64_t old = vt->mask, n, mask;
+
+	if (size != sizeof(uint64_t))
+		return -EINVAL;
+	if (set) {
+		if (rt_copy_in(&n, set, sizeof(n)) < 0)
+			return -EFAULT;
+		switch (how) {
+		case SIG_BLOCK: mask = old | n; break;
+		case SIG_UNBLOCK: mask = old & ~n; break;
+		case SIG_SETMASK: mask = n; break;
+		default: return -EINVAL;
+		}
+		if (rt_signal_set_mask(vt, mask) < 0)
+			return -EINVAL;
+	}
+	if (oldset && rt_copy_out(oldset, &old, sizeof(old)) < 0)
+		return -EFAULT;
+	return 0;
+}
+
+/* The host thread blocks everything; the guest's pending set is what its mask blocks. */
+static long guest_sigpending(struct vthread *vt, uint64_t *set, long size)
+{
+	uint64_t pending;
+	long r;
+
+	if (size > (long)sizeof(uint64_t))
+		return -EINVAL;
+	r = rt_syscall6(SYS_rt_sigpending, (long)&pending, sizeof(pending), 0, 0, 0, 0);
+	if (r < 0)
+		return r;
+	pending &= vt->mask;
+	return rt_copy_out(set, &pending, size);
+}
+
+static void resume(struct vthread *vt, hv_regs *r, long ret)
+{
+	r->rax = ret;
+	r->rip = r->rcx;	/* as sysret: back after the `syscall`, flags from R11 */
+	r->rflags = r->r11;
+	ret = hv_vcpu_set_regs(vt->vcpu, r);
+	if (ret < 0)
+		rt_die(vt, "cannot resume after a system call", ret);
 }
 
 bool rt_syscall_forward(struct vthread *vt, hv_regs *r)
 {
+	uint64_t mask;
 	long ret;
 
 	switch (r->rax) {
@@ -58,25 +123,55 @@ bool rt_syscall_forward(struct vthread *vt, hv_regs *r)
 	case SYS_arch_prctl:
 		ret = guest_arch_prctl(vt, r->rdi, r->rsi);
 		break;
+	case SYS_rt_sigprocmask:
+		ret = guest_sigprocmask(vt, r->rdi, (const uint64_t *)r->rsi, (uint64_t *)r->rdx,
+					r->r10);
+		break;
+	case SYS_rt_sigpending:
+		ret = guest_sigpending(vt, (uint64_t *)r->rdi, r->rsi);
+		break;
+	case SYS_rt_sigsuspend:
+		if (r->rsi != sizeof(mask)) {
+			ret = -EINVAL;
+			break;
+		}
+		if (rt_copy_in(&mask, (void *)r->rdi, sizeof(mask)) < 0) {
+			ret = -EFAULT;
+			break;
+		}
+		ret = rt_signal_suspend(vt, r, mask);
+		if (ret < 0)
+			rt_die(vt, "cannot enter a signal handler", ret);
+		return false;
+	case SYS_pause:
+		ret = rt_signal_suspend(vt, r, vt->mask);
+		if (ret < 0)
+			rt_die(vt, "cannot enter a signal handler", ret);
+		return false;
+	case SYS_rt_sigreturn:
+		ret = rt_signal_return(vt, r);
+		if (ret < 0)
+			rt_bad_frame(vt, r);
+		return false;
 	case SYS_clone:		/* would copy the backing thread, not the guest */
 	case SYS_clone3:
 	case SYS_fork:
 	case SYS_vfork:
-	case SYS_rt_sigreturn:	/* no host signal frame exists for a guest */
 		ret = -ENOSYS;
 		break;
 	case SYS_set_tid_address:	/* the backing thread's is glibc's, for joining it */
-		ret = raw_syscall6(SYS_gettid, 0, 0, 0, 0, 0, 0);
+		ret = rt_syscall6(SYS_gettid, 0, 0, 0, 0, 0, 0);
 		break;
 	default:
-		ret = raw_syscall6(r->rax, r->rdi, r->rsi, r->rdx, r->r10, r->r8, r->r9);
+		if (!may_wait(r->rax)) {
+			ret = rt_syscall6(r->rax, r->rdi, r->rsi, r->rdx, r->r10, r->r8, r->r9);
+			break;
+		}
+		rt_signal_unblock_host(vt);
+		ret = rt_syscall6(r->rax, r->rdi, r->rsi, r->rdx, r->r10, r->r8, r->r9);
+		rt_signal_block_host();
 		break;
 	}
-	r->rax = ret;
-	r->rip = r->rcx;	/* as sysret: back after the `syscall`, flags from R11 */
-	r->rflags = r->r11;
-	ret = hv_vcpu_set_regs(vt->vcpu, r);
-	if (ret < 0)
-		rt_die(vt, "cannot resume after a system call", ret);
+	resume(vt, r, ret);
 	return false;
 }

@@ -117,6 +117,8 @@ static void *backing_main(void *p)
 	syscall(SYS_arch_prctl, ARCH_GET_FS, &fs);
 	vt->fs_base = fs;
 	r = hv_vcpu_start(vt->vcpu, guest_main, vt, vt->stack + vt->stack_size, fs);
+	if (!r)
+		r = rt_signal_thread_start(vt);
 	if (r < 0)
 		rt_die(vt, "cannot start its vCPU", r);
 	rt_dispatch(vt);

@@ -1,0 +1,492 @@
+/* SPDX-License-Identifier: MIT */
+/* Signals are delivered in the vthread's context, as to a pthread. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/time.h>
+#include <sys/wait.h>
+#include <ucontext.h>
+#include <unistd.h>
+
+#include "common.h"
+
+#define STACK_SIZE (256 << 10)
+
+static char stack[STACK_SIZE] __attribute__((aligned(4096)));
+static char altstack[64 << 10] __attribute__((aligned(4096)));
+static atomic_int handled;
+static atomic_uintptr_t handler_sp;
+static atomic_int started;
+static pthread_t backing;
+
+static bool on(const void *p, const char *base, size_t size)
+{
+	return (const char *)p >= base && (const char *)p < base + size;
+}
+
+static void note(int sig, siginfo_t *si, void *uc)
+{
+	volatile char here;
+
+	(void)sig, (void)si, (void)uc;
+	handler_sp = (uintptr_t)&here;
+	handled++;
+}
+
+static void catch(int sig, void (*fn)(int, siginfo_t *, void *), int flags)
+{
+	struct sigaction sa = { .sa_sigaction = fn, .sa_flags = SA_SIGINFO | flags };
+
+	sigemptyset(&sa.sa_mask);
+	ck_assert_int_eq(sigaction(sig, &sa, NULL), 0);
+}
+
+static vthread_t start_on_known_stack(void *(*fn)(void *), void *arg)
+{
+	vthread_attr_t a;
+	vthread_t vt;
+
+	vthread_attr_init(&a);
+	vthread_attr_setstack(&a, stack, sizeof(stack));
+	ck_assert_int_eq(vthread_create(&vt, &a, fn, arg), 0);
+	vthread_attr_destroy(&a);
+	return vt;
+}
+
+static void *raise_self(void *arg)
+{
+	(void)arg;
+	raise(SIGUSR1);
+	return (void *)(intptr_t)handled;
+}
+
+START_TEST(test_raise_runs_the_handler_on_the_vthread_stack)
+{
+	vthread_t vt;
+	void *ret;
+
+	require_backend();
+	catch(SIGUSR1, note, 0);
+	vt = start_on_known_stack(raise_self, NULL);
+	ck_assert_int_eq(vthread_join(vt, &ret), 0);
+	ck_assert_int_eq((intptr_t)ret, 1);	/* ran before raise() returned */
+	ck_assert_msg(on((void *)handler_sp, stack, sizeof(stack)), "handler sp %p",
+		      (void *)handler_sp);
+}
+END_TEST
+
+static void *spin_until_handled(void *arg)
+{
+	(void)arg;
+	backing = pthread_self();
+	started = 1;
+	while (!handled)
+		;
+	return NULL;
+}
+
+START_TEST(test_pthread_kill_interrupts_guest_code)
+{
+	vthread_t vt;
+
+	require_backend();
+	catch(SIGUSR2, note, 0);
+	vt = start_on_known_stack(spin_until_handled, NULL);
+	while (!started)
+		usleep(100);
+	ck_assert_int_eq(pthread_kill(backing, SIGUSR2), 0);
+	ck_assert_int_eq(vthread_join(vt, NULL), 0);
+	ck_assert_int_eq(handled, 1);
+	ck_assert(on((void *)handler_sp, stack, sizeof(stack)));
+}
+END_TEST
+
+static void *block_then_unblock(void *arg)
+{
+	sigset_t set, pending;
+	intptr_t seen;
+
+	(void)arg;
+	sigemptyset(&set);
+	sigaddset(&set, SIGUSR1);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	raise(SIGUSR1);
+	if (handled)
+		return (void *)-1;	/* delivered while blocked */
+	sigpending(&pending);
+	if (!sigismember(&pending, SIGUSR1))
+		return (void *)-2;
+	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+	seen = handled;		/* delivered as the mask opened */
+	sigpending(&pending);
+	return (void *)(seen * 10 + sigismember(&pending, SIGUSR1));
+}
+
+START_TEST(test_blocked_signal_waits_for_the_mask)
+{
+	vthread_t vt;
+	void *ret;
+
+	require_backend();
+	catch(SIGUSR1, note, 0);
+	ck_assert_int_eq(vthread_create(&vt, NULL, block_then_unblock, NULL), 0);
+	ck_assert_int_eq(vthread_join(vt, &ret), 0);
+	ck_assert_int_eq((intptr_t)ret, 10);
+}
+END_TEST
+
+static void *suspend(void *arg)
+{
+	sigset_t set, none;
+	int r, e;
+
+	(void)arg;
+	sigemptyset(&set);
+	sigaddset(&set, SIGUSR1);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	backing = pthread_self();
+	started = 1;
+	sigemptyset(&none);
+	r = sigsuspend(&none);
+	e = errno;
+	pthread_sigmask(SIG_BLOCK, NULL, &set);	/* restored after the handler */
+	return (void *)(intptr_t)(r == -1 && e == EINTR && handled == 1 &&
+				  sigismember(&set, SIGUSR1));
+}
+
+START_TEST(test_sigsuspend_returns_eintr_after_the_handler)
+{
+	vthread_t vt;
+	void *ret;
+
+	require_backend();
+	catch(SIGUSR1, note, 0);
+	ck_assert_int_eq(vthread_create(&vt, NULL, suspend, NULL), 0);
+	while (!started)
+		usleep(100);
+	usleep(20000);
+	ck_assert_int_eq(pthread_kill(backing, SIGUSR1), 0);
+	ck_assert_int_eq(vthread_join(vt, &ret), 0);
+	ck_assert_int_eq((intptr_t)ret, 1);
+}
+END_TEST
+
+static int pipefd[2];
+
+static void *read_blocked(void *arg)
+{
+	char c = 0;
+	ssize_t n;
+
+	(void)arg;
+	backing = pthread_self();
+	started = 1;
+	n = read(pipefd[0], &c, 1);
+	if (n < 0)
+		return (void *)(intptr_t)-errno;
+	return (void *)(intptr_t)c;
+}
+
+static intptr_t interrupt_read(int flags)
+{
+	vthread_t vt;
+	void *ret;
+
+	catch(SIGUSR1, note, flags);
+	ck_assert_int_eq(pipe(pipefd), 0);
+	ck_assert_int_eq(vthread_create(&vt, NULL, read_blocked, NULL), 0);
+	while (!started)
+		usleep(100);
+	usleep(50000);		/* let it block in read() */
+	ck_assert_int_eq(pthread_kill(backing, SIGUSR1), 0);
+	while (!handled)
+		usleep(100);
+	usleep(20000);
+	ck_assert_int_eq(write(pipefd[1], "x", 1), 1);
+	ck_assert_int_eq(vthread_join(vt, &ret), 0);
+	return (intptr_t)ret;
+}
+
+START_TEST(test_sa_restart_restarts_a_blocked_read)
+{
+	require_backend();
+	ck_assert_int_eq(interrupt_read(SA_RESTART), 'x');
+}
+END_TEST
+
+START_TEST(test_without_sa_restart_a_blocked_read_fails_eintr)
+{
+	require_backend();
+	ck_assert_int_eq(interrupt_read(0), -EINTR);
+}
+END_TEST
+
+static void *alarm_wait(void *arg)
+{
+	sigset_t set;
+
+	(void)arg;
+	sigemptyset(&set);
+	sigaddset(&set, SIGALRM);
+	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+	if (*(int *)arg)
+		alarm(1);
+	else
+		setitimer(ITIMER_REAL, &(struct itimerval){ .it_value = { 0, 20000 } }, NULL);
+	while (!handled)
+		;
+	return NULL;
+}
+
+static void process_signal_reaches_vthread(int use_alarm)
+{
+	sigset_t set;
+	vthread_t vt;
+
+	require_backend();
+	catch(SIGALRM, note, 0);
+	/* Only the vthread accepts SIGALRM, so the kernel must pick its thread. */
+	sigemptyset(&set);
+	sigaddset(&set, SIGALRM);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	vt = start_on_known_stack(alarm_wait, &use_alarm);
+	ck_assert_int_eq(vthread_join(vt, NULL), 0);
+	ck_assert_int_eq(handled, 1);
+	ck_assert(on((void *)handler_sp, stack, sizeof(stack)));
+}
+
+START_TEST(test_alarm_is_delivered_in_the_vthread)
+{
+	process_signal_reaches_vthread(1);
+}
+END_TEST
+
+START_TEST(test_setitimer_is_delivered_in_the_vthread)
+{
+	process_signal_reaches_vthread(0);
+}
+END_TEST
+
+/* ud2 is 2 bytes: skipping it through the ucontext proves sigreturn uses the frame. */
+static void skip_ud2(int sig, siginfo_t *si, void *p)
+{
+	ucontext_t *uc = p;
+
+	(void)sig;
+	if (si->si_addr == (void *)uc->uc_mcontext.gregs[REG_RIP])
+		uc->uc_mcontext.gregs[REG_RIP] += 2;
+	handled++;
+}
+
+static void *execute_ud2(void *arg)
+{
+	(void)arg;
+	__asm__ volatile("ud2");
+	__asm__ volatile("ud2");
+	return (void *)0x600d;
+}
+
+START_TEST(test_sigill_handler_edits_the_context_and_returns)
+{
+	vthread_t vt;
+	void *ret;
+
+	require_backend();
+	catch(SIGILL, skip_ud2, 0);
+	ck_assert_int_eq(vthread_create(&vt, NULL, execute_ud2, NULL), 0);
+	ck_assert_int_eq(vthread_join(vt, &ret), 0);
+	ck_assert_ptr_eq(ret, (void *)0x600d);
+	ck_assert_int_eq(handled, 2);
+}
+END_TEST
+
+static char *reserved;
+
+static void commit_page(int sig, siginfo_t *si, void *uc)
+{
+	(void)sig, (void)uc;
+	handler_sp = (uintptr_t)si->si_addr;
+	mprotect((void *)((uintptr_t)si->si_addr & ~4095ul), 4096, PROT_READ | PROT_WRITE);
+	handled++;
+}
+
+static void *touch_reserved(void *arg)
+{
+	(void)arg;
+	reserved[100] = 42;
+	return (void *)(intptr_t)reserved[100];
+}
+
+START_TEST(test_sigsegv_handler_commits_a_reserved_page)
+{
+	vthread_t vt;
+	void *ret;
+	char *map;
+
+	require_backend();
+	catch(SIGSEGV, commit_page, 0);
+	/* A PROT_NONE reservation of its own, as a garbage collector makes one. */
+	map = mmap(NULL, 8 << 20, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	ck_assert(map != MAP_FAILED);
+	reserved = (char *)(((uintptr_t)map + (2 << 20)) & ~((2ul << 20) - 1));
+	ck_assert_int_eq(vthread_create(&vt, NULL, touch_reserved, NULL), 0);
+	ck_assert_int_eq(vthread_join(vt, &ret), 0);
+	ck_assert_int_eq((intptr_t)ret, 42);
+	ck_assert_int_eq(handled, 1);
+	ck_assert_ptr_eq((void *)handler_sp, reserved + 100);
+}
+END_TEST
+
+static void *use_altstack(void *arg)
+{
+	stack_t ss = { .ss_sp = altstack, .ss_size = sizeof(altstack) };
+
+	(void)arg;
+	if (sigaltstack(&ss, NULL))
+		return (void *)-1;
+	raise(SIGUSR2);
+	return NULL;
+}
+
+START_TEST(test_sa_onstack_handler_runs_on_the_sigaltstack)
+{
+	vthread_t vt;
+
+	require_backend();
+	catch(SIGUSR2, note, SA_ONSTACK);
+	ck_assert_int_eq(vthread_create(&vt, NULL, use_altstack, NULL), 0);
+	ck_assert_int_eq(vthread_join(vt, NULL), 0);
+	ck_assert_int_eq(handled, 1);
+	ck_assert(on((void *)handler_sp, altstack, sizeof(altstack)));
+}
+END_TEST
+
+static void clobber(int sig, siginfo_t *si, void *uc)
+{
+	volatile double x = 1e300;
+
+	(void)sig, (void)si, (void)uc;
+	errno = EBADF;
+	x = x * x;	/* dirties the FPU state and raises overflow flags */
+	handled++;
+}
+
+/* errno and the vector registers of interrupted code survive handlers. */
+static void *steady_state(void *arg)
+{
+	double sum = 0;
+	long bad = 0;
+
+	(void)arg;
+	backing = pthread_self();
+	started = 1;
+	for (long i = 0; i < 30000000 && handled < 50; i++) {
+		errno = (int)(i & 0x7f);
+		sum += 0.5;
+		if (errno != (int)(i & 0x7f))
+			bad++;
+		if (sum != (i + 1) * 0.5)
+			bad++;
+	}
+	return (void *)bad;
+}
+
+START_TEST(test_errno_and_fpu_survive_signals)
+{
+	vthread_t vt;
+	void *ret;
+
+	require_backend();
+	catch(SIGUSR1, clobber, SA_RESTART);
+	ck_assert_int_eq(vthread_create(&vt, NULL, steady_state, NULL), 0);
+	while (!started)
+		usleep(100);
+	for (int i = 0; i < 50; i++) {
+		pthread_kill(backing, SIGUSR1);
+		usleep(500);
+	}
+	ck_assert_int_eq(vthread_join(vt, &ret), 0);
+	ck_assert_int_eq((intptr_t)ret, 0);
+	ck_assert_int_gt(handled, 0);
+}
+END_TEST
+
+static void *raise_term(void *arg)
+{
+	(void)arg;
+	raise(SIGTERM);
+	return NULL;
+}
+
+START_TEST(test_default_action_terminates_the_process)
+{
+	int status;
+	pid_t pid;
+
+	require_backend();
+	pid = fork();
+	if (pid == 0) {
+		vthread_t vt;
+
+		signal(SIGTERM, SIG_DFL);	/* Check's handler kills the whole group */
+		if (vthread_create(&vt, NULL, raise_term, NULL))
+			_exit(99);
+		vthread_join(vt, NULL);
+		_exit(98);
+	}
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert_msg(WIFSIGNALED(status), "status %#x", status);
+	ck_assert_int_eq(WTERMSIG(status), SIGTERM);
+}
+END_TEST
+
+static void *raise_ignored(void *arg)
+{
+	(void)arg;
+	raise(SIGUSR1);
+	raise(SIGCHLD);		/* ignored by default */
+	return (void *)0x1;
+}
+
+START_TEST(test_ignored_signals_are_dropped)
+{
+	vthread_t vt;
+	void *ret;
+
+	require_backend();
+	signal(SIGUSR1, SIG_IGN);
+	ck_assert_int_eq(vthread_create(&vt, NULL, raise_ignored, NULL), 0);
+	ck_assert_int_eq(vthread_join(vt, &ret), 0);
+	ck_assert_ptr_eq(ret, (void *)0x1);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("signal");
+	TCase *tc = tcase_create("signal");
+
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, test_raise_runs_the_handler_on_the_vthread_stack);
+	tcase_add_test(tc, test_pthread_kill_interrupts_guest_code);
+	tcase_add_test(tc, test_blocked_signal_waits_for_the_mask);
+	tcase_add_test(tc, test_sigsuspend_returns_eintr_after_the_handler);
+	tcase_add_test(tc, test_sa_restart_restarts_a_blocked_read);
+	tcase_add_test(tc, test_without_sa_restart_a_blocked_read_fails_eintr);
+	tcase_add_test(tc, test_alarm_is_delivered_in_the_vthread);
+	tcase_add_test(tc, test_setitimer_is_delivered_in_the_vthread);
+	tcase_add_test(tc, test_sigill_handler_edits_the_context_and_returns);
+	tcase_add_test(tc, test_sigsegv_handler_commits_a_reserved_page);
+	tcase_add_test(tc, test_sa_onstack_handler_runs_on_the_sigaltstack);
+	tcase_add_test(tc, test_errno_and_fpu_survive_signals);
+	tcase_add_test(tc, test_default_action_terminates_the_process);
+	tcase_add_test(tc, test_ignored_signals_are_dropped);
+	suite_add_tcase(s, tc);
+	return run_suite(s);
+}
