@@ -101,6 +101,7 @@ int hv_vcpu_get_regs(struct hv_vcpu *vc, hv_regs *r);
 int hv_vcpu_set_regs(struct hv_vcpu *vc, const hv_regs *r);
 int hv_vcpu_set_fs_base(struct hv_vcpu *vc, uint64_t base);
 int hv_vcpu_reset_fpu(struct hv_vcpu *vc);
+int hv_vcpu_get_fpu(struct hv_vcpu *vc, struct kvm_fpu *fpu);
 /* The signals KVM_RUN lets interrupt the guest are those not in mask (bit n-1 = signal n). */
 int hv_vcpu_set_sigmask(struct hv_vcpu *vc, uint64_t mask);
 int hv_vcpu_get_xsave(struct hv_vcpu *vc, struct kvm_xsave *x);

@@ -219,6 +219,11 @@ int hv_vcpu_reset_fpu(struct hv_vcpu *vc)
 	return ioctl(vc->fd, KVM_SET_FPU, &fpu) < 0 ? -errno : 0;
 }
 
+int hv_vcpu_get_fpu(struct hv_vcpu *vc, struct kvm_fpu *fpu)
+{
+	return ioctl(vc->fd, KVM_GET_FPU, fpu) < 0 ? -errno : 0;
+}
+
 int hv_vcpu_set_sigmask(struct hv_vcpu *vc, uint64_t mask)
 {
 	/* The set follows len with no padding: 4 bytes in, not 8. */

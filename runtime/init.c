@@ -56,7 +56,9 @@ static void atfork_child(void)
 		hv_close(&rt.hv);
 	}
 	pthread_mutex_unlock(&rt.pool_lock);
-	/* The parent's vthreads do not exist here: their handles become unknown. */
+	/* The parent's vthreads do not exist here: their handles become unknown,
+	 * and a child forked inside one is an ordinary process. */
+	rt_current = NULL;
 	rt.registry.prev = rt.registry.next = &rt.registry;
 	rt.live = 0;
 	rt.state = RT_UNINIT;

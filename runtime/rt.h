@@ -116,6 +116,9 @@ static inline long rt_syscall6(long nr, long a, long b, long c, long d, long e, 
 /* syscall.c: true when the call ends the vthread */
 bool rt_syscall_forward(struct vthread *vt, hv_regs *regs);
 
+/* clone.c: the guest's clone, clone3, fork or vfork; the parent's result */
+long rt_clone(struct vthread *vt, const hv_regs *r);
+
 /* signal.c: 0, or -errno; deliver and pending return 1 when a handler was entered */
 int rt_signal_thread_start(struct vthread *vt);
 void rt_signal_block_host(void);

@@ -35,15 +35,17 @@ static long guest_arch_prctl(struct vthread *vt, long code, unsigned long arg)
 }
 
 /*
- * Calls that may wait for long run with the guest's signal mask, so that a
- * signal interrupts them as it would a pthread's: EINTR, or a restart under
- * SA_RESTART. The handler of such a signal runs on the backing thread. All
- * other calls run with every signal blocked; a signal they raise (raise(),
- * SIGPIPE...) is delivered in the guest's context right after them.
+ * Calls that run with the guest's signal mask rather than with every signal
+ * blocked. Those that may wait for long, so that a signal interrupts them as
+ * it would a pthread's: EINTR, or a restart under SA_RESTART (the handler of
+ * such a signal runs on the backing thread). And execve, whose new program
+ * inherits the mask. Every other call runs with all signals blocked; a signal
+ * it raises (raise(), SIGPIPE...) is delivered in the guest's context after it.
  */
-static bool may_wait(long nr)
+static bool with_guest_mask(long nr)
 {
 	switch (nr) {
+	case SYS_execve: case SYS_execveat:
 	case SYS_read: case SYS_readv: case SYS_pread64: case SYS_preadv: case SYS_preadv2:
 	case SYS_write: case SYS_writev: case SYS_pwrite64: case SYS_pwritev: case SYS_pwritev2:
 	case SYS_recvfrom: case SYS_recvmsg: case SYS_recvmmsg:
@@ -153,17 +155,17 @@ bool rt_syscall_forward(struct vthread *vt, hv_regs *r)
 		if (ret < 0)
 			rt_bad_frame(vt, r);
 		return false;
-	case SYS_clone:		/* would copy the backing thread, not the guest */
+	case SYS_clone:
 	case SYS_clone3:
 	case SYS_fork:
 	case SYS_vfork:
-		ret = -ENOSYS;
+		ret = rt_clone(vt, r);
 		break;
 	case SYS_set_tid_address:	/* the backing thread's is glibc's, for joining it */
 		ret = rt_syscall6(SYS_gettid, 0, 0, 0, 0, 0, 0);
 		break;
 	default:
-		if (!may_wait(r->rax)) {
+		if (!with_guest_mask(r->rax)) {
 			ret = rt_syscall6(r->rax, r->rdi, r->rsi, r->rdx, r->r10, r->r8, r->r9);
 			break;
 		}

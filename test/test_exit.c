@@ -2,6 +2,7 @@
 /* How a vthread ends: return, pthread_exit, vthread_exit, raw exit, exit_group. */
 #define _GNU_SOURCE
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <sys/syscall.h>
@@ -10,13 +11,17 @@
 
 #include "common.h"
 
-static int cleanups[4], ncleanups;
+static int cleanups[64];
+static atomic_int ncleanups;
 static pthread_key_t key;
 static int destructed;
 
 static void note_cleanup(void *arg)
 {
-	cleanups[ncleanups++] = (int)(intptr_t)arg;
+	int i = ncleanups++;
+
+	if (i < 64)
+		cleanups[i] = (int)(intptr_t)arg;
 }
 
 static void key_destructor(void *value)
@@ -145,6 +150,7 @@ START_TEST(test_detached_pthread_exit_is_reclaimed)
 	}
 	ck_assert_uint_eq(st.vthreads_live, 0);
 	ck_assert_uint_eq(st.vcpus_busy, 0);
+	ck_assert_int_eq(ncleanups, 50);
 }
 END_TEST
 

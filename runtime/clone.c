@@ -1,0 +1,90 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * clone, clone3, fork and vfork from a vthread. The backing thread makes the
+ * call for the guest, and the child is what the guest asked for, only not
+ * virtualised: a pthread_create() inside a vthread makes an ordinary thread,
+ * and a fork() an ordinary process, each continuing the guest's code natively
+ * (runtime/native.S). A fork child runs glibc's atfork handlers, ours among
+ * them, and can use libvthread afresh.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <linux/futex.h>
+#include <linux/sched.h>
+#include <stddef.h>
+#include <string.h>
+#include <sys/syscall.h>
+
+#include "native.h"
+#include "rt.h"
+
+_Static_assert(offsetof(struct rt_native_clone, gprs) == NC_GPRS, "native.h");
+_Static_assert(offsetof(struct rt_native_clone, rip) == NC_RIP, "native.h");
+_Static_assert(offsetof(struct rt_native_clone, mask) == NC_MASK, "native.h");
+_Static_assert(offsetof(struct rt_native_clone, mxcsr) == NC_MXCSR, "native.h");
+_Static_assert(offsetof(struct rt_native_clone, fcw) == NC_FCW, "native.h");
+_Static_assert(offsetof(struct rt_native_clone, done) == NC_DONE, "native.h");
+_Static_assert(sizeof(struct rt_native_clone) == NC_SIZE, "native.h");
+
+/* The flags, and whether the caller gave the child a stack of its own. */
+static int clone_flags(const hv_regs *r, uint64_t *flags, bool *stack)
+{
+	struct clone_args ca;
+
+	switch (r->rax) {
+	case SYS_fork:
+		*flags = 0;
+		*stack = false;
+		return 0;
+	case SYS_vfork:
+		*flags = CLONE_VM | CLONE_VFORK;
+		*stack = false;
+		return 0;
+	case SYS_clone:
+		*flags = r->rdi;
+		*stack = r->rsi != 0;
+		return 0;
+	default:	/* clone3 */
+		if (r->rsi < offsetof(struct clone_args, stack_size) + sizeof(ca.stack_size))
+			return -EINVAL;
+		if (rt_copy_in(&ca, (void *)r->rdi, offsetof(struct clone_args, tls)) < 0)
+			return -EFAULT;
+		*flags = ca.flags;
+		*stack = ca.stack != 0;
+		return 0;
+	}
+}
+
+long rt_clone(struct vthread *vt, const hv_regs *r)
+{
+	const uint64_t gprs[15] = { 0, r->rbx, r->rcx, r->rdx, r->rsi, r->rdi, r->rbp, r->r8,
+				    r->r9, r->r10, r->r11, r->r12, r->r13, r->r14, r->r15 };
+	struct rt_native_clone c = {
+		.nr = r->rax,
+		.args = { r->rdi, r->rsi, r->rdx, r->r10, r->r8, r->r9 },
+		.rip = r->rcx,		/* as after the `syscall` in the guest */
+		.rflags = r->r11,
+		.mask = vt->mask,
+	};
+	struct kvm_fpu fpu;
+	uint64_t flags;
+	bool stack;
+	long ret;
+
+	ret = clone_flags(r, &flags, &stack);
+	if (ret < 0)
+		return ret;
+	ret = hv_vcpu_get_fpu(vt->vcpu, &fpu);
+	if (ret < 0)
+		return ret;
+	memcpy(c.gprs, gprs, sizeof(gprs));
+	c.rsp = stack ? 0 : r->rsp;
+	c.fs = flags & CLONE_SETTLS ? 0 : vt->fs_base;
+	c.mxcsr = fpu.mxcsr;
+	c.fcw = fpu.fcw;
+	ret = rt_native_clone(&c);
+	/* A child sharing memory reads c from this stack until it says otherwise. */
+	while (ret > 0 && (flags & CLONE_VM) && !__atomic_load_n(&c.done, __ATOMIC_ACQUIRE))
+		rt_syscall6(SYS_futex, (long)&c.done, FUTEX_WAIT_PRIVATE, 0, 0, 0, 0);
+	return ret;
+}

@@ -1,0 +1,39 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * What runtime/native.S and runtime/clone.c agree on: the guest state a clone
+ * child continues from, natively, at the instruction after the guest's
+ * `syscall`. Offsets in bytes; clone.c checks them against the struct.
+ */
+#ifndef RT_NATIVE_H
+#define RT_NATIVE_H
+
+#define NC_NR		0	/* the call and its six arguments */
+#define NC_ARGS		8
+#define NC_GPRS		56	/* rax rbx rcx rdx rsi rdi rbp r8..r15: 15 values */
+#define NC_RIP		176
+#define NC_RFLAGS	184
+#define NC_RSP		192	/* 0: keep the stack the kernel gave the child */
+#define NC_FS		200	/* 0: keep the FS base */
+#define NC_MASK		208	/* the child's signal mask */
+#define NC_MXCSR	216
+#define NC_FCW		220
+#define NC_DONE		224	/* set by a child that shares memory once it no longer reads this */
+#define NC_SIZE		232
+
+#ifndef __ASSEMBLER__
+#include <stdint.h>
+
+struct rt_native_clone {
+	uint64_t nr, args[6];
+	uint64_t gprs[15];
+	uint64_t rip, rflags, rsp, fs, mask;
+	uint32_t mxcsr;
+	uint16_t fcw, pad;
+	int32_t done;
+	int32_t pad2;
+};
+
+/* Makes the call; returns its result in the parent, never in the child. */
+long rt_native_clone(struct rt_native_clone *c);
+#endif
+#endif

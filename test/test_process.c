@@ -1,0 +1,225 @@
+/* SPDX-License-Identifier: MIT */
+/* fork, vfork, clone (pthread_create), posix_spawn and execve from a vthread. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "common.h"
+
+static void *child_body(void *arg)
+{
+	return (void *)((intptr_t)arg * 2);
+}
+
+static void *fork_inside(void *arg)
+{
+	volatile long local = 1234;	/* on the vthread's stack, copied */
+	int status;
+	pid_t pid;
+
+	(void)arg;
+	pid = fork();
+	if (pid < 0)
+		return (void *)-1;
+	if (pid == 0) {
+		vthread_t vt;
+		void *ret = NULL;
+
+		/* An ordinary process, which can start vthreads of its own. */
+		if (vthread_self() != NULL || local != 1234)
+			_exit(10);
+		if (vthread_create(&vt, NULL, child_body, (void *)21) || vthread_join(vt, &ret))
+			_exit(11);
+		_exit(ret == (void *)42 ? 7 : 12);
+	}
+	if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status))
+		return (void *)-2;
+	return (void *)(intptr_t)WEXITSTATUS(status);
+}
+
+START_TEST(test_fork_in_a_vthread_continues_as_an_ordinary_process)
+{
+	vthread_t vt;
+	void *ret;
+
+	require_backend();
+	ck_assert_int_eq(vthread_create(&vt, NULL, fork_inside, NULL), 0);
+	ck_assert_int_eq(vthread_join(vt, &ret), 0);
+	ck_assert_int_eq((intptr_t)ret, 7);
+}
+END_TEST
+
+static void *vfork_inside(void *arg)
+{
+	int status;
+	pid_t pid;
+
+	pid = vfork();
+	if (pid == 0) {
+		if (arg)
+			execl("/bin/sh", "sh", "-c", "exit 5", (char *)NULL);
+		_exit(3);
+	}
+	if (pid < 0 || waitpid(pid, &status, 0) != pid || !WIFEXITED(status))
+		return (void *)-1;
+	return (void *)(intptr_t)WEXITSTATUS(status);
+}
+
+START_TEST(test_vfork_and_exit_in_a_vthread)
+{
+	vthread_t vt;
+	void *ret;
+
+	require_backend();
+	ck_assert_int_eq(vthread_create(&vt, NULL, vfork_inside, NULL), 0);
+	ck_assert_int_eq(vthread_join(vt, &ret), 0);
+	ck_assert_int_eq((intptr_t)ret, 3);
+}
+END_TEST
+
+START_TEST(test_vfork_and_exec_in_a_vthread)
+{
+	vthread_t vt;
+	void *ret;
+
+	require_backend();
+	ck_assert_int_eq(vthread_create(&vt, NULL, vfork_inside, (void *)1), 0);
+	ck_assert_int_eq(vthread_join(vt, &ret), 0);
+	ck_assert_int_eq((intptr_t)ret, 5);
+}
+END_TEST
+
+static void *run_system(void *arg)
+{
+	(void)arg;
+	return (void *)(intptr_t)system("exit 4");
+}
+
+START_TEST(test_system_in_a_vthread)
+{
+	vthread_t vt;
+	void *ret;
+
+	require_backend();
+	ck_assert_int_eq(vthread_create(&vt, NULL, run_system, NULL), 0);
+	ck_assert_int_eq(vthread_join(vt, &ret), 0);
+	ck_assert(WIFEXITED((intptr_t)ret));
+	ck_assert_int_eq(WEXITSTATUS((intptr_t)ret), 4);
+}
+END_TEST
+
+static void *run_popen(void *arg)
+{
+	char *out = arg;
+	FILE *f = popen("echo hello from sh", "r");
+
+	if (!f || !fgets(out, 64, f))
+		return (void *)-1;
+	return (void *)(intptr_t)pclose(f);
+}
+
+START_TEST(test_popen_in_a_vthread)
+{
+	char out[64] = "";
+	vthread_t vt;
+	void *ret;
+
+	require_backend();
+	ck_assert_int_eq(vthread_create(&vt, NULL, run_popen, out), 0);
+	ck_assert_int_eq(vthread_join(vt, &ret), 0);
+	ck_assert_int_eq((intptr_t)ret, 0);
+	ck_assert_str_eq(out, "hello from sh\n");
+}
+END_TEST
+
+static void *in_pthread(void *arg)
+{
+	/* An ordinary thread: its own TLS, no vthread. */
+	if (vthread_self() != NULL)
+		return (void *)-1;
+	return (void *)((intptr_t)arg + 1);
+}
+
+static void *pthreads_inside(void *arg)
+{
+	pthread_t t[4];
+	intptr_t sum = 0;
+	void *r;
+
+	(void)arg;
+	for (int i = 0; i < 4; i++)
+		if (pthread_create(&t[i], NULL, in_pthread, (void *)(intptr_t)(i * 10)))
+			return (void *)-1;
+	for (int i = 0; i < 4; i++) {
+		if (pthread_join(t[i], &r))
+			return (void *)-2;
+		sum += (intptr_t)r;
+	}
+	return (void *)sum;
+}
+
+START_TEST(test_pthread_create_in_a_vthread)
+{
+	vthread_t vt;
+	void *ret;
+
+	require_backend();
+	ck_assert_int_eq(vthread_create(&vt, NULL, pthreads_inside, NULL), 0);
+	ck_assert_int_eq(vthread_join(vt, &ret), 0);
+	ck_assert_int_eq((intptr_t)ret, 0 + 10 + 20 + 30 + 4);
+}
+END_TEST
+
+static void *exec_inside(void *arg)
+{
+	(void)arg;
+	/* The new program must not inherit the runtime's all-blocked mask. */
+	execl("/bin/sh", "sh", "-c",
+	      "grep -q '^SigBlk:[[:space:]]*0*$' /proc/self/status && exit 9; exit 8",
+	      (char *)NULL);
+	return (void *)(intptr_t)errno;
+}
+
+START_TEST(test_execve_in_a_vthread_replaces_the_process)
+{
+	int status;
+	pid_t pid;
+
+	require_backend();
+	pid = fork();
+	if (pid == 0) {
+		vthread_t vt;
+
+		if (vthread_create(&vt, NULL, exec_inside, NULL))
+			_exit(99);
+		vthread_join(vt, NULL);
+		_exit(98);
+	}
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert_msg(WIFEXITED(status), "status %#x", status);
+	ck_assert_int_eq(WEXITSTATUS(status), 9);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("process");
+	TCase *tc = tcase_create("process");
+
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, test_fork_in_a_vthread_continues_as_an_ordinary_process);
+	tcase_add_test(tc, test_vfork_and_exit_in_a_vthread);
+	tcase_add_test(tc, test_vfork_and_exec_in_a_vthread);
+	tcase_add_test(tc, test_system_in_a_vthread);
+	tcase_add_test(tc, test_popen_in_a_vthread);
+	tcase_add_test(tc, test_pthread_create_in_a_vthread);
+	tcase_add_test(tc, test_execve_in_a_vthread_replaces_the_process);
+	suite_add_tcase(s, tc);
+	return run_suite(s);
+}
