@@ -58,6 +58,8 @@ struct vthread {
 	uint64_t fs_base;		/* the guest's, normally the backing thread's */
 	uint64_t mask;			/* the guest's signal mask (bit n-1: signal n) */
 	struct kvm_xsave xsave;		/* scratch for signal frames */
+	const void *host_stack;		/* for ASan, while the guest runs */
+	size_t host_stack_size;
 };
 
 /* What a fault adds to a signal's ucontext. */

@@ -16,6 +16,41 @@
 
 #include "rt.h"
 
+#ifdef __SANITIZE_ADDRESS__
+#include <sanitizer/asan_interface.h>
+#include <sanitizer/common_interface_defs.h>
+
+/*
+ * ASan must know which stack the thread is on: its no-return and vfork paths
+ * unpoison "the current stack", which is the guest's while the vthread runs
+ * (the runtime's own code between exits calls no such path but a fatal one).
+ * What a pthread_exit() left poisoned there must not outlive the stack, whose
+ * memory the arena hands out again.
+ */
+static void asan_enter_guest_stack(struct vthread *vt)
+{
+	__sanitizer_start_switch_fiber(NULL, vt->stack, vt->stack_size);
+	__sanitizer_finish_switch_fiber(NULL, &vt->host_stack, &vt->host_stack_size);
+}
+
+static void asan_leave_guest_stack(struct vthread *vt)
+{
+	__sanitizer_start_switch_fiber(NULL, vt->host_stack, vt->host_stack_size);
+	__sanitizer_finish_switch_fiber(NULL, NULL, NULL);
+	ASAN_UNPOISON_MEMORY_REGION(vt->stack, vt->stack_size);
+}
+#else
+static void asan_enter_guest_stack(struct vthread *vt)
+{
+	(void)vt;
+}
+
+static void asan_leave_guest_stack(struct vthread *vt)
+{
+	(void)vt;
+}
+#endif
+
 /* Host stack of a backing thread: the exit loop, reports and host signal handlers. */
 #define RT_HOST_STACK	(256ul << 10)
 
@@ -73,9 +108,10 @@ static void stack_free(struct vthread *vt)
 /*
  * Runs inside the vCPU: the start routine under a cancellation buffer of its own,
  * which pthread_exit() and cancellation unwind to once the thread's cleanup
- * handlers have run, as they unwind to start_thread's in a pthread.
+ * handlers have run, as they unwind to start_thread's in a pthread. Not
+ * instrumented: its accesses would mirror ASan's shadow of every guest stack.
  */
-static void *guest_main(void *p)
+__attribute__((no_sanitize("address"))) static void *guest_main(void *p)
 {
 	struct vthread *vt = p;
 	__pthread_unwind_buf_t buf;
@@ -121,7 +157,9 @@ static void *backing_main(void *p)
 		r = rt_signal_thread_start(vt);
 	if (r < 0)
 		rt_die(vt, "cannot start its vCPU", r);
+	asan_enter_guest_stack(vt);
 	rt_dispatch(vt);
+	asan_leave_guest_stack(vt);
 
 	rt_vcpu_put(vt->vcpu);
 	stack_free(vt);

@@ -345,12 +345,13 @@ END_TEST
 
 static void *use_altstack(void *arg)
 {
-	stack_t ss = { .ss_sp = altstack, .ss_size = sizeof(altstack) };
+	stack_t ss = { .ss_sp = altstack, .ss_size = sizeof(altstack) }, old;
 
 	(void)arg;
-	if (sigaltstack(&ss, NULL))
+	if (sigaltstack(&ss, &old))
 		return (void *)-1;
 	raise(SIGUSR2);
+	sigaltstack(&old, NULL);	/* ASan unmaps a thread's altstack when it ends */
 	return NULL;
 }
 
