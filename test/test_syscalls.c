@@ -144,6 +144,17 @@ struct clock_probe {
 	time_t secs;
 };
 
+/* rdtsc is not ordered with the loads around it without fences. */
+static uint64_t tsc(void)
+{
+	uint64_t t;
+
+	_mm_lfence();
+	t = __rdtsc();
+	_mm_lfence();
+	return t;
+}
+
 static int64_t read_clock(int i)
 {
 	struct timespec ts;
@@ -166,7 +177,7 @@ static void *clock_server(void *arg)
 			;
 		for (int i = 0; i < NCLOCKS; i++)
 			p->ns[i] = read_clock(i);
-		p->tsc = __rdtsc();
+		p->tsc = tsc();
 		p->secs = time(NULL);
 		atomic_store(&p->done, round);
 	}
@@ -186,12 +197,12 @@ START_TEST(test_clocks_agree_with_the_host)
 	for (int round = 1; round <= 200; round++) {
 		for (int i = 0; i < NCLOCKS; i++)
 			before[i] = read_clock(i);
-		tsc0 = __rdtsc();
+		tsc0 = tsc();
 		s0 = time(NULL);
 		atomic_store(&p.ask, round);
 		while (atomic_load(&p.done) != round)
 			;
-		tsc1 = __rdtsc();
+		tsc1 = tsc();
 		s1 = time(NULL);
 		for (int i = 0; i < NCLOCKS; i++)
 			after[i] = read_clock(i);
@@ -199,7 +210,9 @@ START_TEST(test_clocks_agree_with_the_host)
 			ck_assert_msg(before[i] <= p.ns[i] && p.ns[i] <= after[i],
 				      "clock %d round %d: host %lld, vthread %lld, host %lld", i, round,
 				      (long long)before[i], (long long)p.ns[i], (long long)after[i]);
-		ck_assert(tsc0 <= p.tsc && p.tsc <= tsc1);
+		ck_assert_msg(tsc0 <= p.tsc && p.tsc <= tsc1, "round %d tsc %llu %llu %llu", round,
+			      (unsigned long long)tsc0, (unsigned long long)p.tsc,
+			      (unsigned long long)tsc1);
 		ck_assert(s0 <= p.secs && p.secs <= s1);
 	}
 	ck_assert_int_eq(vthread_join(vt, NULL), 0);
