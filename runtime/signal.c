@@ -20,6 +20,7 @@
 
 #define BIT(sig)	(1ull << ((sig) - 1))
 #define UNBLOCKABLE	(BIT(SIGKILL) | BIT(SIGSTOP))
+#define SIGRTMIN_GLIBC	32	/* SIGCANCEL, glibc's own; SIGRTMIN is after its two */
 /* Ignored by default (man 7 signal); the rest terminate or stop. */
 #define DEFAULT_IGNORED	(BIT(SIGCHLD) | BIT(SIGURG) | BIT(SIGWINCH) | BIT(SIGCONT))
 /* The flags a handler may change through its ucontext, as the kernel allows. */
@@ -65,9 +66,13 @@ void rt_signal_block_host(void)
 	set_host_mask(~0ull);
 }
 
+/*
+ * glibc's cancellation signal stays blocked: its handler would unwind the
+ * runtime's own frames on the host. It reaches the guest when the call returns.
+ */
 void rt_signal_unblock_host(const struct vthread *vt)
 {
-	set_host_mask(vt->mask);
+	set_host_mask(vt->mask | BIT(SIGRTMIN_GLIBC));
 }
 
 int rt_signal_thread_start(struct vthread *vt)

@@ -218,6 +218,57 @@ START_TEST(test_pthread_self_is_the_backing_thread)
 }
 END_TEST
 
+static atomic_int spinning;
+
+static void *cancel_point_loop(void *arg)
+{
+	pthread_cleanup_push(note_cleanup, arg);
+	if (arg == (void *)2)
+		pthread_setcanceltype(PTHREAD_CANCEL_ASYNCHRONOUS, NULL);
+	spinning = 1;
+	for (;;)
+		if (arg == (void *)1)
+			pthread_testcancel();
+	pthread_cleanup_pop(0);
+	return NULL;
+}
+
+static pthread_t backing_of_spinner;
+
+static void *record_backing(void *arg)
+{
+	backing_of_spinner = pthread_self();
+	return cancel_point_loop(arg);
+}
+
+static void cancel_spinner(void *how)
+{
+	vthread_t vt;
+	void *ret;
+
+	require_backend();
+	ck_assert_int_eq(vthread_create(&vt, NULL, record_backing, how), 0);
+	while (!spinning)
+		usleep(100);
+	ck_assert_int_eq(pthread_cancel(backing_of_spinner), 0);
+	ck_assert_int_eq(vthread_join(vt, &ret), 0);
+	ck_assert_ptr_eq(ret, PTHREAD_CANCELED);
+	ck_assert_int_eq(ncleanups, 1);
+	ck_assert_int_eq(cleanups[0], (int)(intptr_t)how);
+}
+
+START_TEST(test_deferred_cancellation_at_a_cancellation_point)
+{
+	cancel_spinner((void *)1);
+}
+END_TEST
+
+START_TEST(test_asynchronous_cancellation_of_guest_code)
+{
+	cancel_spinner((void *)2);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("exit");
@@ -231,6 +282,8 @@ int main(void)
 	tcase_add_test(tc, test_raw_exit_ends_only_the_vthread);
 	tcase_add_test(tc, test_exit_in_a_vthread_ends_the_process);
 	tcase_add_test(tc, test_pthread_self_is_the_backing_thread);
+	tcase_add_test(tc, test_deferred_cancellation_at_a_cancellation_point);
+	tcase_add_test(tc, test_asynchronous_cancellation_of_guest_code);
 	suite_add_tcase(s, tc);
 	return run_suite(s);
 }
