@@ -40,7 +40,8 @@ int vthread_create(vthread_t *vt, const vthread_attr_t *attr,
 /* ESRCH: unknown vthread; EINVAL: detached or already being joined; EDEADLK: self. */
 int vthread_join(vthread_t vt, void **retval);
 int vthread_detach(vthread_t vt);
-/* Ends the calling vthread; called outside a vthread it is pthread_exit(). */
+/* Ends the calling vthread as pthread_exit() ends a pthread (cleanup handlers run;
+ * vthread_join gets retval). Inside a vthread, pthread_exit() does the same. */
 void vthread_exit(void *retval) __attribute__((noreturn));
 /* The calling vthread, or NULL when called outside a vthread. */
 vthread_t vthread_self(void);
