@@ -39,14 +39,37 @@ static uint64_t host_xcr0(void)
 	return (uint64_t)hi << 32 | lo;
 }
 
+/*
+ * The guest's vDSO turns rdtsc into time with the host's clock data (mirrored
+ * memory), so the guest's TSC must be the host's, not one that started at 0
+ * with the VM: offset 0, or on kernels before 5.16 the host's TSC written in.
+ */
+static int host_tsc(struct hv_vcpu *vc)
+{
+	uint64_t offset = 0;
+	struct kvm_device_attr a = {
+		.group = KVM_VCPU_TSC_CTRL,
+		.attr = KVM_VCPU_TSC_OFFSET,
+		.addr = (uint64_t)(uintptr_t)&offset,
+	};
+
+	if (ioctl(vc->fd, KVM_SET_DEVICE_ATTR, &a) == 0)
+		return 0;
+	return hv_set_msr(vc, MSR_IA32_TSC, __builtin_ia32_rdtsc());
+}
+
 static int std_vcpu_setup(struct hv_vcpu *vc, const struct hv_layout *lay)
 {
 	const struct kvm_cpuid_entry2 *l1 = hv_cpuid_leaf(vc->hv, 1, 0);
 	const struct kvm_cpuid_entry2 *xs = hv_cpuid_leaf(vc->hv, 0xd, 0);
 	struct kvm_xcrs xcrs = { .nr_xcrs = 1 };
 	uint64_t xcr0;
+	int r;
 
 	(void)lay;
+	r = host_tsc(vc);
+	if (r < 0)
+		return r;
 	/* CPUID.OSXSAVE is not in KVM's supported set: it follows the guest's CR4. */
 	if (!l1 || !(l1->ecx & (1u << 26)) || !xs)
 		return 0;	/* no XSAVE for the guest: SSE only */

@@ -3,6 +3,7 @@
 #ifndef HV_X86_H
 #define HV_X86_H
 
+#define MSR_IA32_TSC		0x10
 #define MSR_STAR		0xc0000081
 #define MSR_LSTAR		0xc0000082
 #define MSR_SYSCALL_MASK	0xc0000084
