@@ -2,9 +2,10 @@
 /*
  * System-call forwarding: the one place every guest system call passes through,
  * and so the place a policy would sit. The backing thread performs the call with
- * the guest's arguments, so thread-scoped calls (gettid, signal masks, futexes)
- * act for the vthread's host identity. Calls that would change or copy the
- * backing thread itself are handled here instead.
+ * the guest's arguments, so thread-scoped calls (gettid, robust lists, names,
+ * affinity, futexes) act for the vthread's own thread. Calls about the guest's
+ * own state (FS base, signal mask and frames) or that would copy the backing
+ * thread (clone, fork) are handled here instead.
  */
 #define _GNU_SOURCE
 #include <asm/prctl.h>
