@@ -5,7 +5,11 @@
 
 #include <check.h>
 #include <dirent.h>
+#include <signal.h>
+#include <stdint.h>
 #include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <vthread.h>
 
 /*
@@ -19,6 +23,43 @@ static inline void require_backend(void)
 	const char *be = vthread_backend();
 
 	ck_assert_msg(be != NULL, "no usable KVM: %s", vthread_backend_error());
+}
+
+/* Runs fn(arg) as a vthread to its end: its value. */
+static inline intptr_t run_vthread(void *(*fn)(void *), void *arg)
+{
+	vthread_t vt;
+	void *ret;
+
+	require_backend();
+	ck_assert_int_eq(vthread_create(&vt, NULL, fn, arg), 0);
+	ck_assert_int_eq(vthread_join(vt, &ret), 0);
+	return (intptr_t)ret;
+}
+
+/*
+ * Runs fn(arg) as a vthread in a forked child, for bodies that end the process:
+ * the child's wait status (exit 99: no vthread; 98: the process outlived it).
+ */
+static inline int run_vthread_in_child(void *(*fn)(void *), void *arg)
+{
+	int status;
+	pid_t pid;
+
+	require_backend();
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		vthread_t vt;
+
+		signal(SIGTERM, SIG_DFL);	/* Check's handler kills the whole group */
+		if (vthread_create(&vt, NULL, fn, arg))
+			_exit(99);
+		vthread_join(vt, NULL);
+		_exit(98);
+	}
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	return status;
 }
 
 static inline int count_open_fds(void)

@@ -27,17 +27,6 @@
 
 int cxx_throw_and_catch(int depth);
 
-static intptr_t run(void *(*fn)(void *), void *arg)
-{
-	vthread_t vt;
-	void *ret;
-
-	require_backend();
-	ck_assert_int_eq(vthread_create(&vt, NULL, fn, arg), 0);
-	ck_assert_int_eq(vthread_join(vt, &ret), 0);
-	return (intptr_t)ret;
-}
-
 static void *throw_catch(void *arg)
 {
 	(void)arg;
@@ -46,7 +35,7 @@ static void *throw_catch(void *arg)
 
 START_TEST(test_cxx_exception_thrown_and_caught)
 {
-	ck_assert_int_eq(run(throw_catch, NULL), 6);	/* every frame's destructor ran */
+	ck_assert_int_eq(run_vthread(throw_catch, NULL), 6);	/* every frame's destructor ran */
 }
 END_TEST
 
@@ -71,7 +60,7 @@ static void *set_and_long_jump(void *arg)
 
 START_TEST(test_setjmp_longjmp)
 {
-	ck_assert_int_eq(run(set_and_long_jump, NULL), 3);
+	ck_assert_int_eq(run_vthread(set_and_long_jump, NULL), 3);
 }
 END_TEST
 
@@ -94,7 +83,7 @@ static void *load_plugin(void *arg)
 
 START_TEST(test_dlopen_and_its_tls)
 {
-	ck_assert_int_eq(run(load_plugin, PLUGIN_PATH), 101 * 1000 + 111);
+	ck_assert_int_eq(run_vthread(load_plugin, PLUGIN_PATH), 101 * 1000 + 111);
 }
 END_TEST
 
@@ -129,7 +118,7 @@ static void *run_coroutine(void *arg)
 
 START_TEST(test_ucontext_coroutine)
 {
-	ck_assert_int_eq(run(run_coroutine, NULL), 0 + 1 + 4 + 9);
+	ck_assert_int_eq(run_vthread(run_coroutine, NULL), 0 + 1 + 4 + 9);
 }
 END_TEST
 
@@ -155,7 +144,7 @@ START_TEST(test_qsort)
 
 	for (int i = 0; i < 1000; i++)
 		v[i] = (i * 7919) % 1000;
-	ck_assert_int_eq(run(sort, v), 1);
+	ck_assert_int_eq(run_vthread(sort, v), 1);
 }
 END_TEST
 
@@ -177,7 +166,7 @@ static void *use_locale(void *arg)
 
 START_TEST(test_locale)
 {
-	ck_assert_int_eq(run(use_locale, NULL), 1);
+	ck_assert_int_eq(run_vthread(use_locale, NULL), 1);
 }
 END_TEST
 
@@ -199,7 +188,7 @@ static void *convert(void *arg)
 
 START_TEST(test_iconv)
 {
-	ck_assert_int_eq(run(convert, NULL), 1);
+	ck_assert_int_eq(run_vthread(convert, NULL), 1);
 }
 END_TEST
 

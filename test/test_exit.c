@@ -180,20 +180,8 @@ static void *call_exit(void *arg)
 
 START_TEST(test_exit_in_a_vthread_ends_the_process)
 {
-	int status;
-	pid_t pid;
+	int status = run_vthread_in_child(call_exit, (void *)23);
 
-	require_backend();
-	pid = fork();
-	if (pid == 0) {
-		vthread_t vt;
-
-		if (vthread_create(&vt, NULL, call_exit, (void *)23))
-			_exit(99);
-		vthread_join(vt, NULL);
-		_exit(98);
-	}
-	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
 	ck_assert(WIFEXITED(status));
 	ck_assert_int_eq(WEXITSTATUS(status), 23);
 }

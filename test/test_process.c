@@ -12,6 +12,16 @@
 
 #include "common.h"
 
+/* The exit status of a child that exited, or -1. */
+static intptr_t exit_status(pid_t pid)
+{
+	int status;
+
+	if (pid < 0 || waitpid(pid, &status, 0) != pid || !WIFEXITED(status))
+		return -1;
+	return WEXITSTATUS(status);
+}
+
 static void *child_body(void *arg)
 {
 	return (void *)((intptr_t)arg * 2);
@@ -20,13 +30,10 @@ static void *child_body(void *arg)
 static void *fork_inside(void *arg)
 {
 	volatile long local = 1234;	/* on the vthread's stack, copied */
-	int status;
 	pid_t pid;
 
 	(void)arg;
 	pid = fork();
-	if (pid < 0)
-		return (void *)-1;
 	if (pid == 0) {
 		vthread_t vt;
 		void *ret = NULL;
@@ -38,26 +45,19 @@ static void *fork_inside(void *arg)
 			_exit(11);
 		_exit(ret == (void *)42 ? 7 : 12);
 	}
-	if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status))
-		return (void *)-2;
-	return (void *)(intptr_t)WEXITSTATUS(status);
+	return (void *)exit_status(pid);
 }
 
 START_TEST(test_fork_in_a_vthread_continues_as_an_ordinary_process)
 {
-	vthread_t vt;
-	void *ret;
+	intptr_t ret = run_vthread(fork_inside, NULL);
 
-	require_backend();
-	ck_assert_int_eq(vthread_create(&vt, NULL, fork_inside, NULL), 0);
-	ck_assert_int_eq(vthread_join(vt, &ret), 0);
-	ck_assert_int_eq((intptr_t)ret, 7);
+	ck_assert_int_eq(ret, 7);
 }
 END_TEST
 
 static void *vfork_inside(void *arg)
 {
-	int status;
 	pid_t pid;
 
 	pid = vfork();
@@ -66,32 +66,22 @@ static void *vfork_inside(void *arg)
 			execl("/bin/sh", "sh", "-c", "exit 5", (char *)NULL);
 		_exit(3);
 	}
-	if (pid < 0 || waitpid(pid, &status, 0) != pid || !WIFEXITED(status))
-		return (void *)-1;
-	return (void *)(intptr_t)WEXITSTATUS(status);
+	return (void *)exit_status(pid);
 }
 
 START_TEST(test_vfork_and_exit_in_a_vthread)
 {
-	vthread_t vt;
-	void *ret;
+	intptr_t ret = run_vthread(vfork_inside, NULL);
 
-	require_backend();
-	ck_assert_int_eq(vthread_create(&vt, NULL, vfork_inside, NULL), 0);
-	ck_assert_int_eq(vthread_join(vt, &ret), 0);
-	ck_assert_int_eq((intptr_t)ret, 3);
+	ck_assert_int_eq(ret, 3);
 }
 END_TEST
 
 START_TEST(test_vfork_and_exec_in_a_vthread)
 {
-	vthread_t vt;
-	void *ret;
+	intptr_t ret = run_vthread(vfork_inside, (void *)1);
 
-	require_backend();
-	ck_assert_int_eq(vthread_create(&vt, NULL, vfork_inside, (void *)1), 0);
-	ck_assert_int_eq(vthread_join(vt, &ret), 0);
-	ck_assert_int_eq((intptr_t)ret, 5);
+	ck_assert_int_eq(ret, 5);
 }
 END_TEST
 
@@ -103,14 +93,10 @@ static void *run_system(void *arg)
 
 START_TEST(test_system_in_a_vthread)
 {
-	vthread_t vt;
-	void *ret;
+	intptr_t ret = run_vthread(run_system, NULL);
 
-	require_backend();
-	ck_assert_int_eq(vthread_create(&vt, NULL, run_system, NULL), 0);
-	ck_assert_int_eq(vthread_join(vt, &ret), 0);
-	ck_assert(WIFEXITED((intptr_t)ret));
-	ck_assert_int_eq(WEXITSTATUS((intptr_t)ret), 4);
+	ck_assert(WIFEXITED(ret));
+	ck_assert_int_eq(WEXITSTATUS(ret), 4);
 }
 END_TEST
 
@@ -127,13 +113,8 @@ static void *run_popen(void *arg)
 START_TEST(test_popen_in_a_vthread)
 {
 	char out[64] = "";
-	vthread_t vt;
-	void *ret;
 
-	require_backend();
-	ck_assert_int_eq(vthread_create(&vt, NULL, run_popen, out), 0);
-	ck_assert_int_eq(vthread_join(vt, &ret), 0);
-	ck_assert_int_eq((intptr_t)ret, 0);
+	ck_assert_int_eq(run_vthread(run_popen, out), 0);
 	ck_assert_str_eq(out, "hello from sh\n");
 }
 END_TEST
@@ -166,13 +147,9 @@ static void *pthreads_inside(void *arg)
 
 START_TEST(test_pthread_create_in_a_vthread)
 {
-	vthread_t vt;
-	void *ret;
+	intptr_t ret = run_vthread(pthreads_inside, NULL);
 
-	require_backend();
-	ck_assert_int_eq(vthread_create(&vt, NULL, pthreads_inside, NULL), 0);
-	ck_assert_int_eq(vthread_join(vt, &ret), 0);
-	ck_assert_int_eq((intptr_t)ret, 0 + 10 + 20 + 30 + 4);
+	ck_assert_int_eq(ret, 0 + 10 + 20 + 30 + 4);
 }
 END_TEST
 
@@ -188,20 +165,8 @@ static void *exec_inside(void *arg)
 
 START_TEST(test_execve_in_a_vthread_replaces_the_process)
 {
-	int status;
-	pid_t pid;
+	int status = run_vthread_in_child(exec_inside, NULL);
 
-	require_backend();
-	pid = fork();
-	if (pid == 0) {
-		vthread_t vt;
-
-		if (vthread_create(&vt, NULL, exec_inside, NULL))
-			_exit(99);
-		vthread_join(vt, NULL);
-		_exit(98);
-	}
-	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
 	ck_assert_msg(WIFEXITED(status), "status %#x", status);
 	ck_assert_int_eq(WEXITSTATUS(status), 9);
 }

@@ -130,14 +130,11 @@ static void *block_then_unblock(void *arg)
 
 START_TEST(test_blocked_signal_waits_for_the_mask)
 {
-	vthread_t vt;
-	void *ret;
+	intptr_t ret;
 
-	require_backend();
 	catch(SIGUSR1, note, 0);
-	ck_assert_int_eq(vthread_create(&vt, NULL, block_then_unblock, NULL), 0);
-	ck_assert_int_eq(vthread_join(vt, &ret), 0);
-	ck_assert_int_eq((intptr_t)ret, 10);
+	ret = run_vthread(block_then_unblock, NULL);
+	ck_assert_int_eq(ret, 10);
 }
 END_TEST
 
@@ -294,14 +291,11 @@ static void *execute_ud2(void *arg)
 
 START_TEST(test_sigill_handler_edits_the_context_and_returns)
 {
-	vthread_t vt;
-	void *ret;
+	intptr_t ret;
 
-	require_backend();
 	catch(SIGILL, skip_ud2, 0);
-	ck_assert_int_eq(vthread_create(&vt, NULL, execute_ud2, NULL), 0);
-	ck_assert_int_eq(vthread_join(vt, &ret), 0);
-	ck_assert_ptr_eq(ret, (void *)0x600d);
+	ret = run_vthread(execute_ud2, NULL);
+	ck_assert_int_eq(ret, 0x600d);
 	ck_assert_int_eq(handled, 2);
 }
 END_TEST
@@ -427,21 +421,8 @@ static void *raise_term(void *arg)
 
 START_TEST(test_default_action_terminates_the_process)
 {
-	int status;
-	pid_t pid;
+	int status = run_vthread_in_child(raise_term, NULL);
 
-	require_backend();
-	pid = fork();
-	if (pid == 0) {
-		vthread_t vt;
-
-		signal(SIGTERM, SIG_DFL);	/* Check's handler kills the whole group */
-		if (vthread_create(&vt, NULL, raise_term, NULL))
-			_exit(99);
-		vthread_join(vt, NULL);
-		_exit(98);
-	}
-	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
 	ck_assert_msg(WIFSIGNALED(status), "status %#x", status);
 	ck_assert_int_eq(WTERMSIG(status), SIGTERM);
 }
@@ -457,14 +438,11 @@ static void *raise_ignored(void *arg)
 
 START_TEST(test_ignored_signals_are_dropped)
 {
-	vthread_t vt;
-	void *ret;
+	intptr_t ret;
 
-	require_backend();
 	signal(SIGUSR1, SIG_IGN);
-	ck_assert_int_eq(vthread_create(&vt, NULL, raise_ignored, NULL), 0);
-	ck_assert_int_eq(vthread_join(vt, &ret), 0);
-	ck_assert_ptr_eq(ret, (void *)0x1);
+	ret = run_vthread(raise_ignored, NULL);
+	ck_assert_int_eq(ret, 1);
 }
 END_TEST
 

@@ -23,17 +23,6 @@
 
 #include "common.h"
 
-static intptr_t run(void *(*fn)(void *), void *arg)
-{
-	vthread_t vt;
-	void *ret;
-
-	require_backend();
-	ck_assert_int_eq(vthread_create(&vt, NULL, fn, arg), 0);
-	ck_assert_int_eq(vthread_join(vt, &ret), 0);
-	return (intptr_t)ret;
-}
-
 static void *name_thread(void *arg)
 {
 	char path[64], comm[32] = { 0 };
@@ -54,7 +43,7 @@ static void *name_thread(void *arg)
 
 START_TEST(test_prctl_set_name_names_the_vthread_thread)
 {
-	ck_assert_int_eq(run(name_thread, NULL), 1);
+	ck_assert_int_eq(run_vthread(name_thread, NULL), 1);
 }
 END_TEST
 
@@ -71,7 +60,7 @@ START_TEST(test_gettid_is_its_own_and_getpid_the_process)
 {
 	pid_t t[2];
 
-	run(tids, t);
+	run_vthread(tids, t);
 	ck_assert_int_ne(t[0], gettid());
 	ck_assert_int_ne(t[0], getpid());
 	ck_assert_int_eq(t[1], getpid());
@@ -106,7 +95,7 @@ START_TEST(test_sched_setaffinity_pins_the_vthread)
 	for (int i = 0; i < CPU_SETSIZE; i++)
 		if (CPU_ISSET(i, &mine))
 			last = i;
-	ck_assert_int_eq(run(pin, (void *)(intptr_t)last), 1);
+	ck_assert_int_eq(run_vthread(pin, (void *)(intptr_t)last), 1);
 	sched_getaffinity(0, sizeof(after), &after);
 	ck_assert(CPU_EQUAL(&mine, &after));	/* the caller's own is untouched */
 }
@@ -126,7 +115,7 @@ static void *robust_list(void *arg)
 
 START_TEST(test_robust_list_is_the_threads)
 {
-	ck_assert_int_eq(run(robust_list, NULL), 1);
+	ck_assert_int_eq(run_vthread(robust_list, NULL), 1);
 }
 END_TEST
 
@@ -306,7 +295,7 @@ START_TEST(test_failing_calls_give_the_native_errno)
 {
 	int in[4], out[4];
 
-	run(errno_of_bad_calls, in);
+	run_vthread(errno_of_bad_calls, in);
 	errno_of_bad_calls(out);
 	for (int i = 0; i < 4; i++)
 		ck_assert_int_eq(in[i], out[i]);
