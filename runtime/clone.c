@@ -12,7 +12,6 @@
 #include <linux/futex.h>
 #include <linux/sched.h>
 #include <stddef.h>
-#include <string.h>
 #include <sys/syscall.h>
 
 #include "native.h"
@@ -57,11 +56,11 @@ static int clone_flags(const hv_regs *r, uint64_t *flags, bool *stack)
 
 long rt_clone(struct vthread *vt, const hv_regs *r)
 {
-	const uint64_t gprs[15] = { 0, r->rbx, r->rcx, r->rdx, r->rsi, r->rdi, r->rbp, r->r8,
-				    r->r9, r->r10, r->r11, r->r12, r->r13, r->r14, r->r15 };
 	struct rt_native_clone c = {
 		.nr = r->rax,
 		.args = { r->rdi, r->rsi, r->rdx, r->r10, r->r8, r->r9 },
+		.gprs = { 0, r->rbx, r->rcx, r->rdx, r->rsi, r->rdi, r->rbp, r->r8,
+			  r->r9, r->r10, r->r11, r->r12, r->r13, r->r14, r->r15 },	/* RAX = 0 */
 		.rip = r->rcx,		/* as after the `syscall` in the guest */
 		.rflags = r->r11,
 		.mask = vt->mask,
@@ -77,7 +76,6 @@ long rt_clone(struct vthread *vt, const hv_regs *r)
 	ret = hv_vcpu_get_fpu(vt->vcpu, &fpu);
 	if (ret < 0)
 		return ret;
-	memcpy(c.gprs, gprs, sizeof(gprs));
 	c.rsp = stack ? 0 : r->rsp;
 	c.fs = flags & CLONE_SETTLS ? 0 : vt->fs_base;
 	c.mxcsr = fpu.mxcsr;

@@ -56,14 +56,14 @@ bool rt_signal_caught(const struct vthread *vt, int sig)
 	       ka.handler != SIG_DFL && ka.handler != SIG_IGN;
 }
 
-static void set_host_mask(uint64_t mask)
+static void set_host_mask(uint64_t mask, uint64_t *old)
 {
-	rt_syscall6(SYS_rt_sigprocmask, SIG_SETMASK, (long)&mask, 0, sizeof(mask), 0, 0);
+	rt_syscall6(SYS_rt_sigprocmask, SIG_SETMASK, (long)&mask, (long)old, sizeof(mask), 0, 0);
 }
 
 void rt_signal_block_host(void)
 {
-	set_host_mask(~0ull);
+	set_host_mask(~0ull, NULL);
 }
 
 /*
@@ -72,16 +72,13 @@ void rt_signal_block_host(void)
  */
 void rt_signal_unblock_host(const struct vthread *vt)
 {
-	set_host_mask(vt->mask | BIT(SIGRTMIN_GLIBC));
+	set_host_mask(vt->mask | BIT(SIGRTMIN_GLIBC), NULL);
 }
 
 int rt_signal_thread_start(struct vthread *vt)
 {
-	uint64_t all = ~0ull;
-
 	/* A vthread starts with its creator's mask, as a pthread does. */
-	rt_syscall6(SYS_rt_sigprocmask, SIG_SETMASK, (long)&all, (long)&vt->mask,
-		    sizeof(all), 0, 0);
+	set_host_mask(~0ull, &vt->mask);
 	return hv_vcpu_set_sigmask(vt->vcpu, vt->mask);
 }
 
@@ -109,11 +106,9 @@ static int take(uint64_t accepted, siginfo_t *si, bool wait)
  * gets it from the host as it would have, unblocked for the moment. */
 static void default_action(int sig, siginfo_t *si)
 {
-	uint64_t mask = ~BIT(sig);
-
 	if (BIT(sig) & DEFAULT_IGNORED)
 		return;
-	rt_syscall6(SYS_rt_sigprocmask, SIG_SETMASK, (long)&mask, 0, sizeof(mask), 0, 0);
+	set_host_mask(~BIT(sig), NULL);
 	rt_syscall6(SYS_rt_tgsigqueueinfo, getpid(), gettid(), sig, (long)si, 0, 0);
 	rt_signal_block_host();
 }
