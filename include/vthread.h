@@ -55,6 +55,10 @@ int vthread_attr_getstacksize(const vthread_attr_t *attr, size_t *size);
 /* A caller-owned stack [addr, addr + size); it must stay valid until the vthread ends. */
 int vthread_attr_setstack(vthread_attr_t *attr, void *addr, size_t size);
 int vthread_attr_getstack(const vthread_attr_t *attr, void **addr, size_t *size);
+/* The PROT_NONE gap below a runtime-allocated stack, in bytes rounded up to
+ * pages (default one page; 0: none). Ignored with vthread_attr_setstack. */
+int vthread_attr_setguardsize(vthread_attr_t *attr, size_t size);
+int vthread_attr_getguardsize(const vthread_attr_t *attr, size_t *size);
 int vthread_attr_setdetachstate(vthread_attr_t *attr, int state);
 int vthread_attr_getdetachstate(const vthread_attr_t *attr, int *state);
 

@@ -45,6 +45,7 @@ RT_API int vthread_attr_init(vthread_attr_t *a)
 		.magic = ATTR_MAGIC,
 		.detach = VTHREAD_CREATE_JOINABLE,
 		.stacksize = default_stacksize(),
+		.guardsize = 4096,	/* one page, as glibc's default */
 	};
 	return 0;
 }
@@ -100,6 +101,27 @@ RT_API int vthread_attr_getstack(const vthread_attr_t *a, void **addr, size_t *s
 		return EINVAL;
 	*addr = ra->stackaddr;
 	*size = ra->stacksize;
+	return 0;
+}
+
+/* Rounded up to whole pages; 0 means none. Ignored with a caller-owned stack. */
+RT_API int vthread_attr_setguardsize(vthread_attr_t *a, size_t size)
+{
+	struct rt_attr *ra = attr_rw(a);
+
+	if (!ra)
+		return EINVAL;
+	ra->guardsize = size;
+	return 0;
+}
+
+RT_API int vthread_attr_getguardsize(const vthread_attr_t *a, size_t *size)
+{
+	const struct rt_attr *ra = rt_attr(a);
+
+	if (!ra || !size)
+		return EINVAL;
+	*size = ra->guardsize;
 	return 0;
 }
 

@@ -170,6 +170,8 @@ int rt_init(void)
 			atfork_ready = true;
 		}
 		r = init_locked();
+		if (!r)
+			rt_cancel_init();
 		rt.state = r ? RT_FAILED : RT_READY;
 		if (r)
 			debug_why();

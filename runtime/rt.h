@@ -30,12 +30,12 @@ enum rt_exit_counter {
 
 /* Stacks come from 1 GiB arena regions; larger ones must be given with setstack. */
 #define RT_STACK_MAX	(512ul << 20)
-#define RT_GUARD	4096ul
 
 struct rt_attr {
 	uint32_t magic;
 	int detach;
 	size_t stacksize;
+	size_t guardsize;
 	void *stackaddr;	/* NULL: the runtime allocates the stack */
 };
 
@@ -50,8 +50,8 @@ struct vthread {
 	void *retval;
 	pthread_t host;			/* the backing host thread */
 	struct hv_vcpu *vcpu;
-	char *stack;			/* lowest address, guard page included if ours */
-	size_t stack_size;
+	char *stack;			/* lowest address, guard included if ours */
+	size_t stack_size, guard;
 	bool own_stack;
 	bool detached, joining, finished;	/* under rt.lock */
 	bool unwound;			/* ended by pthread_exit() or cancellation */
@@ -60,6 +60,9 @@ struct vthread {
 	struct kvm_xsave xsave;		/* scratch for signal frames */
 	const void *host_stack;		/* for ASan, while the guest runs */
 	size_t host_stack_size;
+	volatile bool waiting;		/* in a forwarded call pthread_cancel may end */
+	volatile uint8_t kicked;	/* SIGCANCEL came during it ... */
+	siginfo_t kick_info;		/* ... with this, for the guest */
 };
 
 /* What a fault adds to a signal's ucontext. */
@@ -88,6 +91,17 @@ struct rt {
 
 extern struct rt rt;
 extern __thread struct vthread *rt_current __attribute__((tls_model("initial-exec")));
+
+/*
+ * vthread.c, for the pthread shim: a vthread whose handle is its backing
+ * thread's pthread_t, made with host's attributes (the stack replaced by the
+ * runtime's). Joining or detaching it is the pthread's business; the runtime
+ * forgets the vthread when it ends. Error numbers as vthread_create's.
+ */
+int rt_create_pthread(pthread_t *th, const vthread_attr_t *attr, pthread_attr_t *host,
+		      void *(*fn)(void *), void *arg);
+/* The usable stack and guard size of th if it is a running vthread. */
+bool rt_guest_stack(pthread_t th, void **addr, size_t *size, size_t *guard);
 
 /* init.c */
 int rt_init(void);	/* 0, or -ENOSYS with rt.why set */
@@ -134,6 +148,26 @@ int rt_signal_pending(struct vthread *vt);
 /* sigsuspend(during): waits for a signal the guest accepts and enters its handler */
 int rt_signal_suspend(struct vthread *vt, hv_regs *r, uint64_t during);
 int rt_signal_return(struct vthread *vt, hv_regs *r);
+
+/* The kernel's struct sigaction, which carries the restorer glibc installed. */
+struct rt_ksigaction {
+	void *handler;
+	unsigned long flags;
+	void *restorer;
+	uint64_t mask;
+};
+#define RT_SA_RESTORER	0x04000000	/* <asm/signal.h>; glibc hides it */
+#define RT_SIGCANCEL	32		/* glibc's; SIGRTMIN is after its two */
+
+long rt_sigaction_raw(int sig, const struct rt_ksigaction *act, struct rt_ksigaction *old);
+
+/* cancel.c: SIGCANCEL's handler is the runtime's once rt_cancel_init() has run. */
+#define RT_CALL_NOT_MADE	(-512)	/* ended by SIGCANCEL before completing */
+void rt_cancel_init(void);
+bool rt_cancel_ready(void);
+/* A forwarded call that may wait, made with the guest's signal mask: its result,
+ * or RT_CALL_NOT_MADE. vt->kicked says whether SIGCANCEL came meanwhile. */
+long rt_call_cancellable(struct vthread *vt, const hv_regs *r);
 
 /* fault.c */
 /* Copies to or from guest memory without faulting the host: 0 or -EFAULT. */

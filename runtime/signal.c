@@ -20,22 +20,12 @@
 
 #define BIT(sig)	(1ull << ((sig) - 1))
 #define UNBLOCKABLE	(BIT(SIGKILL) | BIT(SIGSTOP))
-#define SIGRTMIN_GLIBC	32	/* SIGCANCEL, glibc's own; SIGRTMIN is after its two */
 /* Ignored by default (man 7 signal); the rest terminate or stop. */
 #define DEFAULT_IGNORED	(BIT(SIGCHLD) | BIT(SIGURG) | BIT(SIGWINCH) | BIT(SIGCONT))
 /* The flags a handler may change through its ucontext, as the kernel allows. */
 #define USER_RFLAGS	0x50dd5ull
 #define RFLAGS_TF_DF	0x500ull
 #define RED_ZONE	128
-#define SA_RESTORER	0x04000000	/* <asm/signal.h>; glibc hides it */
-
-/* The kernel's struct sigaction, which carries the restorer glibc installed. */
-struct ksigaction {
-	void *handler;
-	unsigned long flags;
-	void *restorer;
-	uint64_t mask;
-};
 
 struct sigframe {
 	void *pretcode;		/* the handler returns into sa_restorer */
@@ -43,14 +33,19 @@ struct sigframe {
 	siginfo_t info;
 };
 
-static long get_action(int sig, struct ksigaction *ka)
+long rt_sigaction_raw(int sig, const struct rt_ksigaction *act, struct rt_ksigaction *old)
 {
-	return rt_syscall6(SYS_rt_sigaction, sig, 0, (long)ka, sizeof(uint64_t), 0, 0);
+	return rt_syscall6(SYS_rt_sigaction, sig, (long)act, (long)old, sizeof(uint64_t), 0, 0);
+}
+
+static long get_action(int sig, struct rt_ksigaction *ka)
+{
+	return rt_sigaction_raw(sig, NULL, ka);
 }
 
 bool rt_signal_caught(const struct vthread *vt, int sig)
 {
-	struct ksigaction ka;
+	struct rt_ksigaction ka;
 
 	return !(vt->mask & BIT(sig)) && get_action(sig, &ka) == 0 &&
 	       ka.handler != SIG_DFL && ka.handler != SIG_IGN;
@@ -67,12 +62,12 @@ void rt_signal_block_host(void)
 }
 
 /*
- * glibc's cancellation signal stays blocked: its handler would unwind the
- * runtime's own frames on the host. It reaches the guest when the call returns.
+ * glibc's cancellation signal stays blocked unless its handler is the
+ * runtime's (cancel.c): glibc's own would unwind the runtime's frames.
  */
 void rt_signal_unblock_host(const struct vthread *vt)
 {
-	set_host_mask(vt->mask | BIT(SIGRTMIN_GLIBC), NULL);
+	set_host_mask(vt->mask | (rt_cancel_ready() ? 0 : BIT(RT_SIGCANCEL)), NULL);
 }
 
 int rt_signal_thread_start(struct vthread *vt)
@@ -113,7 +108,7 @@ static void default_action(int sig, siginfo_t *si)
 	rt_signal_block_host();
 }
 
-static uint64_t frame_top(uint64_t sp, const struct ksigaction *ka, stack_t *ss)
+static uint64_t frame_top(uint64_t sp, const struct rt_ksigaction *ka, stack_t *ss)
 {
 	if (rt_syscall6(SYS_sigaltstack, 0, (long)ss, 0, 0, 0, 0) < 0)
 		ss->ss_flags = SS_DISABLE;
@@ -182,7 +177,7 @@ int rt_signal_deliver(struct vthread *vt, siginfo_t *si, hv_regs *r, uint64_t sa
 {
 	struct kvm_xsave *x = &vt->xsave;	/* only rt.xsave_size bytes travel */
 	int sig = si->si_signo;
-	struct ksigaction ka;
+	struct rt_ksigaction ka;
 	struct sigframe f;
 	uint64_t top, fp, sp;
 	stack_t ss;
@@ -208,7 +203,7 @@ int rt_signal_deliver(struct vthread *vt, siginfo_t *si, hv_regs *r, uint64_t sa
 	e = hv_vcpu_get_xsave(vt->vcpu, x);
 	if (e < 0)
 		return e;
-	if (!(ka.flags & SA_RESTORER) ||
+	if (!(ka.flags & RT_SA_RESTORER) ||
 	    rt_copy_out((void *)(uintptr_t)fp, x, rt.xsave_size) < 0 ||
 	    rt_copy_out((void *)(uintptr_t)sp, &f, sizeof(f)) < 0)
 		return -EFAULT;	/* no room for the frame: the kernel forces SIGSEGV */
@@ -230,7 +225,7 @@ int rt_signal_deliver(struct vthread *vt, siginfo_t *si, hv_regs *r, uint64_t sa
 	if (ka.flags & SA_RESETHAND) {
 		ka.handler = SIG_DFL;
 		ka.flags &= ~SA_RESETHAND;
-		rt_syscall6(SYS_rt_sigaction, sig, (long)&ka, 0, sizeof(uint64_t), 0, 0);
+		rt_sigaction_raw(sig, &ka, NULL);
 	}
 	return 1;
 }

@@ -114,6 +114,30 @@ static void resume(struct vthread *vt, hv_regs *r, long ret)
 		rt_die(vt, "cannot resume after a system call", ret);
 }
 
+/*
+ * SIGCANCEL ended a call early: it is delivered in the guest after the call or,
+ * if the call had not completed, at its `syscall` instruction, so that the
+ * call is made again if the handler returns (the kernel's SA_RESTART).
+ */
+static void kicked(struct vthread *vt, hv_regs *r, long ret)
+{
+	int e;
+
+	vt->kicked = 0;
+	if (ret == RT_CALL_NOT_MADE) {
+		r->rip = r->rcx - 2;
+	} else {
+		r->rax = ret;
+		r->rip = r->rcx;
+	}
+	r->rflags = r->r11;
+	e = rt_signal_deliver(vt, &vt->kick_info, r, vt->mask, NULL);
+	if (!e)
+		e = hv_vcpu_set_regs(vt->vcpu, r);
+	if (e < 0)
+		rt_die(vt, "cannot deliver a cancellation", e);
+}
+
 bool rt_syscall_forward(struct vthread *vt, hv_regs *r)
 {
 	uint64_t mask;
@@ -170,9 +194,11 @@ bool rt_syscall_forward(struct vthread *vt, hv_regs *r)
 			ret = rt_syscall6(r->rax, r->rdi, r->rsi, r->rdx, r->r10, r->r8, r->r9);
 			break;
 		}
-		rt_signal_unblock_host(vt);
-		ret = rt_syscall6(r->rax, r->rdi, r->rsi, r->rdx, r->r10, r->r8, r->r9);
-		rt_signal_block_host();
+		ret = rt_call_cancellable(vt, r);
+		if (vt->kicked) {
+			kicked(vt, r, ret);
+			return false;
+		}
 		break;
 	}
 	resume(vt, r, ret);

@@ -87,13 +87,17 @@ static int stack_alloc(struct vthread *vt, const struct rt_attr *a)
 		vt->stack_size = a->stacksize;
 		return mm_mirror_range(&rt.mm, vt->stack, vt->stack_size) < 0 ? -EAGAIN : 0;
 	}
-	vt->stack_size = ((a->stacksize + 4095) & ~4095ul) + RT_GUARD;
+	if (a->guardsize > RT_STACK_MAX)
+		return -EAGAIN;
+	vt->guard = (a->guardsize + 4095) & ~4095ul;
+	vt->stack_size = ((a->stacksize + 4095) & ~4095ul) + vt->guard;
 	vt->stack = mm_alloc(&rt.mm, vt->stack_size, 4096);
 	if (!vt->stack)
 		return -EAGAIN;
 	vt->own_stack = true;
-	/* The guard page turns an overflow into SIGSEGV, as with a pthread's stack. */
-	mprotect(vt->stack, RT_GUARD, PROT_NONE);
+	/* The guard turns an overflow into SIGSEGV, as with a pthread's stack. */
+	if (vt->guard)
+		mprotect(vt->stack, vt->guard, PROT_NONE);
 	return 0;
 }
 
@@ -101,7 +105,8 @@ static void stack_free(struct vthread *vt)
 {
 	if (!vt->own_stack)
 		return;
-	mprotect(vt->stack, RT_GUARD, PROT_READ | PROT_WRITE);
+	if (vt->guard)
+		mprotect(vt->stack, vt->guard, PROT_READ | PROT_WRITE);
 	mm_free(vt->stack);
 }
 
@@ -177,48 +182,37 @@ static void *backing_main(void *p)
 	return ret;
 }
 
-static int start(struct vthread *vt, const struct rt_attr *a)
+/*
+ * The backing thread is made with host's attributes, its stack replaced by the
+ * runtime's. Registry entry and thread are made under rt.lock, so that the
+ * vthread cannot end and be forgotten before its pthread_t is known.
+ */
+static int start(struct vthread *vt, const struct rt_attr *a, pthread_attr_t *host,
+		 bool by_pthread, pthread_t *th)
 {
-	pthread_attr_t pa;
 	int r;
 
-	pthread_attr_init(&pa);
-	pthread_attr_setstacksize(&pa, RT_HOST_STACK);
-	pthread_attr_setdetachstate(&pa, a->detach == VTHREAD_CREATE_DETACHED ?
-					     PTHREAD_CREATE_DETACHED : PTHREAD_CREATE_JOINABLE);
+	pthread_attr_setstacksize(host, RT_HOST_STACK);
 	pthread_mutex_lock(&rt.lock);
 	vt->id = ++rt.next_id;
-	vt->detached = a->detach == VTHREAD_CREATE_DETACHED;
+	vt->detached = by_pthread || a->detach == VTHREAD_CREATE_DETACHED;
 	registry_add(vt);
 	rt.live++;
-	pthread_mutex_unlock(&rt.lock);
-	r = pthread_create(&vt->host, &pa, backing_main, vt);
-	pthread_attr_destroy(&pa);
-	if (r) {
-		pthread_mutex_lock(&rt.lock);
+	r = pthread_create(&vt->host, host, backing_main, vt);
+	if (r)
 		registry_del(vt);
-		pthread_mutex_unlock(&rt.lock);
-	}
+	else if (th)
+		*th = vt->host;
+	pthread_mutex_unlock(&rt.lock);
 	return r;
 }
 
-RT_API int vthread_create(vthread_t *out, const vthread_attr_t *attr,
-			  void *(*fn)(void *), void *arg)
+static int create(const struct rt_attr *a, pthread_attr_t *host, bool by_pthread,
+		  void *(*fn)(void *), void *arg, struct vthread **out, pthread_t *th)
 {
-	vthread_attr_t def;
-	const struct rt_attr *a;
 	struct vthread *vt;
 	int r;
 
-	if (!out || !fn)
-		return EINVAL;
-	if (!attr) {
-		vthread_attr_init(&def);
-		attr = &def;
-	}
-	a = rt_attr(attr);
-	if (!a)
-		return EINVAL;
 	if (rt_init() < 0)
 		return ENOSYS;
 	vt = calloc(1, sizeof(*vt));
@@ -232,11 +226,12 @@ RT_API int vthread_create(vthread_t *out, const vthread_attr_t *attr,
 	r = rt_vcpu_get(&vt->vcpu);
 	if (r < 0)
 		goto err_stack;
-	r = start(vt, a);
+	r = start(vt, a, host, by_pthread, th);
 	if (r)
 		goto err_vcpu;
 	rt.created++;
-	*out = vt;
+	if (out)
+		*out = vt;
 	return 0;
 
 err_vcpu:
@@ -246,6 +241,57 @@ err_stack:
 err:
 	free(vt);
 	return EAGAIN;
+}
+
+int rt_create_pthread(pthread_t *th, const vthread_attr_t *attr, pthread_attr_t *host,
+		      void *(*fn)(void *), void *arg)
+{
+	const struct rt_attr *a = rt_attr(attr);
+
+	return a ? create(a, host, true, fn, arg, NULL, th) : EINVAL;
+}
+
+bool rt_guest_stack(pthread_t th, void **addr, size_t *size, size_t *guard)
+{
+	bool found = false;
+
+	pthread_mutex_lock(&rt.lock);
+	for (const struct vthread *v = rt.registry.next; v != &rt.registry; v = v->next) {
+		if (!v->finished && pthread_equal(v->host, th)) {
+			*addr = v->stack + v->guard;
+			*size = v->stack_size - v->guard;
+			*guard = v->guard;
+			found = true;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&rt.lock);
+	return found;
+}
+
+RT_API int vthread_create(vthread_t *out, const vthread_attr_t *attr,
+			  void *(*fn)(void *), void *arg)
+{
+	vthread_attr_t def;
+	const struct rt_attr *a;
+	pthread_attr_t host;
+	int r;
+
+	if (!out || !fn)
+		return EINVAL;
+	if (!attr) {
+		vthread_attr_init(&def);
+		attr = &def;
+	}
+	a = rt_attr(attr);
+	if (!a)
+		return EINVAL;
+	pthread_attr_init(&host);
+	pthread_attr_setdetachstate(&host, a->detach == VTHREAD_CREATE_DETACHED ?
+					       PTHREAD_CREATE_DETACHED : PTHREAD_CREATE_JOINABLE);
+	r = create(a, &host, false, fn, arg, out, NULL);
+	pthread_attr_destroy(&host);
+	return r;
 }
 
 RT_API int vthread_join(vthread_t vt, void **retval)

@@ -3,6 +3,7 @@
 #define _GNU_SOURCE
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <sys/syscall.h>
@@ -257,6 +258,128 @@ START_TEST(test_asynchronous_cancellation_of_guest_code)
 }
 END_TEST
 
+/* Cancellation of a vthread blocked in a forwarded call, as of a pthread. */
+enum block { IN_READ, IN_COND_WAIT, IN_SLEEP, CANCEL_DISABLED };
+
+static int block_pipe[2];
+static pthread_mutex_t block_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t block_cond = PTHREAD_COND_INITIALIZER;
+static atomic_int blocking;
+static long disabled_read;
+
+static void unlock_block_lock(void *arg)
+{
+	note_cleanup(arg);
+	pthread_mutex_unlock(&block_lock);
+}
+
+static void *block(void *arg)
+{
+	enum block how = (enum block)(intptr_t)arg;
+	char c;
+
+	backing_of_spinner = pthread_self();
+	pthread_cleanup_push(note_cleanup, (void *)10);
+	switch (how) {
+	case IN_READ:
+		blocking = 1;
+		read(block_pipe[0], &c, 1);
+		break;
+	case IN_COND_WAIT:
+		pthread_mutex_lock(&block_lock);
+		pthread_cleanup_push(unlock_block_lock, (void *)11);
+		blocking = 1;
+		for (;;)
+			pthread_cond_wait(&block_cond, &block_lock);
+		pthread_cleanup_pop(1);
+		break;
+	case IN_SLEEP:
+		blocking = 1;
+		sleep(100);
+		break;
+	case CANCEL_DISABLED:
+		pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, NULL);
+		blocking = 1;
+		disabled_read = read(block_pipe[0], &c, 1);
+		pthread_setcancelstate(PTHREAD_CANCEL_ENABLE, NULL);
+		pthread_testcancel();
+		break;
+	}
+	pthread_cleanup_pop(0);
+	return NULL;
+}
+
+static void cancel_blocked(enum block how, bool as_vthread)
+{
+	pthread_t th;
+	vthread_t vt;
+	void *ret;
+
+	require_backend();
+	ck_assert_int_eq(pipe(block_pipe), 0);
+	if (as_vthread)
+		ck_assert_int_eq(vthread_create(&vt, NULL, block, (void *)(intptr_t)how), 0);
+	else
+		ck_assert_int_eq(pthread_create(&th, NULL, block, (void *)(intptr_t)how), 0);
+	while (!blocking)
+		usleep(1000);
+	usleep(100 * 1000);	/* into the call, most likely; the result is the same if not */
+	ck_assert_int_eq(pthread_cancel(backing_of_spinner), 0);
+	if (how == CANCEL_DISABLED) {
+		usleep(100 * 1000);
+		ck_assert_int_eq(write(block_pipe[1], "x", 1), 1);
+	}
+	if (as_vthread)
+		ck_assert_int_eq(vthread_join(vt, &ret), 0);
+	else
+		ck_assert_int_eq(pthread_join(th, &ret), 0);
+	ck_assert_ptr_eq(ret, PTHREAD_CANCELED);
+	if (how == IN_COND_WAIT) {
+		ck_assert_int_eq(ncleanups, 2);
+		ck_assert_int_eq(cleanups[0], 11);
+		ck_assert_int_eq(pthread_mutex_trylock(&block_lock), 0);
+		pthread_mutex_unlock(&block_lock);
+	} else {
+		ck_assert_int_eq(ncleanups, 1);
+	}
+	ck_assert_int_eq(cleanups[ncleanups - 1], 10);
+	if (how == CANCEL_DISABLED)
+		ck_assert_int_eq(disabled_read, 1);	/* not EINTR: SA_RESTART, as glibc's */
+	close(block_pipe[0]);
+	close(block_pipe[1]);
+}
+
+START_TEST(test_cancel_blocked_in_read)
+{
+	cancel_blocked(IN_READ, true);
+}
+END_TEST
+
+START_TEST(test_cancel_blocked_in_cond_wait)
+{
+	cancel_blocked(IN_COND_WAIT, true);
+}
+END_TEST
+
+START_TEST(test_cancel_blocked_in_sleep)
+{
+	cancel_blocked(IN_SLEEP, true);
+}
+END_TEST
+
+START_TEST(test_cancel_while_disabled_leaves_a_read_alone)
+{
+	cancel_blocked(CANCEL_DISABLED, true);
+}
+END_TEST
+
+/* The runtime's SIGCANCEL handler passes a pthread's cancellation to glibc's. */
+START_TEST(test_cancel_of_a_pthread_blocked_in_read)
+{
+	cancel_blocked(IN_READ, false);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("exit");
@@ -272,6 +395,11 @@ int main(void)
 	tcase_add_test(tc, test_pthread_self_is_the_backing_thread);
 	tcase_add_test(tc, test_deferred_cancellation_at_a_cancellation_point);
 	tcase_add_test(tc, test_asynchronous_cancellation_of_guest_code);
+	tcase_add_test(tc, test_cancel_blocked_in_read);
+	tcase_add_test(tc, test_cancel_blocked_in_cond_wait);
+	tcase_add_test(tc, test_cancel_blocked_in_sleep);
+	tcase_add_test(tc, test_cancel_while_disabled_leaves_a_read_alone);
+	tcase_add_test(tc, test_cancel_of_a_pthread_blocked_in_read);
 	suite_add_tcase(s, tc);
 	return run_suite(s);
 }

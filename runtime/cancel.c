@@ -1,0 +1,108 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * pthread_cancel() of a vthread blocked in a forwarded call. glibc interrupts
+ * a thread blocked at a cancellation point with SIGCANCEL, whose handler
+ * unwinds the stack it interrupted: for a vthread that must be the guest's,
+ * never the runtime's frames on the host. So SIGCANCEL's handler is ours. On a
+ * backing thread in a forwarded call it only ends the call early and keeps the
+ * signal, which is then delivered in the guest, where glibc's handler runs;
+ * anywhere else it is glibc's handler. glibc installs that handler on the
+ * first pthread_cancel(), and only then: cancelling a helper thread that
+ * ignores cancellation makes it do so now, before ours replaces it.
+ */
+#define _GNU_SOURCE
+#include <semaphore.h>
+#include <signal.h>
+#include <sys/syscall.h>
+#include <ucontext.h>
+
+#include "rt.h"
+
+extern const char rt_wait_check[], rt_wait_done[], rt_wait_skip[];
+long rt_wait_syscall(const volatile uint8_t *kicked, const long call[7]);
+
+static struct rt_ksigaction glibc;
+static bool ready;
+
+static void on_sigcancel(int sig, siginfo_t *si, void *ctx)
+{
+	struct vthread *vt = rt_current;
+	greg_t *rip = &((ucontext_t *)ctx)->uc_mcontext.gregs[REG_RIP];
+
+	if (!vt || !vt->waiting) {
+		((void (*)(int, siginfo_t *, void *))glibc.handler)(sig, si, ctx);
+		return;
+	}
+	vt->kick_info = *si;
+	if (*rip >= (greg_t)(uintptr_t)rt_wait_check && *rip < (greg_t)(uintptr_t)rt_wait_done)
+		*rip = (greg_t)(uintptr_t)rt_wait_skip;
+	vt->kicked = 1;
+}
+
+static void *ignore_cancel(void *p)
+{
+	sem_t *s = p;
+
+	pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, NULL);
+	sem_post(&s[0]);
+	sem_wait(&s[1]);
+	return NULL;
+}
+
+/* Has glibc install its handler: SIG_DFL until the first pthread_cancel(). */
+static void glibc_install(void)
+{
+	pthread_t th;
+	sem_t s[2];
+
+	sem_init(&s[0], 0, 0);
+	sem_init(&s[1], 0, 0);
+	if (pthread_create(&th, NULL, ignore_cancel, s) == 0) {
+		sem_wait(&s[0]);
+		pthread_cancel(th);
+		sem_post(&s[1]);
+		pthread_join(th, NULL);
+	}
+	sem_destroy(&s[0]);
+	sem_destroy(&s[1]);
+}
+
+void rt_cancel_init(void)
+{
+	struct rt_ksigaction ka;
+
+	if (rt_sigaction_raw(RT_SIGCANCEL, NULL, &ka) < 0)
+		return;
+	if (ka.handler == (void *)on_sigcancel) {	/* a fork child's */
+		ready = true;
+		return;
+	}
+	if (ka.handler == SIG_DFL) {
+		glibc_install();
+		if (rt_sigaction_raw(RT_SIGCANCEL, NULL, &ka) < 0)
+			return;
+	}
+	if (ka.handler == SIG_DFL || ka.handler == SIG_IGN || !(ka.flags & SA_SIGINFO))
+		return;	/* not glibc's: SIGCANCEL stays blocked in forwarded calls */
+	glibc = ka;
+	ka.handler = (void *)on_sigcancel;
+	ready = rt_sigaction_raw(RT_SIGCANCEL, &ka, NULL) == 0;
+}
+
+bool rt_cancel_ready(void)
+{
+	return ready;
+}
+
+long rt_call_cancellable(struct vthread *vt, const hv_regs *r)
+{
+	const long call[7] = { r->rax, r->rdi, r->rsi, r->rdx, r->r10, r->r8, r->r9 };
+	long ret;
+
+	vt->waiting = true;
+	rt_signal_unblock_host(vt);
+	ret = rt_wait_syscall(&vt->kicked, call);
+	rt_signal_block_host();
+	vt->waiting = false;
+	return ret;
+}
