@@ -166,7 +166,7 @@ int rt_init(void)
 		if (!atfork_ready) {
 			pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
 			if (s && *s && strcmp(s, "0"))
-				atexit(rt_stats_at_exit);
+				rt_stats_at_exit();
 			atfork_ready = true;
 		}
 		r = init_locked();

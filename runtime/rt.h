@@ -87,6 +87,7 @@ struct rt {
 	atomic_ulong created, live;
 	atomic_ulong exits[RT_EXIT_NR];
 	size_t xsave_size;		/* bytes of FPU state in a signal frame */
+	bool stats_elsewhere;		/* the shim prints the VTHREAD_STATS report */
 };
 
 extern struct rt rt;
@@ -180,6 +181,8 @@ void rt_bad_frame(struct vthread *vt, const hv_regs *r) __attribute__((noreturn)
 void rt_die(struct vthread *vt, const char *what, int err) __attribute__((noreturn));
 
 /* stats.c */
+/* Registers the VTHREAD_STATS=1 report, unless the shim prints it. */
 void rt_stats_at_exit(void);
+void rt_stats_print(int fd);
 
 #endif

@@ -2,6 +2,7 @@
 /* Counters: vthread_get_stats() and the VTHREAD_STATS=1 report at exit. */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <unistd.h>
 
 #include "rt.h"
@@ -30,7 +31,7 @@ RT_API int vthread_get_stats(struct vthread_stats *st)
 	return 0;
 }
 
-void rt_stats_at_exit(void)
+void rt_stats_print(int fd)
 {
 	struct vthread_stats s;
 	char buf[768];
@@ -44,6 +45,17 @@ void rt_stats_at_exit(void)
 		     rt.state == RT_READY ? rt.hv.be->name : "none", s.vthreads_created,
 		     s.vthreads_live, s.vcpus, s.memslots, s.runtime_bytes >> 10, s.exit_syscall,
 		     s.exit_mirror, s.exit_fault, s.exit_end, s.exit_signal, s.exit_null, s.exit_other);
-	if (n > 0 && write(STDERR_FILENO, buf, n) < 0)
+	if (n > 0 && write(fd, buf, n) < 0)
 		return;
+}
+
+static void at_exit(void)
+{
+	rt_stats_print(STDERR_FILENO);
+}
+
+void rt_stats_at_exit(void)
+{
+	if (!rt.stats_elsewhere)
+		atexit(at_exit);
 }

@@ -1,0 +1,99 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * VTHREAD_SHIM, VTHREAD_SHIM_MATCH, VTHREAD_SHIM_MAX, VTHREAD_SHIM_LOG and
+ * VTHREAD_STATS. A value that is not understood is an error, never a guess.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fnmatch.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "shim.h"
+
+static int bad(char *err, size_t n, const char *var, const char *val, const char *want)
+{
+	snprintf(err, n, "%s=%s: %s", var, val, want);
+	return -EINVAL;
+}
+
+/* Unset, empty or 0: false; 1: true. */
+static int flag(const char *var, bool *out, char *err, size_t n)
+{
+	const char *v = getenv(var);
+
+	if (!v || !*v || !strcmp(v, "0")) {
+		*out = false;
+		return 0;
+	}
+	if (!strcmp(v, "1")) {
+		*out = true;
+		return 0;
+	}
+	return bad(err, n, var, v, "expected 0 or 1");
+}
+
+/* A comma-separated list of fnmatch(3) patterns, none of them empty. */
+static int globs(struct shim_config *c, const char *v, char *err, size_t n)
+{
+	size_t len = strlen(v);
+
+	if (v[0] == ',' || v[len - 1] == ',' || strstr(v, ",,"))
+		return bad(err, n, "VTHREAD_SHIM_MATCH", v, "an empty pattern");
+	c->globs = strdup(v);
+	if (!c->globs)
+		return bad(err, n, "VTHREAD_SHIM_MATCH", v, "out of memory");
+	c->nglobs = 1;
+	for (char *p = c->globs; (p = strchr(p, ',')); p++) {
+		*p = '\0';
+		c->nglobs++;
+	}
+	return 0;
+}
+
+int shim_config_read(struct shim_config *c, char *err, size_t n)
+{
+	const char *mode = getenv("VTHREAD_SHIM"), *match = getenv("VTHREAD_SHIM_MATCH");
+	const char *max = getenv("VTHREAD_SHIM_MAX");
+	int r;
+
+	*c = (struct shim_config){ .mode = SHIM_ALL, .max = ULONG_MAX };
+	if ((r = flag("VTHREAD_SHIM_LOG", &c->log, err, n)) < 0 ||
+	    (r = flag("VTHREAD_STATS", &c->stats, err, n)) < 0)
+		return r;
+	if (max && *max) {
+		char *end;
+
+		errno = 0;
+		c->max = strtoul(max, &end, 10);
+		if (*end || errno || *max == '-' || c->max == ULONG_MAX)
+			return bad(err, n, "VTHREAD_SHIM_MAX", max, "expected a number of threads");
+	}
+	if (!mode || !*mode)
+		mode = match && *match ? "match" : "all";
+	if (!strcmp(mode, "none")) {
+		c->mode = SHIM_NONE;
+	} else if (!strcmp(mode, "all")) {
+		c->mode = SHIM_ALL;
+	} else if (!strcmp(mode, "match")) {
+		if (!match || !*match)
+			return bad(err, n, "VTHREAD_SHIM", mode, "needs VTHREAD_SHIM_MATCH=GLOB[,GLOB...]");
+		c->mode = SHIM_MATCH;
+		return globs(c, match, err, n);
+	} else {
+		return bad(err, n, "VTHREAD_SHIM", mode, "expected all, none or match");
+	}
+	return 0;
+}
+
+bool shim_config_matches(const struct shim_config *c, const char *name)
+{
+	const char *g = c->globs;
+
+	for (size_t i = 0; i < c->nglobs; i++, g += strlen(g) + 1)
+		if (fnmatch(g, name, 0) == 0)
+			return true;
+	return false;
+}
