@@ -81,12 +81,15 @@ static void say(const char *fmt, ...)
 		return;
 }
 
+/* At exit, from a process that made threads (not from every process of a script). */
 static void report(void)
 {
 	unsigned long p = 0;
 
 	for (int w = AS_VTHREAD + 1; w < NWHY; w++)
 		p += counts[w];
+	if (!p && !counts[AS_VTHREAD])
+		return;
 	if (kvm != KVM_UNKNOWN)
 		rt_stats_print(report_fd);
 	say("%lu threads as vthreads, %lu as pthreads", (unsigned long)counts[AS_VTHREAD], p);

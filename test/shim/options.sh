@@ -1,0 +1,76 @@
+#!/bin/sh
+# SPDX-License-Identifier: MIT
+# Our pthread program under the shim, then the shim's selection, its fallbacks
+# and vthread-run's own behaviour.
+# usage: options.sh VTHREAD_RUN WORKDIR PTHREAD_PROG
+set -eu
+run=$1
+work=$2
+prog=$3
+. "$(dirname "$0")/lib.sh"
+run=$(absolute "$run")
+prog=$(absolute "$prog")
+mkdir -p "$work"
+cd "$work"
+
+# lines of FILE matching PATTERN (grep -c, without its exit status)
+count() {
+	grep -c -e "$2" "$1" || true
+}
+
+echo "== cancel, cleanup, once, barrier, condvars, TSD, exit, join, kill, stack"
+compare "pthread program" "$prog"
+[ "$(count shim.err '^libvthread-shim: 16 threads as vthreads, 1 as pthreads')" = 1 ] ||
+	fail "not 16 threads as vthreads and the one made inside a vthread as a pthread"
+
+echo "== --match: only the routines named"
+"$run" --log --match 'worker_sum,victim_*' -- "$prog" >shim.out 2>shim.err
+cmp -s native.out shim.out || fail "--match: output differs"
+[ "$(count shim.err ', worker_sum: vthread$')" = 4 ] || fail "--match: worker_sum not a vthread"
+[ "$(count shim.err ', victim_[a-z_]*: vthread$')" = 3 ] || fail "--match: victim_* not vthreads"
+[ "$(count shim.err ', worker_consume: pthread (no VTHREAD_SHIM_MATCH pattern matches)$')" = 1 ] ||
+	fail "--match: worker_consume not a pthread"
+[ "$(count shim.err ': vthread$')" = 7 ] || fail "--match: more vthreads than named"
+
+echo "== --log: one line per thread"
+"$run" --log -- "$prog" >shim.out 2>shim.err
+[ "$(wc -l <shim.err)" = 17 ] || fail "--log: not one line per thread"
+[ "$(count shim.err ', worker_child: pthread (created inside a vthread)$')" = 1 ] ||
+	fail "--log: the nested thread's line is missing"
+
+echo "== --max 1: the rest fall back to pthreads"
+"$run" --log --max 1 -- "$prog" >shim.out 2>shim.err
+cmp -s native.out shim.out || fail "--max: output differs"
+[ "$(count shim.err 'pthread (VTHREAD_SHIM_MAX live vthreads reached)')" -ge 3 ] ||
+	fail "--max 1: barrier workers did not fall back"
+
+echo "== VTHREAD_SHIM=none"
+VTHREAD_SHIM=none "$run" --stats -- "$prog" >shim.out 2>shim.err
+cmp -s native.out shim.out || fail "none: output differs"
+[ "$(count shim.err '^libvthread-shim: 0 threads as vthreads, 17 as pthreads')" = 1 ] ||
+	fail "none: some thread was a vthread"
+
+echo "== a bad setting: one error line, and the program runs without the shim"
+for bad in VTHREAD_SHIM=some VTHREAD_SHIM_MAX=lots VTHREAD_SHIM_LOG=yes VTHREAD_SHIM=match; do
+	env "$bad" LD_PRELOAD="$(dirname "$run")/libvthread-shim.so" "$prog" >shim.out 2>shim.err
+	cmp -s native.out shim.out || fail "$bad: output differs"
+	[ "$(wc -l <shim.err)" = 1 ] && [ "$(count shim.err 'running without the shim$')" = 1 ] ||
+		{ cat shim.err >&2; fail "$bad: not exactly one error line"; }
+done
+
+echo "== no usable KVM: one warning line, pthreads, the same output"
+VTHREAD_KVM=/nonexistent/kvm "$run" -- "$prog" >shim.out 2>shim.err
+cmp -s native.out shim.out || fail "no KVM: output differs"
+[ "$(wc -l <shim.err)" = 1 ] && [ "$(count shim.err '^libvthread-shim: no usable KVM')" = 1 ] ||
+	{ cat shim.err >&2; fail "no KVM: not exactly one warning line"; }
+
+echo "== vthread-run itself"
+"$run" --help | grep -q '^SYNOPSIS' || fail "--help has no SYNOPSIS"
+set +e
+"$run" -- sh -c 'exit 3'; [ $? = 3 ] || fail "exit status not the program's"
+"$run" -- sh -c 'kill -TERM $$'; [ $? = 143 ] || fail "death by signal not passed on"
+"$run" -- /nonexistent/program 2>/dev/null; [ $? = 127 ] || fail "missing program: not 127"
+"$run" --max many -- true 2>/dev/null; [ $? = 125 ] || fail "--max many: not 125"
+"$run" 2>/dev/null; [ $? = 125 ] || fail "no program: not 125"
+set -e
+echo "all passed"
