@@ -312,25 +312,26 @@ void *worker_spin_until_signalled(void *arg)
 	return (void *)(intptr_t)pthread_equal(pthread_self(), target);
 }
 
-static int stack_holds_local(void)
+/* 1: the reported stack holds a local, is at least 1 MiB, and has the guard asked for */
+static int stack_holds_local(size_t guard_wanted)
 {
+	size_t size, guard;
 	pthread_attr_t a;
-	size_t size;
 	void *lo;
 	int local;
 
 	if (pthread_getattr_np(pthread_self(), &a))
 		return -1;
 	pthread_attr_getstack(&a, &lo, &size);
+	pthread_attr_getguardsize(&a, &guard);
 	pthread_attr_destroy(&a);
 	return (char *)&local >= (char *)lo && (char *)&local < (char *)lo + size &&
-	       size >= 256 * 1024;
+	       size >= 1 << 20 && guard == guard_wanted;
 }
 
 void *worker_stack(void *arg)
 {
-	(void)arg;
-	return (void *)(intptr_t)stack_holds_local();
+	return (void *)(intptr_t)stack_holds_local((size_t)(uintptr_t)arg);
 }
 
 static void part_kill_names_stack(void)
@@ -350,13 +351,14 @@ static void part_kill_names_stack(void)
 
 	pthread_attr_init(&a);
 	pthread_attr_setstacksize(&a, 1 << 20);
-	start(&target, &a, worker_stack, NULL);
+	pthread_attr_setguardsize(&a, 64 << 10);
+	start(&target, &a, worker_stack, (void *)(64 << 10));
 	pthread_join(target, &ret);
-	printf("stack of 1 MiB holds the thread's locals: %ld\n", (long)ret);
+	printf("stack of 1 MiB with a 64 KiB guard holds the thread's locals: %ld\n", (long)ret);
 
 	mem = aligned_alloc(4096, 1 << 20);
 	pthread_attr_setstack(&a, mem, 1 << 20);
-	start(&target, &a, worker_stack, NULL);
+	start(&target, &a, worker_stack, 0);
 	pthread_join(target, &ret);
 	printf("stack of our own holds the thread's locals: %ld\n", (long)ret);
 	free(mem);
