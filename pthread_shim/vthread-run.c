@@ -5,10 +5,13 @@
  * program in its own place: the exit status is the program's.
  */
 #define _GNU_SOURCE
+#include <elf.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <libgen.h>
 #include <limits.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -82,6 +85,50 @@ static void find_shim(char *path, size_t n)
 		die("cannot find " SHIM_NAME " next to vthread-run or in %s", SHIM_LIBDIR);
 }
 
+/* The file execvp would run for name, or NULL. */
+static char *which(const char *name)
+{
+	const char *path = getenv("PATH");
+	char *dirs, *dir, *save, *file;
+
+	if (strchr(name, '/'))
+		return strdup(name);
+	dirs = strdup(path && *path ? path : "/usr/local/bin:/usr/bin:/bin");
+	for (dir = strtok_r(dirs, ":", &save); dir; dir = strtok_r(NULL, ":", &save)) {
+		if (asprintf(&file, "%s/%s", dir, name) < 0)
+			break;
+		if (access(file, X_OK) == 0) {
+			free(dirs);
+			return file;
+		}
+		free(file);
+	}
+	free(dirs);
+	return NULL;
+}
+
+/* An ELF executable without an interpreter: the dynamic linker, and so LD_PRELOAD, never runs. */
+static bool static_elf(const char *file)
+{
+	Elf64_Ehdr eh;
+	Elf64_Phdr ph;
+	bool interp = false;
+	int fd = open(file, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return false;
+	if (pread(fd, &eh, sizeof(eh), 0) != sizeof(eh) || memcmp(eh.e_ident, ELFMAG, SELFMAG) ||
+	    eh.e_ident[EI_CLASS] != ELFCLASS64 || eh.e_phentsize != sizeof(ph)) {
+		close(fd);
+		return false;
+	}
+	for (int i = 0; i < eh.e_phnum && !interp; i++)
+		if (pread(fd, &ph, sizeof(ph), eh.e_phoff + i * sizeof(ph)) == sizeof(ph))
+			interp = ph.p_type == PT_INTERP;
+	close(fd);
+	return !interp;
+}
+
 static void preload(const char *shim)
 {
 	const char *old = getenv("LD_PRELOAD");
@@ -104,7 +151,7 @@ int main(int argc, char **argv)
 		{ 0 }
 	};
 	char shim[PATH_MAX + sizeof(SHIM_NAME)];
-	char *end;
+	char *end, *file;
 	int c;
 
 	while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
@@ -137,6 +184,11 @@ int main(int argc, char **argv)
 		die("%s", "no program to run; try 'vthread-run --help'");
 	find_shim(shim, sizeof(shim));
 	preload(shim);
+	file = which(argv[optind]);
+	if (file && static_elf(file))
+		fprintf(stderr, "vthread-run: %s is statically linked: LD_PRELOAD cannot reach it, "
+				"its threads stay pthreads\n", argv[optind]);
+	free(file);
 	execvp(argv[optind], argv + optind);
 	c = errno;
 	fprintf(stderr, "vthread-run: %s: %s\n", argv[optind], strerror(c));

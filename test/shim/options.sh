@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: MIT
 # Our pthread program under the shim, then the shim's selection, its fallbacks
 # and vthread-run's own behaviour.
-# usage: options.sh VTHREAD_RUN WORKDIR PTHREAD_PROG
+# usage: options.sh VTHREAD_RUN WORKDIR PTHREAD_PROG STATIC_PROG
 set -eu
 run=$1
 work=$2
@@ -10,6 +10,7 @@ prog=$3
 . "$(dirname "$0")/lib.sh"
 run=$(absolute "$run")
 prog=$(absolute "$prog")
+static_prog=$(absolute "$4")
 mkdir -p "$work"
 cd "$work"
 
@@ -72,5 +73,9 @@ set +e
 "$run" -- /nonexistent/program 2>/dev/null; [ $? = 127 ] || fail "missing program: not 127"
 "$run" --max many -- true 2>/dev/null; [ $? = 125 ] || fail "--max many: not 125"
 "$run" 2>/dev/null; [ $? = 125 ] || fail "no program: not 125"
+"$run" -- "$static_prog" 2>shim.err
+grep -q 'is statically linked' shim.err || fail "a static program is not warned about"
+"$run" -- true 2>shim.err
+[ ! -s shim.err ] || fail "a dynamic program is warned about"
 set -e
 echo "all passed"
