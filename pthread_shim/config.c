@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * VTHREAD_SHIM, VTHREAD_SHIM_MATCH, VTHREAD_SHIM_MAX, VTHREAD_SHIM_LOG and
- * VTHREAD_STATS. A value that is not understood is an error, never a guess.
+ * VTHREAD_SHIM, VTHREAD_SHIM_MATCH, VTHREAD_SHIM_MAX and VTHREAD_SHIM_LOG: a
+ * value that is not understood is an error, never a guess. And VTHREAD_STATS.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -56,12 +56,14 @@ static int globs(struct shim_config *c, const char *v, char *err, size_t n)
 int shim_config_read(struct shim_config *c, char *err, size_t n)
 {
 	const char *mode = getenv("VTHREAD_SHIM"), *match = getenv("VTHREAD_SHIM_MATCH");
-	const char *max = getenv("VTHREAD_SHIM_MAX");
+	const char *max = getenv("VTHREAD_SHIM_MAX"), *stats = getenv("VTHREAD_STATS");
 	int r;
 
-	*c = (struct shim_config){ .mode = SHIM_ALL, .max = ULONG_MAX };
-	if ((r = flag("VTHREAD_SHIM_LOG", &c->log, err, n)) < 0 ||
-	    (r = flag("VTHREAD_STATS", &c->stats, err, n)) < 0)
+	/* The runtime's variable, read as the runtime reads it. */
+	*c = (struct shim_config){ .mode = SHIM_ALL, .max = ULONG_MAX,
+				   .stats = stats && *stats && strcmp(stats, "0") };
+	r = flag("VTHREAD_SHIM_LOG", &c->log, err, n);
+	if (r < 0)
 		return r;
 	if (max && *max) {
 		char *end;
