@@ -136,9 +136,11 @@ static const char *routine_name(void *(*fn)(void *))
 
 static bool kvm_usable(void)
 {
+	const char *be;
+
 	if (kvm == KVM_UNKNOWN) {
 		in_runtime = true;
-		const char *be = vthread_backend();
+		be = vthread_backend();
 		in_runtime = false;
 		kvm = be ? KVM_USABLE : KVM_NONE;
 		if (!be)
