@@ -13,6 +13,7 @@
 #define SYS_arch_prctl		158
 #define ARCH_SET_FS		0x1002
 #define FUTEX_WAKE_PRIVATE	129
+#define RED_ZONE		128
 
 	.text
 	.globl rt_native_clone
@@ -42,16 +43,16 @@ rt_native_clone:
 1:	movq NC_RSP(%r12), %rbx
 	testq %rbx, %rbx
 	cmovzq %rsp, %rbx		/* the target stack pointer */
-	leaq -128(%rbx), %rsp		/* stay clear of the guest's red zone */
-	andq $-16, %rsp
-
-	movl %ss, %eax			/* the IRET frame that ends the switch */
-	pushq %rax
-	pushq %rbx
+	/*
+	 * The switch ends with `popfq; ret $RED_ZONE`: the guest's RIP is staged
+	 * just below its red zone, so the return lands RSP exactly on the target.
+	 * (Not `iretq`: QEMU's emulation of it at CPL3 reads the frame as a
+	 * supervisor access, which SMAP refuses on user pages.)
+	 */
+	movq NC_RIP(%r12), %rax
+	movq %rax, -RED_ZONE-8(%rbx)
+	leaq -RED_ZONE-8(%rbx), %rsp
 	pushq NC_RFLAGS(%r12)
-	movl %cs, %eax
-	pushq %rax
-	pushq NC_RIP(%r12)
 	.irp i, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14
 	pushq NC_GPRS+8*\i(%r12)
 	.endr
@@ -93,7 +94,8 @@ rt_native_clone:
 	popq %rcx
 	popq %rbx
 	popq %rax
-	iretq
+	popfq
+	ret $RED_ZONE
 	.size rt_native_clone, . - rt_native_clone
 
 	.section .note.GNU-stack, "", @progbits
