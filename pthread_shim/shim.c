@@ -12,6 +12,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -229,10 +230,9 @@ static enum why create_vthread(pthread_t *th, const pthread_attr_t *attr,
 		attr = &def;
 	}
 	pthread_mutex_lock(&create_lock);
-	vthread_get_stats(&st);
 	if (!kvm_usable()) {
 		why = NO_KVM;
-	} else if (st.vthreads_live >= cfg.max) {
+	} else if (cfg.max != ULONG_MAX && !vthread_get_stats(&st) && st.vthreads_live >= cfg.max) {
 		why = AT_MAX;
 	} else if (split_attr(attr, &va, &host)) {
 		why = ATTR;

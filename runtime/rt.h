@@ -130,6 +130,15 @@ static inline long rt_syscall6(long nr, long a, long b, long c, long d, long e, 
 	return ret;
 }
 
+/* Leaves a guest's system call with ret as sysret would: after the `syscall`,
+ * flags from R11. */
+static inline void rt_sysret(hv_regs *r, long ret)
+{
+	r->rax = ret;
+	r->rip = r->rcx;
+	r->rflags = r->r11;
+}
+
 /* syscall.c: true when the call ends the vthread */
 bool rt_syscall_forward(struct vthread *vt, hv_regs *regs);
 

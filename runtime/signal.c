@@ -250,9 +250,7 @@ int rt_signal_suspend(struct vthread *vt, hv_regs *r, uint64_t during)
 	siginfo_t si;
 	int e;
 
-	r->rax = -EINTR;
-	r->rip = r->rcx;
-	r->rflags = r->r11;
+	rt_sysret(r, -EINTR);
 	for (;;) {
 		take(~during, &si, true);
 		vt->mask = during;

@@ -106,9 +106,7 @@ static long guest_sigpending(struct vthread *vt, uint64_t *set, long size)
 
 static void resume(struct vthread *vt, hv_regs *r, long ret)
 {
-	r->rax = ret;
-	r->rip = r->rcx;	/* as sysret: back after the `syscall`, flags from R11 */
-	r->rflags = r->r11;
+	rt_sysret(r, ret);
 	ret = hv_vcpu_set_regs(vt->vcpu, r);
 	if (ret < 0)
 		rt_die(vt, "cannot resume after a system call", ret);
@@ -125,12 +123,11 @@ static void kicked(struct vthread *vt, hv_regs *r, long ret)
 
 	vt->kicked = 0;
 	if (ret == RT_CALL_NOT_MADE) {
-		r->rip = r->rcx - 2;
+		rt_sysret(r, r->rax);	/* RAX still holds the call's number */
+		r->rip -= 2;
 	} else {
-		r->rax = ret;
-		r->rip = r->rcx;
+		rt_sysret(r, ret);
 	}
-	r->rflags = r->r11;
 	e = rt_signal_deliver(vt, &vt->kick_info, r, vt->mask, NULL);
 	if (!e)
 		e = hv_vcpu_set_regs(vt->vcpu, r);

@@ -222,11 +222,11 @@ static void *cancel_point_loop(void *arg)
 	return NULL;
 }
 
-static pthread_t backing_of_spinner;
+static pthread_t backing_of_target;
 
 static void *record_backing(void *arg)
 {
-	backing_of_spinner = pthread_self();
+	backing_of_target = pthread_self();
 	return cancel_point_loop(arg);
 }
 
@@ -239,7 +239,7 @@ static void cancel_spinner(void *how)
 	ck_assert_int_eq(vthread_create(&vt, NULL, record_backing, how), 0);
 	while (!spinning)
 		usleep(100);
-	ck_assert_int_eq(pthread_cancel(backing_of_spinner), 0);
+	ck_assert_int_eq(pthread_cancel(backing_of_target), 0);
 	ck_assert_int_eq(vthread_join(vt, &ret), 0);
 	ck_assert_ptr_eq(ret, PTHREAD_CANCELED);
 	ck_assert_int_eq(ncleanups, 1);
@@ -278,7 +278,7 @@ static void *block(void *arg)
 	enum block how = (enum block)(intptr_t)arg;
 	char c;
 
-	backing_of_spinner = pthread_self();
+	backing_of_target = pthread_self();
 	pthread_cleanup_push(note_cleanup, (void *)10);
 	switch (how) {
 	case IN_READ:
@@ -324,7 +324,7 @@ static void cancel_blocked(enum block how, bool as_vthread)
 	while (!blocking)
 		usleep(1000);
 	usleep(100 * 1000);	/* into the call, most likely; the result is the same if not */
-	ck_assert_int_eq(pthread_cancel(backing_of_spinner), 0);
+	ck_assert_int_eq(pthread_cancel(backing_of_target), 0);
 	if (how == CANCEL_DISABLED) {
 		usleep(100 * 1000);
 		ck_assert_int_eq(write(block_pipe[1], "x", 1), 1);
