@@ -109,6 +109,11 @@ void rt_dispatch(struct vthread *vt)
 		guest_errno = errno;
 		if (r < 0)
 			rt_die(vt, "cannot read the vCPU's registers", r);
+		if (vt->signals_held) {
+			r = rt_signal_release(vt);
+			if (r < 0)
+				rt_die(vt, "cannot set the vCPU's signal mask", r);
+		}
 		if (handle(vt, &ex, &last))
 			return;
 		errno = guest_errno;

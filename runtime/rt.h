@@ -60,6 +60,7 @@ struct vthread {
 	struct kvm_xsave xsave;		/* scratch for signal frames */
 	const void *host_stack;		/* for ASan, while the guest runs */
 	size_t host_stack_size;
+	bool signals_held;		/* blocked in KVM_RUN until a stub exits */
 	volatile bool waiting;		/* in a forwarded call pthread_cancel may end */
 	volatile uint8_t kicked;	/* SIGCANCEL came during it ... */
 	siginfo_t kick_info;		/* ... with this, for the guest */
@@ -155,6 +156,8 @@ bool rt_signal_caught(const struct vthread *vt, int sig);
 int rt_signal_deliver(struct vthread *vt, siginfo_t *si, hv_regs *r, uint64_t saved_mask,
 		      const struct rt_sigtrap *trap);
 int rt_signal_pending(struct vthread *vt);
+/* After the exit of a stub rt_signal_pending held signals back for. */
+int rt_signal_release(struct vthread *vt);
 /* sigsuspend(during): waits for a signal the guest accepts and enters its handler */
 int rt_signal_suspend(struct vthread *vt, hv_regs *r, uint64_t during);
 int rt_signal_return(struct vthread *vt, hv_regs *r);

@@ -230,18 +230,45 @@ int rt_signal_deliver(struct vthread *vt, siginfo_t *si, hv_regs *r, uint64_t sa
 	return 1;
 }
 
+/*
+ * A signal can stop the vCPU after an exception or a `syscall` has entered its
+ * stub but before the stub's exit. For an exception the registers are then the
+ * stub's, on the IST stack, and a handler entered there would run on that
+ * stack, which the next exception overwrites; for a system call the frame would
+ * return into the stub, which has no unwind information. Signals are held back
+ * until the stub has exited instead: a pthread gets them after the call or the
+ * fault's handling too.
+ */
+static bool in_guest_stub(uint64_t rip)
+{
+	uint64_t vectors = (uintptr_t)hv_guest_vectors;
+
+	return (rip >= vectors && rip < vectors + 32 * HV_VECTOR_STUB) ||
+	       rip == (uintptr_t)hv_guest_syscall;
+}
+
 int rt_signal_pending(struct vthread *vt)
 {
 	siginfo_t si;
 	hv_regs r;
 	int e;
 
-	if (!take(~vt->mask, &si, false))
-		return 0;
 	e = hv_vcpu_get_regs(vt->vcpu, &r);
 	if (e < 0)
 		return e;
+	if (in_guest_stub(r.rip)) {
+		vt->signals_held = true;
+		return hv_vcpu_set_sigmask(vt->vcpu, ~UNBLOCKABLE);
+	}
+	if (!take(~vt->mask, &si, false))
+		return 0;
 	return rt_signal_deliver(vt, &si, &r, vt->mask, NULL);
+}
+
+int rt_signal_release(struct vthread *vt)
+{
+	vt->signals_held = false;
+	return hv_vcpu_set_sigmask(vt->vcpu, vt->mask);
 }
 
 int rt_signal_suspend(struct vthread *vt, hv_regs *r, uint64_t during)
