@@ -82,6 +82,7 @@ struct hv_layout {
 struct hv_backend {
 	const char *name;
 	uint64_t pte_user;	/* U bit for every guest paging entry (0 or 1 << 2) */
+	bool ring0;		/* guest CPL0 is hardware CPL0 (not deprivileged) */
 	/* Returns 1 if this backend serves the VM whose first vCPU is given. */
 	int (*detect)(struct hv *hv, struct hv_vcpu *vc);
 	int (*vcpu_setup)(struct hv_vcpu *vc, const struct hv_layout *lay);

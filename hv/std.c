@@ -85,6 +85,7 @@ static int std_vcpu_setup(struct hv_vcpu *vc, const struct hv_layout *lay)
 const struct hv_backend hv_backend_svm = {
 	.name = "kvm-svm",
 	.pte_user = 0,
+	.ring0 = true,
 	.detect = svm_detect,
 	.vcpu_setup = std_vcpu_setup,
 };
@@ -92,6 +93,7 @@ const struct hv_backend hv_backend_svm = {
 const struct hv_backend hv_backend_vmx = {
 	.name = "kvm-vmx",
 	.pte_user = 0,
+	.ring0 = true,
 	.detect = vmx_detect,
 	.vcpu_setup = std_vcpu_setup,
 };

@@ -187,6 +187,15 @@ RT_API const char *vthread_backend(void)
 	return rt_init() ? NULL : rt.hv.be->name;
 }
 
+RT_API unsigned vthread_backend_features(void)
+{
+	if (rt_init())
+		return 0;
+	return (rt.hv.be->ring0 ? VTHREAD_FEAT_RING0 : 0) |
+	       (rt.hv.be->pte_user ? 0 : VTHREAD_FEAT_SUPERVISOR_PAGES) |
+	       (rt.hv.huge_1g ? VTHREAD_FEAT_HUGE_1G : 0);
+}
+
 RT_API const char *vthread_backend_error(void)
 {
 	return rt_init() ? rt.why : NULL;

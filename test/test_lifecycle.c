@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* Create, join, detach, exit, self and equal, with pthread's error numbers. */
 #define _GNU_SOURCE
+#include <cpuid.h>
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
@@ -282,6 +283,40 @@ START_TEST(test_running_out_of_vcpus_gives_eagain_then_recovers)
 }
 END_TEST
 
+static void *read_cs(void *arg)
+{
+	uint16_t cs;
+
+	(void)arg;
+	__asm__ volatile("mov %%cs, %0" : "=r"(cs));
+	return (void *)(uintptr_t)cs;
+}
+
+/* CS's low bits are the privilege the CPU runs the guest at: 0 on kvm-svm and
+ * kvm-vmx, 3 on kvm-pvm, which deprivileges guest supervisor code. */
+START_TEST(test_backend_features_match_what_the_guest_sees)
+{
+	const unsigned std = VTHREAD_FEAT_RING0 | VTHREAD_FEAT_SUPERVISOR_PAGES;
+	unsigned f, eax, ebx, ecx, edx = 0;
+	vthread_t vt;
+	void *cs;
+
+	require_backend();
+	f = vthread_backend_features();
+	ck_assert_int_eq(vthread_create(&vt, NULL, read_cs, NULL), 0);
+	ck_assert_int_eq(vthread_join(vt, &cs), 0);
+	ck_assert_int_eq(((uintptr_t)cs & 3) == 0, (f & VTHREAD_FEAT_RING0) != 0);
+	if (strcmp(vthread_backend(), "kvm-pvm") == 0) {
+		ck_assert_uint_eq(f, 0);
+	} else {
+		ck_assert_uint_eq(f & std, std);
+		/* 1 GiB pages exactly when the host CPU has them (pdpe1gb) */
+		__get_cpuid(0x80000001, &eax, &ebx, &ecx, &edx);
+		ck_assert_int_eq((f & VTHREAD_FEAT_HUGE_1G) != 0, (edx >> 26) & 1);
+	}
+}
+END_TEST
+
 START_TEST(test_no_kvm_gives_enosys_with_reason)
 {
 	vthread_t vt;
@@ -290,6 +325,7 @@ START_TEST(test_no_kvm_gives_enosys_with_reason)
 	ck_assert_ptr_null(vthread_backend());
 	ck_assert_int_eq(vthread_create(&vt, NULL, return_arg_plus_one, NULL), ENOSYS);
 	ck_assert_ptr_nonnull(strstr(vthread_backend_error(), "/nonexistent/kvm"));
+	ck_assert_uint_eq(vthread_backend_features(), 0);
 }
 END_TEST
 
@@ -309,6 +345,7 @@ int main(void)
 	tcase_add_test(tc, test_create_errors_match_pthread);
 	tcase_add_test(tc, test_setstack_runs_on_the_given_stack);
 	tcase_add_test(tc, test_running_out_of_vcpus_gives_eagain_then_recovers);
+	tcase_add_test(tc, test_backend_features_match_what_the_guest_sees);
 	tcase_add_test(tc, test_no_kvm_gives_enosys_with_reason);
 	suite_add_tcase(s, tc);
 	return run_suite(s);
