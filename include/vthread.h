@@ -72,13 +72,14 @@ const char *vthread_backend_error(void);
 /*
  * What the backend gives vthreads, for code that wants more than the pthread
  * model: a mask of VTHREAD_FEAT_*, 0 when there is no usable KVM. kvm-svm and
- * kvm-vmx have all three; kvm-pvm has none (README, "Backends").
+ * kvm-vmx have the first two, and the third where the CPU has 1 GiB pages;
+ * kvm-pvm has none (README, "Backends").
  */
 enum {
 	/* Guest supervisor code runs at hardware CPL0: privileged instructions
 	 * and the CPU's own protection checks behave as on bare metal. */
 	VTHREAD_FEAT_RING0 = 1 << 0,
-	/* Guest page tables may keep pages from guest user mode (U=0). */
+	/* Guest page tables can hide pages from guest user mode (U=0). */
 	VTHREAD_FEAT_SUPERVISOR_PAGES = 1 << 1,
 	/* The address-space mirror maps 1 GiB at a time where it can. */
 	VTHREAD_FEAT_HUGE_1G = 1 << 2,
