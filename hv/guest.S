@@ -16,9 +16,80 @@
 	.type hv_guest_syscall, @function
 	.balign 16
 hv_guest_syscall:
+exit_syscall:
 	outb %al, $HV_PORT_SYSCALL	/* RAX = number; RDI RSI RDX R10 R8 R9 = args */
 	ud2
 	.size hv_guest_syscall, . - hv_guest_syscall
+
+/*
+ * MSR_LSTAR of a vthread in ring mode (runtime/ring.c). A call the ring takes,
+ * while a server is awake, is posted to this vCPU's slot (GS) and the guest
+ * spins until a server posts the result, or until hv_ring_spin TSC ticks have
+ * passed, or the server bounces it: then it exits and the runtime settles the
+ * slot. Up to hv_guest_ring_posted no register has changed; after it RAX and
+ * RDX are scratch, their values in the slot. The red zone is left alone.
+ */
+	.globl hv_guest_syscall_ring, hv_guest_ring_posted, hv_guest_ring_done, hv_guest_ring_end
+	.globl hv_guest_ring_below, hv_guest_ring_pushed, hv_guest_ring_above
+	.type hv_guest_syscall_ring, @function
+	.balign 16
+hv_guest_syscall_ring:
+	cmpq $HV_RING_NR_MAX, %rax
+	jae exit_syscall
+	btq %rax, hv_ring_calls(%rip)
+	jnc exit_syscall
+	cmpl $0, hv_ring_awake(%rip)
+	je exit_syscall
+	movl %eax, %gs:HV_RING_NR
+	movq %rdi, %gs:HV_RING_ARG0
+	movq %rsi, %gs:HV_RING_ARG0 + 8
+	movq %rdx, %gs:HV_RING_ARG0 + 16
+	movq %r10, %gs:HV_RING_ARG0 + 24
+	movq %r8, %gs:HV_RING_ARG0 + 32
+	movq %r9, %gs:HV_RING_ARG0 + 40
+	movl $HV_RING_POSTED, %gs:HV_RING_STATE
+hv_guest_ring_posted:
+	rdtsc
+	shlq $32, %rdx
+	orq %rdx, %rax
+	addq hv_ring_spin(%rip), %rax
+	movq %rax, %gs:HV_RING_DEADLINE
+1:	movl %gs:HV_RING_STATE, %eax
+	cmpl $HV_RING_DONE, %eax
+	je hv_guest_ring_done
+	ja 2f
+	pause
+	rdtsc
+	shlq $32, %rdx
+	orq %rdx, %rax
+	cmpq %gs:HV_RING_DEADLINE, %rax
+	jb 1b
+2:	outb %al, $HV_PORT_RING
+	ud2
+hv_guest_ring_done:
+	movq %gs:HV_RING_RET, %rax
+	movq %gs:HV_RING_ARG2, %rdx
+	movl $HV_RING_FREE, %gs:HV_RING_STATE
+	leaq -128(%rsp), %rsp		/* flags as sysret leaves them, below the red zone */
+hv_guest_ring_below:
+	pushq %r11
+hv_guest_ring_pushed:
+	popfq
+	leaq 128(%rsp), %rsp
+hv_guest_ring_above:
+	jmp *%rcx
+hv_guest_ring_end:
+	.size hv_guest_syscall_ring, . - hv_guest_syscall_ring
+
+/* vthread_hostcall() inside a vthread: the runtime makes the call on the backing
+ * thread and resumes after the `out`. */
+	.globl hv_guest_hostcall
+	.type hv_guest_hostcall, @function
+	.balign 16
+hv_guest_hostcall:
+	outb %al, $HV_PORT_HOSTCALL
+	ret
+	.size hv_guest_hostcall, . - hv_guest_hostcall
 
 /* The return address under a vthread's start routine: RAX holds its value. */
 	.globl hv_guest_return
@@ -73,5 +144,17 @@ hv_guest_vectors:
 	ud2
 	.endr
 	.size hv_guest_vectors, . - hv_guest_vectors
+
+/* What the ring stub reads, written by the runtime (runtime/ring.c). */
+	.data
+	.globl hv_ring_calls, hv_ring_spin, hv_ring_awake
+	.hidden hv_ring_calls, hv_ring_spin, hv_ring_awake
+	.balign 64
+hv_ring_calls:			/* bit n: call n may take the ring */
+	.zero HV_RING_NR_MAX / 8
+hv_ring_spin:			/* TSC ticks a guest spins before exiting */
+	.quad 0
+hv_ring_awake:			/* servers awake; none: every call exits */
+	.long 0
 
 	.section .note.GNU-stack, "", @progbits

@@ -20,6 +20,29 @@ extern const char hv_guest_vectors[];	/* 32 exception stubs, HV_VECTOR_STUB byte
 extern const char hv_guest_probe[];	/* a timed loop proving native execution */
 void hv_guest_end(void *retval) __attribute__((noreturn));
 void hv_guest_null_exit(void);	/* in a vthread: one empty exit (bench/) */
+/* Ring mode's MSR_LSTAR, and the points of it the runtime tells apart. */
+extern const char hv_guest_syscall_ring[], hv_guest_ring_posted[], hv_guest_ring_done[],
+	hv_guest_ring_below[], hv_guest_ring_pushed[], hv_guest_ring_above[], hv_guest_ring_end[];
+extern uint8_t hv_ring_calls[HV_RING_NR_MAX / 8];
+extern uint64_t hv_ring_spin;
+extern volatile uint32_t hv_ring_awake;
+
+/* A call vthread_hostcall() asks the backing thread to make (hv_guest_hostcall). */
+struct hv_hostcall;
+void hv_guest_hostcall(struct hv_hostcall *call);
+
+/* The per-vCPU ring slot; offsets in ports.h. */
+struct hv_ring_slot {
+	uint32_t state;
+	uint32_t nr;
+	int64_t ret;
+	uint64_t args[6];
+	uint64_t deadline;
+	char pad[HV_RING_SIZE - 72];
+} __attribute__((aligned(64)));
+_Static_assert(__builtin_offsetof(struct hv_ring_slot, args) == HV_RING_ARG0, "ring slot");
+_Static_assert(__builtin_offsetof(struct hv_ring_slot, deadline) == HV_RING_DEADLINE, "ring slot");
+_Static_assert(sizeof(struct hv_ring_slot) == HV_RING_SIZE, "ring slot");
 
 /* Guest-visible per-vCPU memory, page aligned, supplied by the caller. */
 #define HV_VCPU_AREA_SIZE	(4 * 4096)
@@ -34,6 +57,8 @@ enum hv_exit_kind {
 	HV_EXIT_END,		/* the start routine returned; RAX holds its value */
 	HV_EXIT_PROBE,		/* end of hv_guest_probe */
 	HV_EXIT_NULL,		/* hv_guest_null_exit: resume as is */
+	HV_EXIT_RING,		/* the ring stub gave up waiting, or was bounced */
+	HV_EXIT_HOSTCALL,	/* hv_guest_hostcall: RDI = the call; resume as is */
 	HV_EXIT_SIGNAL,		/* KVM_RUN interrupted by a host signal (regs not read) */
 	HV_EXIT_EFAULT,		/* guest touched host memory it may not (address unknown) */
 	HV_EXIT_FAIL,		/* triple fault, entry failure, internal error, unknown */
@@ -70,6 +95,8 @@ struct hv_vcpu {
 	struct hv *hv;
 	void *area;			/* HV_VCPU_AREA_SIZE of guest memory */
 	struct kvm_sregs sregs;		/* as last set */
+	bool ring_entry;		/* MSR_LSTAR is hv_guest_syscall_ring */
+	bool gs_moved;			/* GS base is not the ring slot */
 };
 
 /* Where guest memory sits, for the vCPU's architectural setup. */
@@ -102,7 +129,6 @@ int hv_vcpu_get_regs(struct hv_vcpu *vc, hv_regs *r);
 int hv_vcpu_set_regs(struct hv_vcpu *vc, const hv_regs *r);
 int hv_vcpu_set_fs_base(struct hv_vcpu *vc, uint64_t base);
 int hv_vcpu_reset_fpu(struct hv_vcpu *vc);
-int hv_vcpu_get_fpu(struct hv_vcpu *vc, struct kvm_fpu *fpu);
 /* The signals KVM_RUN lets interrupt the guest are those not in mask (bit n-1 = signal n). */
 int hv_vcpu_set_sigmask(struct hv_vcpu *vc, uint64_t mask);
 int hv_vcpu_get_xsave(struct hv_vcpu *vc, struct kvm_xsave *x);
@@ -115,6 +141,14 @@ void hv_idt_fill(void *idt);
 int hv_vcpu_setup(struct hv_vcpu *vc, const struct hv_layout *lay);
 /* 0 if the vCPU runs natively (not instruction by instruction); *ns = best loop time */
 int hv_vcpu_probe_native(struct hv_vcpu *vc, long *ns);
+/* The best of three empty exits, in ns: what any exit costs at least. */
+int hv_vcpu_exit_cost(struct hv_vcpu *vc, long *ns);
+/* This vCPU's ring slot, which the guest addresses through GS. */
+struct hv_ring_slot *hv_vcpu_ring(struct hv_vcpu *vc);
+/* MSR_LSTAR: the ring stub, or the stub that exits for every call. */
+int hv_vcpu_set_syscall_entry(struct hv_vcpu *vc, bool ring);
+/* The guest's own GS base, until the vCPU's next hv_vcpu_start. */
+int hv_vcpu_set_gs_base(struct hv_vcpu *vc, uint64_t base);
 /* Points the vCPU at fn(arg) on the given stack, returning to hv_guest_return. */
 int hv_vcpu_start(struct hv_vcpu *vc, void *(*fn)(void *), void *arg,
 		  void *stack_top, uint64_t fs_base);

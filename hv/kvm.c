@@ -219,11 +219,6 @@ int hv_vcpu_reset_fpu(struct hv_vcpu *vc)
 	return ioctl(vc->fd, KVM_SET_FPU, &fpu) < 0 ? -errno : 0;
 }
 
-int hv_vcpu_get_fpu(struct hv_vcpu *vc, struct kvm_fpu *fpu)
-{
-	return ioctl(vc->fd, KVM_GET_FPU, fpu) < 0 ? -errno : 0;
-}
-
 int hv_vcpu_set_sigmask(struct hv_vcpu *vc, uint64_t mask)
 {
 	/* The set follows len with no padding: 4 bytes in, not 8. */
@@ -282,6 +277,10 @@ static int io_exit(struct hv_vcpu *vc, struct hv_exit *ex)
 		return HV_EXIT_PROBE;
 	case HV_PORT_NULL:
 		return HV_EXIT_NULL;
+	case HV_PORT_RING:
+		return HV_EXIT_RING;
+	case HV_PORT_HOSTCALL:
+		return HV_EXIT_HOSTCALL;
 	}
 	if (port < HV_PORT_VECTOR0 || port >= HV_PORT_VECTOR0 + 32)
 		return HV_EXIT_FAIL;

@@ -7,7 +7,27 @@
 #define HV_PORT_END	0xf1
 #define HV_PORT_PROBE	0xf2
 #define HV_PORT_NULL	0xf3
+#define HV_PORT_RING	0xf4	/* a ring call the runtime must settle */
+#define HV_PORT_HOSTCALL	0xf5	/* RDI = struct hv_hostcall * */
 
 #define HV_VECTOR_STUB	16	/* bytes between exception stubs */
 #define HV_PROBE_LOOPS	20000
+
+/*
+ * The ring slot (struct hv_ring_slot), one per vCPU, which the guest reaches
+ * through GS: the first cache line is what guest and server exchange.
+ */
+#define HV_RING_STATE	0	/* u32, HV_RING_FREE... */
+#define HV_RING_NR	4	/* u32 */
+#define HV_RING_RET	8
+#define HV_RING_ARG0	16	/* RDI RSI RDX R10 R8 R9, 8 bytes each */
+#define HV_RING_ARG2	32
+#define HV_RING_DEADLINE	64	/* the guest's own: TSC when it stops spinning */
+#define HV_RING_SIZE	128
+#define HV_RING_FREE	0
+#define HV_RING_POSTED	1	/* by the guest */
+#define HV_RING_TAKEN	2	/* by a server, or by the runtime settling it */
+#define HV_RING_DONE	3	/* RET is the result */
+#define HV_RING_BOUNCED	4	/* the exit path must make the call; RET bytes already moved */
+#define HV_RING_NR_MAX	512	/* calls at or above it always exit */
 #endif

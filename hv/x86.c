@@ -104,6 +104,7 @@ static int setup_sregs(struct hv_vcpu *vc, const struct hv_layout *lay)
 		.g = 1,
 	};
 	s->ds = s->es = s->fs = s->gs = s->ss = data;
+	s->gs.base = (uintptr_t)area + HV_AREA_RING;	/* glibc leaves GS alone */
 	s->tr = (struct kvm_segment){
 		.base = (uintptr_t)area + HV_AREA_TSS,
 		.limit = sizeof(struct tss64) - 1,
@@ -159,6 +160,29 @@ static long now_ns(void)
 	return ts.tv_sec * 1000000000L + ts.tv_nsec;
 }
 
+/* Runs the guest at rip until it exits; *ns = wall time. */
+static int run_timed(struct hv_vcpu *vc, const char *rip, enum hv_exit_kind want, long *ns)
+{
+	hv_regs regs = {
+		.rip = (uintptr_t)rip,
+		.rsp = (uintptr_t)vc->area + HV_AREA_IST + HV_IST_SIZE,
+		.rflags = 2,
+	};
+	struct hv_exit ex;
+	int r = hv_vcpu_set_regs(vc, &regs);
+
+	if (r < 0)
+		return r;
+	*ns = now_ns();
+	do
+		r = hv_vcpu_run(vc, &ex);
+	while (!r && ex.kind == HV_EXIT_SIGNAL);
+	*ns = now_ns() - *ns;
+	if (r < 0)
+		return r;
+	return ex.kind == want ? 0 : -EIO;
+}
+
 /*
  * A guest that KVM emulates instruction by instruction also "works", 10,000 times
  * slower. Time a loop: natively it takes ~1 cycle per iteration; emulated, microseconds.
@@ -167,36 +191,61 @@ static long now_ns(void)
 int hv_vcpu_probe_native(struct hv_vcpu *vc, long *ns)
 {
 	const long limit = HV_PROBE_LOOPS * 250L;	/* 250 ns per iteration */
-	char *ist_top = (char *)vc->area + HV_AREA_IST + HV_IST_SIZE;
 
 	*ns = -1;
 	for (int i = 0; i < 3; i++) {
-		hv_regs regs = {
-			.rip = (uintptr_t)hv_guest_probe,
-			.rsp = (uintptr_t)ist_top,
-			.rflags = 2,
-		};
-		struct hv_exit ex;
 		long t;
-		int r = hv_vcpu_set_regs(vc, &regs);
+		int r = run_timed(vc, hv_guest_probe, HV_EXIT_PROBE, &t);
 
 		if (r < 0)
 			return r;
-		t = now_ns();
-		do
-			r = hv_vcpu_run(vc, &ex);
-		while (!r && ex.kind == HV_EXIT_SIGNAL);
-		t = now_ns() - t;
-		if (r < 0)
-			return r;
-		if (ex.kind != HV_EXIT_PROBE)
-			return -EIO;
 		if (*ns < 0 || t < *ns)
 			*ns = t;
 		if (t < limit)
 			return 0;
 	}
 	return -ENOEXEC;
+}
+
+int hv_vcpu_exit_cost(struct hv_vcpu *vc, long *ns)
+{
+	*ns = -1;
+	for (int i = 0; i < 3; i++) {
+		long t;
+		int r = run_timed(vc, (const char *)hv_guest_null_exit, HV_EXIT_NULL, &t);
+
+		if (r < 0)
+			return r;
+		if (*ns < 0 || t < *ns)
+			*ns = t;
+	}
+	return 0;
+}
+
+struct hv_ring_slot *hv_vcpu_ring(struct hv_vcpu *vc)
+{
+	return (struct hv_ring_slot *)((char *)vc->area + HV_AREA_RING);
+}
+
+int hv_vcpu_set_gs_base(struct hv_vcpu *vc, uint64_t base)
+{
+	int r = hv_set_msr(vc, MSR_GS_BASE, base);
+
+	if (!r)
+		vc->gs_moved = base != (uintptr_t)hv_vcpu_ring(vc);
+	return r;
+}
+
+int hv_vcpu_set_syscall_entry(struct hv_vcpu *vc, bool ring)
+{
+	int r;
+
+	if (vc->ring_entry == ring)
+		return 0;
+	r = hv_set_msr(vc, MSR_LSTAR, (uintptr_t)(ring ? hv_guest_syscall_ring : hv_guest_syscall));
+	if (!r)
+		vc->ring_entry = ring;
+	return r;
 }
 
 int hv_vcpu_start(struct hv_vcpu *vc, void *(*fn)(void *), void *arg,
@@ -213,6 +262,8 @@ int hv_vcpu_start(struct hv_vcpu *vc, void *(*fn)(void *), void *arg,
 
 	*sp = (uintptr_t)hv_guest_return;	/* fn's return address; RSP + 8 is 16-aligned */
 	r = hv_vcpu_set_fs_base(vc, fs_base);
+	if (!r && vc->gs_moved)
+		r = hv_vcpu_set_gs_base(vc, (uintptr_t)hv_vcpu_ring(vc));
 	if (!r)
 		r = hv_vcpu_reset_fpu(vc);
 	if (!r)

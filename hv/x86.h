@@ -27,6 +27,7 @@
 #define HV_AREA_PVM	0x0000
 #define HV_AREA_GDT	0x1000
 #define HV_AREA_TSS	0x1100
+#define HV_AREA_RING	0x1800	/* the ring slot; the guest's GS base */
 #define HV_AREA_IST	0x2000
 #define HV_IST_SIZE	0x2000
 

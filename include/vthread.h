@@ -10,6 +10,7 @@
 #define VTHREAD_H
 
 #include <stddef.h>
+#include <ffi.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -63,6 +64,47 @@ int vthread_attr_setdetachstate(vthread_attr_t *attr, int state);
 int vthread_attr_getdetachstate(const vthread_attr_t *attr, int *state);
 
 /*
+ * How a vthread's system calls reach the host. EXIT: each is a guest exit,
+ * made by the vthread's backing thread. RING: the calls the runtime knows to
+ * be prompt and thread-independent are posted to a host server thread without
+ * an exit; the rest exit as before (README, "System calls"). AUTO, the
+ * default: VTHREAD_SYSCALLS=exit|ring|auto if set, else RING where an exit
+ * costs over 10 us and there are two CPUs or more, else EXIT. Results and
+ * errno are the same either way.
+ */
+enum {
+	VTHREAD_SYSCALL_AUTO = 0,
+	VTHREAD_SYSCALL_EXIT = 1,
+	VTHREAD_SYSCALL_RING = 2,
+};
+int vthread_attr_setsyscallmode(vthread_attr_t *attr, int mode);	/* EINVAL: no such mode */
+int vthread_attr_getsyscallmode(const vthread_attr_t *attr, int *mode);
+
+/*
+ * Calls across the boundary, described with libffi (any signature: doubles,
+ * structs by value, long double, variadic with ffi_prep_cif_var).
+ *
+ * vthread_hostcall: from a vthread, calls fn on its backing host thread,
+ * outside the guest, as ffi_call(cif, fn, rvalue, avalue) would; from a host
+ * thread it is that ffi_call. The function runs with every signal blocked
+ * (they reach the vthread when it returns) and may set errno for the caller.
+ * 0, or EINVAL for a NULL cif or fn.
+ */
+int vthread_hostcall(ffi_cif *cif, void (*fn)(void), void *rvalue, void **avalue);
+/* The same for up to six integer or pointer arguments and a long result:
+ * *ret = fn(args[0], ..., args[nargs - 1]). EINVAL: NULL fn or ret, nargs > 6. */
+int vthread_hostcall_long(long *ret, void (*fn)(void), unsigned nargs, const long *args);
+
+/*
+ * From the host: runs fn as ffi_call(cif, fn, rvalue, avalue) inside a new
+ * vthread made with attr (NULL: defaults) and waits for it; rvalue holds the
+ * result. 0, EINVAL (NULL cif or fn, bad attr), or vthread_create's error.
+ * Each call makes a fresh vthread; its vCPU comes from the runtime's pool.
+ */
+int vthread_call(const vthread_attr_t *attr, ffi_cif *cif, void (*fn)(void), void *rvalue,
+		 void **avalue);
+
+/*
  * "kvm-pvm", "kvm-vmx" or "kvm-svm", or NULL when no usable KVM was found, in
  * which case vthread_backend_error() says why. The first call sets up the VM.
  */
@@ -102,6 +144,9 @@ struct vthread_stats {
 	unsigned long exit_signal;	/* KVM_RUN interrupted by a host signal */
 	unsigned long exit_null;	/* empty exits (the benchmark's floor) */
 	unsigned long exit_other;
+	unsigned long exit_ring;	/* ring calls that ended in an exit after all */
+	unsigned long exit_hostcall;	/* vthread_hostcall() from a vthread */
+	unsigned long syscalls_ring;	/* system calls made without an exit */
 };
 int vthread_get_stats(struct vthread_stats *st);
 

@@ -46,6 +46,7 @@ RT_API int vthread_attr_init(vthread_attr_t *a)
 		.detach = VTHREAD_CREATE_JOINABLE,
 		.stacksize = default_stacksize(),
 		.guardsize = 4096,	/* one page, as glibc's default */
+		.syscallmode = VTHREAD_SYSCALL_AUTO,
 	};
 	return 0;
 }
@@ -142,5 +143,26 @@ RT_API int vthread_attr_getdetachstate(const vthread_attr_t *a, int *state)
 	if (!ra || !state)
 		return EINVAL;
 	*state = ra->detach;
+	return 0;
+}
+
+RT_API int vthread_attr_setsyscallmode(vthread_attr_t *a, int mode)
+{
+	struct rt_attr *ra = attr_rw(a);
+
+	if (!ra || (mode != VTHREAD_SYSCALL_AUTO && mode != VTHREAD_SYSCALL_EXIT &&
+		    mode != VTHREAD_SYSCALL_RING))
+		return EINVAL;
+	ra->syscallmode = mode;
+	return 0;
+}
+
+RT_API int vthread_attr_getsyscallmode(const vthread_attr_t *a, int *mode)
+{
+	const struct rt_attr *ra = rt_attr(a);
+
+	if (!ra || !mode)
+		return EINVAL;
+	*mode = ra->syscallmode;
 	return 0;
 }

@@ -12,6 +12,7 @@
 #include <linux/futex.h>
 #include <linux/sched.h>
 #include <stddef.h>
+#include <string.h>
 #include <sys/syscall.h>
 
 #include "native.h"
@@ -65,7 +66,7 @@ long rt_clone(struct vthread *vt, const hv_regs *r)
 		.rflags = r->r11,
 		.mask = vt->mask,
 	};
-	struct kvm_fpu fpu;
+	const char *fx = (const char *)vt->xsave.region;	/* the FXSAVE layout */
 	uint64_t flags;
 	bool stack;
 	long ret;
@@ -73,13 +74,14 @@ long rt_clone(struct vthread *vt, const hv_regs *r)
 	ret = clone_flags(r, &flags, &stack);
 	if (ret < 0)
 		return ret;
-	ret = hv_vcpu_get_fpu(vt->vcpu, &fpu);
+	/* Not KVM_GET_FPU, whose MXCSR kvm_pvm reports as 0 (every exception unmasked). */
+	ret = hv_vcpu_get_xsave(vt->vcpu, &vt->xsave);
 	if (ret < 0)
 		return ret;
 	c.rsp = stack ? 0 : r->rsp;
 	c.fs = flags & CLONE_SETTLS ? 0 : vt->fs_base;
-	c.mxcsr = fpu.mxcsr;
-	c.fcw = fpu.fcw;
+	memcpy(&c.mxcsr, fx + 24, sizeof(c.mxcsr));
+	memcpy(&c.fcw, fx, sizeof(c.fcw));
 	ret = rt_native_clone(&c);
 	/* A child sharing memory reads c from this stack until it says otherwise. */
 	while (ret > 0 && (flags & CLONE_VM) && !__atomic_load_n(&c.done, __ATOMIC_ACQUIRE))

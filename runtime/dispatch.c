@@ -65,7 +65,15 @@ static bool handle(struct vthread *vt, struct hv_exit *ex, struct last_mirror *l
 	switch (ex->kind) {
 	case HV_EXIT_SYSCALL:
 		rt.exits[RT_EXIT_SYSCALL]++;
-		return rt_syscall_forward(vt, &ex->regs);
+		rt_ring_missed(vt, ex->regs.rax);
+		return rt_syscall_forward(vt, &ex->regs, 0);
+	case HV_EXIT_RING:
+		rt.exits[RT_EXIT_RING]++;
+		return rt_ring_exit(vt, &ex->regs);
+	case HV_EXIT_HOSTCALL:
+		rt.exits[RT_EXIT_HOSTCALL]++;
+		rt_hostcall(vt, &ex->regs);
+		return false;
 	case HV_EXIT_EXCEPTION:
 		if (ex->vector == 14 && mirror_fault(vt, ex, last)) {
 			rt.exits[RT_EXIT_MIRROR]++;
@@ -79,7 +87,9 @@ static bool handle(struct vthread *vt, struct hv_exit *ex, struct last_mirror *l
 		return true;
 	case HV_EXIT_SIGNAL:
 		rt.exits[RT_EXIT_SIGNAL]++;
-		r = rt_signal_pending(vt);
+		r = vt->ring ? rt_ring_settle_for_signal(vt) : 0;
+		if (!r)
+			r = rt_signal_pending(vt);
 		if (r < 0)
 			rt_die(vt, "cannot deliver a signal", r);
 		return false;
@@ -114,8 +124,13 @@ void rt_dispatch(struct vthread *vt)
 			if (r < 0)
 				rt_die(vt, "cannot set the vCPU's signal mask", r);
 		}
-		if (handle(vt, &ex, &last))
+		if (ex.kind == HV_EXIT_HOSTCALL) {
+			errno = guest_errno;	/* the host function's errno is the guest's */
+			handle(vt, &ex, &last);
+			guest_errno = errno;
+		} else if (handle(vt, &ex, &last)) {
 			return;
+		}
 		errno = guest_errno;
 	}
 }

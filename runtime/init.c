@@ -49,6 +49,7 @@ static void atfork_child(void)
 {
 	if (rt.state == RT_READY) {
 		rt_vcpu_forget_all();
+		rt_ring_forget();
 		mm_arena_free(rt.idt);
 		rt.idt = NULL;
 		pthread_mutex_unlock(&rt.mm.lock);
@@ -134,9 +135,16 @@ static int init_locked(void)
 			fail("the native-execution probe failed", r);
 		goto err;
 	}
+	r = hv_vcpu_exit_cost(first, &rt.exit_ns);
+	if (r < 0) {
+		fail("cannot time an exit", r);
+		goto err;
+	}
+	rt_ring_init();
 	if (rt.debug)
-		fprintf(stderr, "libvthread: backend %s, %u memslots, native probe %ld us\n",
-			rt.hv.be->name, rt.mm.nslots, ns / 1000);
+		fprintf(stderr, "libvthread: backend %s, %u memslots, native probe %ld us, "
+			"exit %ld us, system calls by %s\n", rt.hv.be->name, rt.mm.nslots, ns / 1000,
+			rt.exit_ns / 1000, rt.syscallmode == VTHREAD_SYSCALL_RING ? "ring" : "exit");
 	rt_vcpu_put(first);
 	return 0;
 

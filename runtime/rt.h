@@ -24,6 +24,8 @@ enum rt_exit_counter {
 	RT_EXIT_END,
 	RT_EXIT_SIGNAL,
 	RT_EXIT_NULL,
+	RT_EXIT_RING,
+	RT_EXIT_HOSTCALL,
 	RT_EXIT_OTHER,
 	RT_EXIT_NR
 };
@@ -37,6 +39,7 @@ struct rt_attr {
 	size_t stacksize;
 	size_t guardsize;
 	void *stackaddr;	/* NULL: the runtime allocates the stack */
+	int syscallmode;	/* VTHREAD_SYSCALL_* */
 };
 
 /* attr.c: the attribute behind a, or NULL if a was not initialised */
@@ -53,15 +56,18 @@ struct vthread {
 	char *stack;			/* lowest address, guard included if ours */
 	size_t stack_size, guard;
 	bool own_stack;
+	bool ring;			/* system calls may take the ring (ring.c) */
 	bool detached, joining, finished;	/* under rt.lock */
 	bool unwound;			/* ended by pthread_exit() or cancellation */
 	uint64_t fs_base;		/* the guest's, normally the backing thread's */
+	uint64_t gs_base;		/* what the guest set with ARCH_SET_GS */
 	uint64_t mask;			/* the guest's signal mask (bit n-1: signal n) */
 	struct kvm_xsave xsave;		/* scratch for signal frames */
 	const void *host_stack;		/* for ASan, while the guest runs */
 	size_t host_stack_size;
 	bool signals_held;		/* blocked in KVM_RUN until a stub exits */
 	volatile bool waiting;		/* in a forwarded call pthread_cancel may end */
+	bool on_host;			/* running a host call's function */
 	volatile uint8_t kicked;	/* SIGCANCEL came during it ... */
 	siginfo_t kick_info;		/* ... with this, for the guest */
 };
@@ -88,6 +94,9 @@ struct rt {
 	atomic_ulong created, live;
 	atomic_ulong exits[RT_EXIT_NR];
 	size_t xsave_size;		/* bytes of FPU state in a signal frame */
+	int syscallmode;		/* the default: VTHREAD_SYSCALL_EXIT or _RING */
+	long exit_ns;			/* an empty exit's cost, measured at start */
+	atomic_ulong ring_served;	/* calls servers made without a guest exit */
 	bool stats_elsewhere;		/* the shim prints the VTHREAD_STATS report */
 };
 
@@ -140,8 +149,47 @@ static inline void rt_sysret(hv_regs *r, long ret)
 	r->rflags = r->r11;
 }
 
-/* syscall.c: true when the call ends the vthread */
-bool rt_syscall_forward(struct vthread *vt, hv_regs *regs);
+/* syscall.c: true when the call ends the vthread. moved: bytes a ring attempt
+ * of a read or write already moved, which the call continues from. */
+bool rt_syscall_forward(struct vthread *vt, hv_regs *regs, long moved);
+
+/* paths.c: which path each system call takes, and why */
+enum rt_path {
+	RT_PATH_EXIT,		/* the backing thread makes it, all signals blocked */
+	RT_PATH_GUEST,		/* the runtime emulates it */
+	RT_PATH_THREAD,		/* thread-scoped: the backing thread makes it */
+	RT_PATH_WAIT,		/* may wait: backing thread, guest's signal mask */
+	RT_PATH_RING,		/* a ring server may make it */
+	RT_PATH_RING_TRY,	/* read/write: a server tries it without waiting */
+	RT_PATH_RING_WAKE,	/* futex: a server makes the wakes */
+};
+struct rt_path_entry {
+	enum rt_path path;
+	const char *why;
+};
+const struct rt_path_entry *rt_syscall_path(long nr);
+/* Made with the guest's signal mask when it takes the exit path. */
+bool rt_path_guest_mask(long nr);
+/* Fills the guest's bitmap of the calls the ring takes. */
+void rt_paths_publish(void);
+
+/* ring.c: exit-less system calls */
+void rt_ring_init(void);		/* picks the default mode; after the exit cost is known */
+void rt_ring_forget(void);		/* in a fork child: the servers are the parent's */
+void rt_ring_prepare(const struct vthread *vt);	/* on the creating thread */
+int rt_ring_attach(struct vthread *vt);	/* at start: the vCPU's entry and slot */
+void rt_ring_detach(struct vthread *vt);
+int rt_ring_leave(struct vthread *vt);	/* ARCH_SET_GS took GS: exit path from now on */
+/* An exit of a ring vthread whose call could have taken the ring. */
+void rt_ring_missed(const struct vthread *vt, long nr);
+/* HV_EXIT_RING: the call is completed or made on the exit path; true if it ended the vthread. */
+bool rt_ring_exit(struct vthread *vt, hv_regs *r);
+/* Before a signal is delivered: a vCPU stopped inside the ring stub is moved to
+ * before or after its call. 0 or -errno. */
+int rt_ring_settle_for_signal(struct vthread *vt);
+
+/* hostcall.c: HV_EXIT_HOSTCALL */
+void rt_hostcall(struct vthread *vt, const hv_regs *r);
 
 /* clone.c: the guest's clone, clone3, fork or vfork; the parent's result */
 long rt_clone(struct vthread *vt, const hv_regs *r);

@@ -25,6 +25,9 @@ RT_API int vthread_get_stats(struct vthread_stats *st)
 		.exit_end = rt.exits[RT_EXIT_END],
 		.exit_signal = rt.exits[RT_EXIT_SIGNAL],
 		.exit_null = rt.exits[RT_EXIT_NULL],
+		.exit_ring = rt.exits[RT_EXIT_RING],
+		.exit_hostcall = rt.exits[RT_EXIT_HOSTCALL],
+		.syscalls_ring = rt.ring_served,
 		.exit_other = rt.exits[RT_EXIT_OTHER],
 	};
 	pthread_mutex_unlock(&rt.pool_lock);
@@ -41,10 +44,14 @@ void rt_stats_print(int fd)
 	n = snprintf(buf, sizeof(buf),
 		     "libvthread stats: backend %s\n"
 		     "  vthreads created %lu, live %lu; vCPUs %lu; memslots %lu; runtime memory %lu KiB\n"
-		     "  exits: syscall %lu, mirror %lu, fault %lu, end %lu, signal %lu, null %lu, other %lu\n",
+		     "  exits: syscall %lu, mirror %lu, fault %lu, end %lu, signal %lu, null %lu, "
+		     "ring %lu, hostcall %lu, other %lu\n"
+		     "  system calls made without an exit (ring): %lu; default mode %s\n",
 		     rt.state == RT_READY ? rt.hv.be->name : "none", s.vthreads_created,
 		     s.vthreads_live, s.vcpus, s.memslots, s.runtime_bytes >> 10, s.exit_syscall,
-		     s.exit_mirror, s.exit_fault, s.exit_end, s.exit_signal, s.exit_null, s.exit_other);
+		     s.exit_mirror, s.exit_fault, s.exit_end, s.exit_signal, s.exit_null, s.exit_ring,
+		     s.exit_hostcall, s.exit_other, s.syscalls_ring,
+		     rt.syscallmode == VTHREAD_SYSCALL_RING ? "ring" : "exit");
 	if (n > 0 && write(fd, buf, n) < 0)
 		return;
 }

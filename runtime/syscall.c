@@ -30,39 +30,19 @@ static long guest_arch_prctl(struct vthread *vt, long code, unsigned long arg)
 		return 0;
 	case ARCH_GET_FS:
 		return rt_copy_out((void *)arg, &vt->fs_base, sizeof(vt->fs_base));
+	case ARCH_SET_GS:	/* the ring's slot was there: exit path from now on */
+		r = rt_ring_leave(vt);
+		if (!r)
+			r = hv_vcpu_set_gs_base(vt->vcpu, arg);
+		if (r < 0)
+			return r;
+		vt->gs_base = arg;
+		return 0;
+	case ARCH_GET_GS:
+		return rt_copy_out((void *)arg, &vt->gs_base, sizeof(vt->gs_base));
 	default:
 		return rt_syscall6(SYS_arch_prctl, code, arg, 0, 0, 0, 0);
 	}
-}
-
-/*
- * Calls that run with the guest's signal mask rather than with every signal
- * blocked. Those that may wait for long, so that a signal interrupts them as
- * it would a pthread's: EINTR, or a restart under SA_RESTART (the handler of
- * such a signal runs on the backing thread). And execve, whose new program
- * inherits the mask. Every other call runs with all signals blocked; a signal
- * it raises (raise(), SIGPIPE...) is delivered in the guest's context after it.
- */
-static bool with_guest_mask(long nr)
-{
-	switch (nr) {
-	case SYS_execve: case SYS_execveat:
-	case SYS_read: case SYS_readv: case SYS_pread64: case SYS_preadv: case SYS_preadv2:
-	case SYS_write: case SYS_writev: case SYS_pwrite64: case SYS_pwritev: case SYS_pwritev2:
-	case SYS_recvfrom: case SYS_recvmsg: case SYS_recvmmsg:
-	case SYS_sendto: case SYS_sendmsg: case SYS_sendmmsg: case SYS_sendfile:
-	case SYS_splice: case SYS_tee: case SYS_accept: case SYS_accept4: case SYS_connect:
-	case SYS_poll: case SYS_ppoll: case SYS_select: case SYS_pselect6:
-	case SYS_epoll_wait: case SYS_epoll_pwait: case SYS_epoll_pwait2:
-	case SYS_futex: case SYS_futex_waitv: case SYS_nanosleep: case SYS_clock_nanosleep:
-	case SYS_wait4: case SYS_waitid: case SYS_rt_sigtimedwait:
-	case SYS_msgrcv: case SYS_msgsnd: case SYS_semop: case SYS_semtimedop:
-	case SYS_flock: case SYS_fcntl: case SYS_open: case SYS_openat: case SYS_openat2:
-	case SYS_io_getevents: case SYS_io_pgetevents: case SYS_io_uring_enter:
-	case SYS_mq_timedreceive: case SYS_mq_timedsend:
-		return true;
-	}
-	return false;
 }
 
 static long guest_sigprocmask(struct vthread *vt, long how, const uint64_t *set,
@@ -135,7 +115,26 @@ static void kicked(struct vthread *vt, hv_regs *r, long ret)
 		rt_die(vt, "cannot deliver a cancellation", e);
 }
 
-bool rt_syscall_forward(struct vthread *vt, hv_regs *r)
+/*
+ * A call that may wait, continued from `moved` bytes a ring attempt moved:
+ * what a blocking call returns, which counts them too.
+ */
+static long forward_waiting(struct vthread *vt, const hv_regs *r, long moved)
+{
+	hv_regs rest = *r;
+	long ret;
+
+	rest.rsi += moved;
+	rest.rdx -= moved;
+	if (r->rax == SYS_pread64 || r->rax == SYS_pwrite64)
+		rest.r10 += moved;
+	ret = rt_call_cancellable(vt, &rest);
+	if (!moved)
+		return ret;
+	return ret < 0 ? moved : ret + moved;
+}
+
+bool rt_syscall_forward(struct vthread *vt, hv_regs *r, long moved)
 {
 	uint64_t mask;
 	long ret;
@@ -187,11 +186,11 @@ bool rt_syscall_forward(struct vthread *vt, hv_regs *r)
 		ret = rt_syscall6(SYS_gettid, 0, 0, 0, 0, 0, 0);
 		break;
 	default:
-		if (!with_guest_mask(r->rax)) {
+		if (!rt_path_guest_mask(r->rax)) {
 			ret = rt_syscall6(r->rax, r->rdi, r->rsi, r->rdx, r->r10, r->r8, r->r9);
 			break;
 		}
-		ret = rt_call_cancellable(vt, r);
+		ret = forward_waiting(vt, r, moved);
 		if (vt->kicked) {
 			kicked(vt, r, ret);
 			return false;

@@ -160,11 +160,14 @@ static void *backing_main(void *p)
 	r = hv_vcpu_start(vt->vcpu, guest_main, vt, vt->stack + vt->stack_size, fs);
 	if (!r)
 		r = rt_signal_thread_start(vt);
+	if (!r)
+		r = rt_ring_attach(vt);
 	if (r < 0)
 		rt_die(vt, "cannot start its vCPU", r);
 	asan_enter_guest_stack(vt);
 	rt_dispatch(vt);
 	asan_leave_guest_stack(vt);
+	rt_ring_detach(vt);
 
 	rt_vcpu_put(vt->vcpu);
 	stack_free(vt);
@@ -220,6 +223,9 @@ static int create(const struct rt_attr *a, pthread_attr_t *host, bool by_pthread
 		return EAGAIN;
 	vt->fn = fn;
 	vt->arg = arg;
+	vt->ring = (a->syscallmode == VTHREAD_SYSCALL_AUTO ? rt.syscallmode : a->syscallmode) ==
+		   VTHREAD_SYSCALL_RING;
+	rt_ring_prepare(vt);
 	r = stack_alloc(vt, a);
 	if (r < 0)
 		goto err;

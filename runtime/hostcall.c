@@ -1,0 +1,97 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Typed calls across the boundary, with libffi: vthread_hostcall() runs a host
+ * function on a vthread's backing thread, outside the guest (one exit), and
+ * vthread_call() runs a function inside a new vthread for a host caller.
+ */
+#include <errno.h>
+
+#include "rt.h"
+
+struct hv_hostcall {
+	ffi_cif *cif;
+	void (*fn)(void);
+	void *rvalue;
+	void **avalue;
+};
+
+void rt_hostcall(struct vthread *vt, const hv_regs *r)
+{
+	struct hv_hostcall c;
+
+	if (rt_copy_in(&c, (const void *)(uintptr_t)r->rdi, sizeof(c)) < 0)
+		rt_die(vt, "made a host call with a bad descriptor", -EFAULT);
+	vt->on_host = true;
+	ffi_call(c.cif, c.fn, c.rvalue, c.avalue);
+	vt->on_host = false;
+}
+
+/* Host code (a host thread, a host call's function, a handler run on the backing
+ * thread during a forwarded call) calls directly; only the guest exits. */
+static bool in_guest(void)
+{
+	const struct vthread *vt = rt_current;
+
+	return vt && !vt->on_host && !vt->waiting;
+}
+
+RT_API int vthread_hostcall(ffi_cif *cif, void (*fn)(void), void *rvalue, void **avalue)
+{
+	struct hv_hostcall c = { cif, fn, rvalue, avalue };
+
+	if (!cif || !fn)
+		return EINVAL;
+	if (in_guest())
+		hv_guest_hostcall(&c);
+	else
+		ffi_call(cif, fn, rvalue, avalue);
+	return 0;
+}
+
+RT_API int vthread_hostcall_long(long *ret, void (*fn)(void), unsigned nargs, const long *args)
+{
+	ffi_type *types[6];
+	void *values[6];
+	ffi_cif cif;
+	ffi_arg r;
+
+	if (!ret || !fn || nargs > 6 || (nargs && !args))
+		return EINVAL;
+	for (unsigned i = 0; i < nargs; i++) {
+		types[i] = &ffi_type_slong;
+		values[i] = (void *)&args[i];
+	}
+	if (ffi_prep_cif(&cif, FFI_DEFAULT_ABI, nargs, &ffi_type_slong, types) != FFI_OK)
+		return EINVAL;
+	vthread_hostcall(&cif, fn, &r, values);
+	*ret = (long)r;
+	return 0;
+}
+
+struct call {
+	ffi_cif *cif;
+	void (*fn)(void);
+	void *rvalue;
+	void **avalue;
+};
+
+static void *call_body(void *p)
+{
+	struct call *c = p;
+
+	ffi_call(c->cif, c->fn, c->rvalue, c->avalue);
+	return NULL;
+}
+
+RT_API int vthread_call(const vthread_attr_t *attr, ffi_cif *cif, void (*fn)(void),
+			void *rvalue, void **avalue)
+{
+	struct call c = { cif, fn, rvalue, avalue };
+	vthread_t vt;
+	int r;
+
+	if (!cif || !fn)
+		return EINVAL;
+	r = vthread_create(&vt, attr, call_body, &c);
+	return r ? r : vthread_join(vt, NULL);
+}

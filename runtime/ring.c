@@ -1,0 +1,442 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Exit-less system calls (FlexSC's idea). A vthread in ring mode posts the
+ * calls paths.c lets the ring take into its vCPU's slot (hv/guest.S); a server
+ * thread makes the call and posts the result, and the guest never exits. The
+ * guest spins about as long as an exit costs, then exits and the backing
+ * thread settles the slot: it takes the call back if no server has, or sleeps
+ * until the server is done. Servers are few (one per spare CPU), start with
+ * the first ring vthread, spin while calls come, and sleep on a futex when
+ * none do; with none awake the guest does not post at all and takes the exit
+ * path, whose handler wakes one.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/futex.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+#include <x86intrin.h>
+
+#include "rt.h"
+
+#define WAITER		0x100u		/* in a slot's state: the backing thread sleeps on it */
+#define MAX_SERVERS	4
+#define AUTO_MIN_EXIT_NS	10000	/* AUTO picks the ring above this exit cost */
+
+static struct {
+	pthread_mutex_t lock;
+	struct hv_ring_slot **active;	/* slots of running ring vthreads */
+	_Atomic unsigned nactive;
+	unsigned nservers, max_servers;
+	volatile bool more;		/* a backing thread found every server busy */
+	_Atomic uint32_t bell;		/* sleeping servers wait for it to change */
+	uint64_t idle_ticks;		/* a server spins this long without work, then sleeps */
+} ring = { .lock = PTHREAD_MUTEX_INITIALIZER };
+
+static long futex(_Atomic uint32_t *w, int op, uint32_t val)
+{
+	return rt_syscall6(SYS_futex, (long)w, op | FUTEX_PRIVATE_FLAG, val, 0, 0, 0);
+}
+
+static double tsc_per_ns(void)
+{
+	struct timespec a, b;
+	uint64_t t0, t1;
+
+	clock_gettime(CLOCK_MONOTONIC, &a);
+	t0 = __rdtsc();
+	do
+		clock_gettime(CLOCK_MONOTONIC, &b);
+	while ((b.tv_sec - a.tv_sec) * 1000000000L + b.tv_nsec - a.tv_nsec < 200000);
+	t1 = __rdtsc();
+	return (double)(t1 - t0) / ((b.tv_sec - a.tv_sec) * 1e9 + b.tv_nsec - a.tv_nsec);
+}
+
+static int mode_from_env(int automatic)
+{
+	const char *e = getenv("VTHREAD_SYSCALLS");
+
+	if (!e || !*e || !strcmp(e, "auto"))
+		return automatic;
+	if (!strcmp(e, "exit"))
+		return VTHREAD_SYSCALL_EXIT;
+	if (!strcmp(e, "ring"))
+		return VTHREAD_SYSCALL_RING;
+	fprintf(stderr, "libvthread: VTHREAD_SYSCALLS=%s: expected exit, ring or auto; using auto\n", e);
+	return automatic;
+}
+
+/*
+ * AUTO takes the ring when an exit costs more than several ring round trips
+ * and a server can have a CPU of its own while a vthread spins.
+ */
+void rt_ring_init(void)
+{
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	double per_ns = tsc_per_ns();
+	long spin_ns = rt.exit_ns < 5000 ? 5000 : rt.exit_ns > 100000 ? 100000 : rt.exit_ns;
+	int automatic = rt.exit_ns >= AUTO_MIN_EXIT_NS && cpus >= 2 ? VTHREAD_SYSCALL_RING :
+		VTHREAD_SYSCALL_EXIT;
+
+	rt.syscallmode = mode_from_env(automatic);
+	hv_ring_spin = (uint64_t)(spin_ns * per_ns);
+	ring.idle_ticks = 4 * hv_ring_spin;
+	ring.max_servers = cpus > 2 ? (cpus - 1 < MAX_SERVERS ? cpus - 1 : MAX_SERVERS) : 1;
+	rt_paths_publish();
+	if (!ring.active)
+		ring.active = calloc(rt.hv.max_vcpus, sizeof(*ring.active));
+}
+
+void rt_ring_forget(void)
+{
+	ring.more = false;
+	ring.nactive = 0;
+	ring.nservers = 0;
+	hv_ring_awake = 0;
+	pthread_mutex_init(&ring.lock, NULL);
+}
+
+/* The signal a failed write raised on the server, which belongs to the vthread:
+ * taken off the server, and the exit path repeats the call to raise its own. */
+static void drop_signal(int sig)
+{
+	uint64_t set = 1ull << (sig - 1);
+	struct timespec zero = { 0, 0 };
+
+	rt_syscall6(SYS_rt_sigtimedwait, (long)&set, 0, (long)&zero, sizeof(set), 0, 0);
+}
+
+/*
+ * read, write, pread64, pwrite64 without waiting: true with *ret when done;
+ * false to bounce, *moved bytes already moved (a blocking call would have
+ * moved them all, so the exit path moves the rest).
+ */
+static bool try_rw(long nr, const uint64_t *a, long *ret, long *moved)
+{
+	bool pos = nr == SYS_pread64 || nr == SYS_pwrite64;
+	bool wr = nr == SYS_write || nr == SYS_pwrite64;
+	struct iovec iov = { (void *)a[1], a[2] };
+	struct stat st;
+	long r, fl;
+
+	*moved = 0;
+	if ((pos && (long)a[3] < 0) || a[2] > 0x7ffff000)
+		return false;	/* the exit path gives the call's own answer */
+	r = rt_syscall6(wr ? SYS_pwritev2 : SYS_preadv2, a[0], (long)&iov, 1, pos ? (long)a[3] : -1,
+			0, RWF_NOWAIT);
+	switch (r) {
+	case -EAGAIN:	/* the call's own answer only if the file does not block */
+		*ret = r;
+		fl = rt_syscall6(SYS_fcntl, a[0], F_GETFL, 0, 0, 0, 0);
+		return fl >= 0 && (fl & O_NONBLOCK);
+	case -EPIPE:
+		drop_signal(SIGPIPE);
+		return false;
+	case -EFBIG:
+		drop_signal(SIGXFSZ);
+		return false;
+	case -EOPNOTSUPP:
+	case -EINTR:
+		return false;
+	}
+	*ret = r;
+	if (r <= 0 || (uint64_t)r == a[2])
+		return true;
+	/* Short: a blocking write goes on; a blocking read of a file does too. */
+	if (!wr && (rt_syscall6(SYS_fstat, a[0], (long)&st, 0, 0, 0, 0) < 0 ||
+		    !(S_ISREG(st.st_mode) || S_ISBLK(st.st_mode))))
+		return true;
+	*moved = r;
+	return false;
+}
+
+static bool futex_prompt(uint64_t op)
+{
+	switch (op & FUTEX_CMD_MASK) {
+	case FUTEX_WAKE: case FUTEX_WAKE_BITSET: case FUTEX_WAKE_OP:
+	case FUTEX_REQUEUE: case FUTEX_CMP_REQUEUE:
+		return true;
+	}
+	return false;
+}
+
+static void serve(struct hv_ring_slot *s)
+{
+	_Atomic uint32_t *state = (_Atomic uint32_t *)&s->state;
+	const uint64_t *a = s->args;
+	long nr = s->nr, ret = 0, moved = 0;
+	bool done = true;
+
+	switch (rt_syscall_path(nr)->path) {
+	case RT_PATH_RING_TRY:
+		done = try_rw(nr, a, &ret, &moved);
+		break;
+	case RT_PATH_RING_WAKE:
+		done = futex_prompt(a[1]);
+		if (done)
+			ret = rt_syscall6(nr, a[0], a[1], a[2], a[3], a[4], a[5]);
+		break;
+	default:
+		ret = rt_syscall6(nr, a[0], a[1], a[2], a[3], a[4], a[5]);
+		break;
+	}
+	s->ret = done ? ret : moved;
+	if (done)
+		rt.ring_served++;
+	if (atomic_exchange(state, done ? HV_RING_DONE : HV_RING_BOUNCED) & WAITER)
+		futex(state, FUTEX_WAKE, 1);
+}
+
+/* One pass over the slots: true if a call was served. */
+static bool scan(void)
+{
+	unsigned n = ring.nactive;
+	bool busy = false;
+
+	for (unsigned i = 0; i < n; i++) {
+		struct hv_ring_slot *s = __atomic_load_n(&ring.active[i], __ATOMIC_ACQUIRE);
+		uint32_t posted = HV_RING_POSTED;
+
+		if (s && s->state == HV_RING_POSTED &&
+		    atomic_compare_exchange_strong((_Atomic uint32_t *)&s->state, &posted,
+						   HV_RING_TAKEN)) {
+			serve(s);
+			busy = true;
+		}
+	}
+	return busy;
+}
+
+static void add_server(void);
+
+static void *server_main(void *p)
+{
+	sigset_t all;
+	uint64_t last = __rdtsc();
+
+	(void)p;
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, NULL);	/* glibc keeps its own two */
+	for (;;) {
+		if (ring.more)
+			add_server();
+		if (scan()) {
+			last = __rdtsc();
+			continue;
+		}
+		if (__rdtsc() - last < ring.idle_ticks) {
+			_mm_pause();
+			continue;
+		}
+		uint32_t bell = ring.bell;
+
+		__atomic_sub_fetch(&hv_ring_awake, 1, __ATOMIC_SEQ_CST);
+		if (!scan())
+			futex(&ring.bell, FUTEX_WAIT, bell);
+		__atomic_add_fetch(&hv_ring_awake, 1, __ATOMIC_SEQ_CST);
+		last = __rdtsc();
+	}
+	return NULL;
+}
+
+static void start_server(void)
+{
+	pthread_attr_t a;
+	pthread_t th;
+
+	pthread_attr_init(&a);
+	pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+	pthread_attr_setstacksize(&a, 64 << 10);
+	__atomic_add_fetch(&hv_ring_awake, 1, __ATOMIC_SEQ_CST);
+	if (pthread_create(&th, &a, server_main, NULL) == 0) {
+		pthread_setname_np(th, "vthread-ring");
+		ring.nservers++;
+	} else {
+		__atomic_sub_fetch(&hv_ring_awake, 1, __ATOMIC_SEQ_CST);
+	}
+	pthread_attr_destroy(&a);
+}
+
+/*
+ * Servers are started by host threads only: the creator of a ring vthread, or
+ * a server asked for company. A backing thread's allocations would land in
+ * its malloc arena, which its guest may first touch inside fork(), while
+ * jemalloc's fork handler holds the locks the mirror needs.
+ */
+static void add_server(void)
+{
+	pthread_mutex_lock(&ring.lock);
+	if (ring.nservers < ring.max_servers)
+		start_server();
+	ring.more = false;
+	pthread_mutex_unlock(&ring.lock);
+}
+
+void rt_ring_prepare(const struct vthread *vt)
+{
+	if (vt->ring && !ring.nservers)
+		add_server();
+}
+
+/* Wakes a sleeping server; busy: all are busy, ask for one more. */
+static void nudge(bool busy)
+{
+	if (busy && ring.nservers < ring.max_servers)
+		ring.more = true;
+	if (hv_ring_awake)
+		return;
+	ring.bell++;
+	futex(&ring.bell, FUTEX_WAKE, 1);
+}
+
+int rt_ring_attach(struct vthread *vt)
+{
+	struct hv_ring_slot *s = hv_vcpu_ring(vt->vcpu);
+	int r = hv_vcpu_set_syscall_entry(vt->vcpu, vt->ring);
+
+	if (r < 0 || !vt->ring)
+		return r;
+	s->state = HV_RING_FREE;
+	pthread_mutex_lock(&ring.lock);
+	__atomic_store_n(&ring.active[ring.nactive], s, __ATOMIC_RELEASE);
+	ring.nactive++;
+	pthread_mutex_unlock(&ring.lock);
+	nudge(false);
+	return 0;
+}
+
+void rt_ring_detach(struct vthread *vt)
+{
+	struct hv_ring_slot *s = hv_vcpu_ring(vt->vcpu);
+
+	if (!vt->ring)
+		return;
+	pthread_mutex_lock(&ring.lock);
+	for (unsigned i = 0; i < ring.nactive; i++) {
+		if (ring.active[i] != s)
+			continue;
+		__atomic_store_n(&ring.active[i], ring.active[ring.nactive - 1], __ATOMIC_RELEASE);
+		ring.nactive--;
+		break;
+	}
+	pthread_mutex_unlock(&ring.lock);
+}
+
+int rt_ring_leave(struct vthread *vt)
+{
+	rt_ring_detach(vt);
+	vt->ring = false;
+	return hv_vcpu_set_syscall_entry(vt->vcpu, false);
+}
+
+void rt_ring_missed(const struct vthread *vt, long nr)
+{
+	if (vt->ring && !hv_ring_awake && rt_syscall_path(nr)->path >= RT_PATH_RING)
+		nudge(false);
+}
+
+enum settled { BEFORE, AFTER, BOUNCED };
+
+static bool in_stub(uint64_t rip)
+{
+	return rip >= (uintptr_t)hv_guest_syscall_ring && rip < (uintptr_t)hv_guest_ring_end;
+}
+
+/*
+ * Brings a vCPU stopped in the ring stub to before its call (registers as at
+ * the `syscall`), after it (RAX the result), or to a bounced call with
+ * *moved bytes moved. The slot is free again.
+ */
+static enum settled settle(struct vthread *vt, hv_regs *r, long *moved)
+{
+	struct hv_ring_slot *s = hv_vcpu_ring(vt->vcpu);
+	_Atomic uint32_t *state = (_Atomic uint32_t *)&s->state;
+	uint32_t st = HV_RING_POSTED;
+
+	if (r->rip < (uintptr_t)hv_guest_ring_posted)
+		return BEFORE;
+	r->rdx = s->args[2];
+	if (r->rip >= (uintptr_t)hv_guest_ring_done) {
+		/* the tail: the result is in; RSP may be below the red zone */
+		if (r->rip >= (uintptr_t)hv_guest_ring_below && r->rip < (uintptr_t)hv_guest_ring_above)
+			r->rsp += 128 + (r->rip == (uintptr_t)hv_guest_ring_pushed ? 8 : 0);
+		r->rax = s->ret;
+		*state = HV_RING_FREE;
+		return AFTER;
+	}
+	r->rax = s->nr;
+	if (atomic_compare_exchange_strong(state, &st, HV_RING_FREE))
+		return BEFORE;
+	while (st == HV_RING_TAKEN || st == (HV_RING_TAKEN | WAITER)) {
+		if (st == HV_RING_TAKEN &&
+		    !atomic_compare_exchange_strong(state, &st, HV_RING_TAKEN | WAITER))
+			continue;
+		futex(state, FUTEX_WAIT, HV_RING_TAKEN | WAITER);
+		st = *state;
+	}
+	*state = HV_RING_FREE;
+	if (st == HV_RING_DONE) {
+		r->rax = s->ret;
+		return AFTER;
+	}
+	*moved = s->ret;
+	return BOUNCED;
+}
+
+bool rt_ring_exit(struct vthread *vt, hv_regs *r)
+{
+	long moved = 0;
+	int e;
+
+	if (!in_stub(r->rip))
+		rt_fault(vt, &(struct hv_exit){ .kind = HV_EXIT_FAIL, .regs = *r });
+	switch (settle(vt, r, &moved)) {
+	case AFTER:
+		rt_sysret(r, r->rax);
+		e = hv_vcpu_set_regs(vt->vcpu, r);
+		if (e < 0)
+			rt_die(vt, "cannot resume after a system call", e);
+		return false;
+	case BEFORE:
+		nudge(true);	/* posted, and no server came in time */
+		return rt_syscall_forward(vt, r, 0);
+	case BOUNCED:
+		break;
+	}
+	return rt_syscall_forward(vt, r, moved);
+}
+
+int rt_ring_settle_for_signal(struct vthread *vt)
+{
+	long moved = 0;
+	hv_regs r;
+	int e = hv_vcpu_get_regs(vt->vcpu, &r);
+
+	if (e < 0 || !in_stub(r.rip))
+		return e;
+	switch (settle(vt, &r, &moved)) {
+	case BOUNCED:
+		if (moved) {
+			rt_sysret(&r, moved);
+			break;
+		}
+		/* nothing moved: the call is made again after the handler */
+		__attribute__((fallthrough));
+	case BEFORE:
+		rt_sysret(&r, r.rax);
+		r.rip -= 2;
+		break;
+	case AFTER:
+		rt_sysret(&r, r.rax);
+		break;
+	}
+	return hv_vcpu_set_regs(vt->vcpu, &r);
+}
