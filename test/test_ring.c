@@ -1,0 +1,369 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Exit-less system calls: a vthread in ring mode gets the same results and
+ * errno as on the exit path, and its prompt calls really do avoid exits.
+ */
+#define _GNU_SOURCE
+#include <asm/prctl.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "common.h"
+
+static intptr_t run_mode(int mode, void *(*fn)(void *), void *arg)
+{
+	vthread_attr_t a;
+	vthread_t vt;
+	void *ret;
+
+	require_backend();
+	ck_assert_int_eq(vthread_attr_init(&a), 0);
+	ck_assert_int_eq(vthread_attr_setsyscallmode(&a, mode), 0);
+	ck_assert_int_eq(vthread_create(&vt, &a, fn, arg), 0);
+	ck_assert_int_eq(vthread_join(vt, &ret), 0);
+	vthread_attr_destroy(&a);
+	return (intptr_t)ret;
+}
+
+START_TEST(test_syscall_mode_attribute)
+{
+	vthread_attr_t a;
+	int mode = -1;
+
+	ck_assert_int_eq(vthread_attr_init(&a), 0);
+	ck_assert_int_eq(vthread_attr_getsyscallmode(&a, &mode), 0);
+	ck_assert_int_eq(mode, VTHREAD_SYSCALL_AUTO);
+	ck_assert_int_eq(vthread_attr_setsyscallmode(&a, VTHREAD_SYSCALL_RING), 0);
+	ck_assert_int_eq(vthread_attr_getsyscallmode(&a, &mode), 0);
+	ck_assert_int_eq(mode, VTHREAD_SYSCALL_RING);
+	ck_assert_int_eq(vthread_attr_setsyscallmode(&a, 3), EINVAL);
+	ck_assert_int_eq(vthread_attr_setsyscallmode(&a, -1), EINVAL);
+	ck_assert_int_eq(vthread_attr_getsyscallmode(&a, NULL), EINVAL);
+	ck_assert_int_eq(vthread_attr_setsyscallmode(NULL, VTHREAD_SYSCALL_EXIT), EINVAL);
+}
+END_TEST
+
+#define CALLS 2000
+
+static void *getppid_loop(void *arg)
+{
+	pid_t want = (pid_t)(intptr_t)arg;
+
+	for (int i = 0; i < CALLS; i++)
+		if (getppid() != want)
+			return (void *)1;
+	return NULL;
+}
+
+START_TEST(test_ring_mode_makes_calls_without_exits)
+{
+	struct vthread_stats before, after;
+
+	ck_assert_int_eq(vthread_get_stats(&before), 0);
+	ck_assert_int_eq(run_mode(VTHREAD_SYSCALL_RING, getppid_loop, (void *)(intptr_t)getppid()), 0);
+	ck_assert_int_eq(vthread_get_stats(&after), 0);
+	/* The server may sleep at first, or lose its CPU: most calls, not all. */
+	ck_assert_uint_gt(after.syscalls_ring - before.syscalls_ring, CALLS / 2);
+	ck_assert_uint_lt(after.exit_syscall - before.exit_syscall, CALLS / 2);
+}
+END_TEST
+
+START_TEST(test_exit_mode_never_uses_the_ring)
+{
+	struct vthread_stats before, after;
+
+	ck_assert_int_eq(vthread_get_stats(&before), 0);
+	ck_assert_int_eq(run_mode(VTHREAD_SYSCALL_EXIT, getppid_loop, (void *)(intptr_t)getppid()), 0);
+	ck_assert_int_eq(vthread_get_stats(&after), 0);
+	ck_assert_uint_eq(after.syscalls_ring, before.syscalls_ring);
+	ck_assert_uint_ge(after.exit_syscall - before.exit_syscall, CALLS);
+}
+END_TEST
+
+/* Failing calls of each ring class: the native errno. */
+static void *failing_calls(void *arg)
+{
+	char buf[8];
+	int p[2];
+
+	(void)arg;
+	if (close(-1) != -1 || errno != EBADF)
+		return (void *)1;
+	if (read(-1, buf, 1) != -1 || errno != EBADF)
+		return (void *)2;
+	if (pread(0, buf, 1, -1) != -1 || errno != EINVAL)
+		return (void *)3;
+	if (pipe(p))
+		return (void *)4;
+	if (pwrite(p[1], buf, 1, 0) != -1 || errno != ESPIPE)
+		return (void *)5;
+	if (mkdir("/proc/no/such", 0700) != -1 || errno != ENOENT)
+		return (void *)6;
+	if (munmap((void *)1, 4096) != -1 || errno != EINVAL)
+		return (void *)7;
+	close(p[0]);
+	close(p[1]);
+	return NULL;
+}
+
+START_TEST(test_failing_calls_give_the_same_errno_in_both_modes)
+{
+	ck_assert_int_eq(run_mode(VTHREAD_SYSCALL_RING, failing_calls, NULL), 0);
+	ck_assert_int_eq(run_mode(VTHREAD_SYSCALL_EXIT, failing_calls, NULL), 0);
+}
+END_TEST
+
+static volatile sig_atomic_t pipes;
+
+static void on_sigpipe(int sig)
+{
+	(void)sig;
+	pipes++;
+}
+
+/* The server's attempt must not steal the vthread's SIGPIPE. */
+static void *write_to_closed_pipe(void *arg)
+{
+	int p[2];
+	ssize_t n;
+
+	(void)arg;
+	if (pipe(p))
+		return (void *)1;
+	close(p[0]);
+	n = write(p[1], "x", 1);
+	close(p[1]);
+	return (void *)(intptr_t)(n == -1 && errno == EPIPE && pipes == 1 ? 0 : 2);
+}
+
+START_TEST(test_epipe_raises_sigpipe_in_the_vthread)
+{
+	signal(SIGPIPE, on_sigpipe);
+	ck_assert_int_eq(run_mode(VTHREAD_SYSCALL_RING, write_to_closed_pipe, NULL), 0);
+	ck_assert_int_eq(pipes, 1);
+}
+END_TEST
+
+#define BIG (1 << 20)
+
+static int big_pipe[2];
+
+static void *slow_drain(void *arg)
+{
+	char *buf = malloc(BIG);
+	size_t got = 0;
+	ssize_t n;
+
+	(void)arg;
+	while ((n = read(big_pipe[0], buf, 4096)) > 0) {
+		got += n;
+		usleep(got % (64 << 10) ? 0 : 1000);
+	}
+	free(buf);
+	return (void *)got;
+}
+
+/* A 1 MiB write to a pipe blocks until all is written: the ring's first,
+ * non-waiting attempt moves part of it, and the exit path moves the rest. */
+static void *big_write(void *arg)
+{
+	char *buf = malloc(BIG);
+	ssize_t n;
+
+	(void)arg;
+	memset(buf, 7, BIG);
+	n = write(big_pipe[1], buf, BIG);
+	free(buf);
+	return (void *)n;
+}
+
+START_TEST(test_a_blocking_write_moves_everything)
+{
+	pthread_t drain;
+	void *got;
+
+	ck_assert_int_eq(pipe(big_pipe), 0);
+	ck_assert_int_eq(pthread_create(&drain, NULL, slow_drain, NULL), 0);
+	ck_assert_int_eq(run_mode(VTHREAD_SYSCALL_RING, big_write, NULL), BIG);
+	close(big_pipe[1]);
+	ck_assert_int_eq(pthread_join(drain, &got), 0);
+	ck_assert_int_eq((intptr_t)got, BIG);
+	close(big_pipe[0]);
+}
+END_TEST
+
+static int late_pipe[2];
+
+static void *late_writer(void *arg)
+{
+	(void)arg;
+	usleep(50000);
+	return (void *)(intptr_t)write(late_pipe[1], "late", 4);
+}
+
+/* An empty pipe: the ring bounces the read and the exit path waits for data. */
+static void *read_late(void *arg)
+{
+	char buf[16] = { 0 };
+
+	(void)arg;
+	return (void *)(intptr_t)(read(late_pipe[0], buf, sizeof(buf)) == 4 && !strcmp(buf, "late"));
+}
+
+START_TEST(test_a_read_that_must_wait_waits)
+{
+	pthread_t w;
+
+	ck_assert_int_eq(pipe(late_pipe), 0);
+	ck_assert_int_eq(pthread_create(&w, NULL, late_writer, NULL), 0);
+	ck_assert_int_eq(run_mode(VTHREAD_SYSCALL_RING, read_late, NULL), 1);
+	pthread_join(w, NULL);
+	close(late_pipe[0]);
+	close(late_pipe[1]);
+}
+END_TEST
+
+/* Non-blocking descriptors get EAGAIN from the ring itself. */
+static void *read_nonblocking(void *arg)
+{
+	char c;
+	int p[2];
+	ssize_t n;
+
+	(void)arg;
+	if (pipe2(p, O_NONBLOCK))
+		return (void *)1;
+	n = read(p[0], &c, 1);
+	close(p[0]);
+	close(p[1]);
+	return (void *)(intptr_t)(n == -1 && errno == EAGAIN ? 0 : 2);
+}
+
+START_TEST(test_nonblocking_read_gets_eagain)
+{
+	ck_assert_int_eq(run_mode(VTHREAD_SYSCALL_RING, read_nonblocking, NULL), 0);
+}
+END_TEST
+
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static long counter;
+
+static void *contend(void *arg)
+{
+	for (long i = 0; i < (long)arg; i++) {
+		pthread_mutex_lock(&lock);
+		counter++;
+		pthread_mutex_unlock(&lock);
+	}
+	return NULL;
+}
+
+/* Futex wakes go by the ring, waits by the exit path: no wakeup is lost. */
+START_TEST(test_mutex_contention_with_host_threads)
+{
+	vthread_attr_t a;
+	vthread_t v[2];
+	pthread_t p;
+
+	require_backend();
+	vthread_attr_init(&a);
+	vthread_attr_setsyscallmode(&a, VTHREAD_SYSCALL_RING);
+	ck_assert_int_eq(pthread_create(&p, NULL, contend, (void *)20000), 0);
+	for (int i = 0; i < 2; i++)
+		ck_assert_int_eq(vthread_create(&v[i], &a, contend, (void *)2000), 0);
+	for (int i = 0; i < 2; i++)
+		ck_assert_int_eq(vthread_join(v[i], NULL), 0);
+	pthread_join(p, NULL);
+	ck_assert_int_eq(counter, 24000);
+}
+END_TEST
+
+static pthread_t backing;	/* pthread_self() inside a vthread is its backing thread */
+static volatile int reading;
+
+static void *cancel_me(void *arg)
+{
+	char c;
+
+	backing = pthread_self();
+	reading = 1;
+	(void)read((int)(intptr_t)arg, &c, 1);	/* a cancellation point that waits */
+	return (void *)1;
+}
+
+START_TEST(test_cancel_a_ring_vthread_blocked_in_read)
+{
+	vthread_attr_t a;
+	vthread_t vt;
+	void *ret;
+	int p[2];
+
+	require_backend();
+	ck_assert_int_eq(pipe(p), 0);
+	vthread_attr_init(&a);
+	vthread_attr_setsyscallmode(&a, VTHREAD_SYSCALL_RING);
+	ck_assert_int_eq(vthread_create(&vt, &a, cancel_me, (void *)(intptr_t)p[0]), 0);
+	while (!reading)
+		usleep(100);
+	usleep(20000);
+	ck_assert_int_eq(pthread_cancel(backing), 0);
+	ck_assert_int_eq(vthread_join(vt, &ret), 0);
+	ck_assert_ptr_eq(ret, PTHREAD_CANCELED);
+}
+END_TEST
+
+static uint64_t gs_word = 0x5a5a;
+
+/* The ring's slot is where GS points; a vthread may take GS for itself. */
+static void *own_gs(void *arg)
+{
+	uint64_t base = 0, v;
+
+	(void)arg;
+	if (syscall(SYS_arch_prctl, ARCH_SET_GS, &gs_word))
+		return (void *)1;
+	if (syscall(SYS_arch_prctl, ARCH_GET_GS, &base) || base != (uintptr_t)&gs_word)
+		return (void *)2;
+	__asm__ volatile("movq %%gs:0, %0" : "=r"(v));
+	if (v != 0x5a5a || getppid() != (pid_t)(intptr_t)arg)
+		return (void *)3;
+	return NULL;
+}
+
+START_TEST(test_arch_set_gs_is_the_vthreads_own)
+{
+	ck_assert_int_eq(run_mode(VTHREAD_SYSCALL_RING, own_gs, (void *)(intptr_t)getppid()), 0);
+	ck_assert_int_eq(run_mode(VTHREAD_SYSCALL_EXIT, own_gs, (void *)(intptr_t)getppid()), 0);
+	/* The vCPU's next vthread gets the ring back. */
+	ck_assert_int_eq(run_mode(VTHREAD_SYSCALL_RING, getppid_loop, (void *)(intptr_t)getppid()), 0);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("ring");
+	TCase *tc = tcase_create("ring");
+
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, test_syscall_mode_attribute);
+	tcase_add_test(tc, test_ring_mode_makes_calls_without_exits);
+	tcase_add_test(tc, test_exit_mode_never_uses_the_ring);
+	tcase_add_test(tc, test_failing_calls_give_the_same_errno_in_both_modes);
+	tcase_add_test(tc, test_epipe_raises_sigpipe_in_the_vthread);
+	tcase_add_test(tc, test_a_blocking_write_moves_everything);
+	tcase_add_test(tc, test_a_read_that_must_wait_waits);
+	tcase_add_test(tc, test_nonblocking_read_gets_eagain);
+	tcase_add_test(tc, test_mutex_contention_with_host_threads);
+	tcase_add_test(tc, test_cancel_a_ring_vthread_blocked_in_read);
+	tcase_add_test(tc, test_arch_set_gs_is_the_vthreads_own);
+	suite_add_tcase(s, tc);
+	return run_suite(s);
+}
