@@ -39,6 +39,7 @@ static double now_ns(void)
 struct job {
 	void (*fn)(struct job *);
 	long n;			/* operations */
+	int mode;		/* a vthread's VTHREAD_SYSCALL_* */
 	double ns;		/* result: per operation */
 };
 
@@ -200,14 +201,36 @@ static void body_pipe_write(struct job *j)
 	j->ns = (now_ns() - t) / j->n;
 }
 
+static void empty_function(void)
+{
+}
+
+static ffi_cif empty_cif;
+
+/* A host function called from the thread: vthread_hostcall, which is a plain
+ * ffi_call in a pthread and one exit to the backing thread in a vthread. */
+static void body_hostcall(struct job *j)
+{
+	double t = now_ns();
+
+	for (long i = 0; i < j->n; i++)
+		vthread_hostcall(&empty_cif, empty_function, NULL, NULL);
+	j->ns = (now_ns() - t) / j->n;
+}
+
 /* ---- how a sample runs: one body in a pthread, or in a vthread */
 
 enum kind { PTHREAD, VTHREAD };
 
 static void start(enum kind k, struct job *j, pthread_t *pt, vthread_t *vt)
 {
-	int r = k == PTHREAD ? pthread_create(pt, NULL, run_job, j) :
-			       vthread_create(vt, NULL, run_job, j);
+	vthread_attr_t a;
+	int r;
+
+	vthread_attr_init(&a);
+	vthread_attr_setsyscallmode(&a, j->mode);
+	r = k == PTHREAD ? pthread_create(pt, NULL, run_job, j) : vthread_create(vt, &a, run_job, j);
+	vthread_attr_destroy(&a);
 
 	if (r) {
 		fprintf(stderr, "vthread-bench: cannot create a %s: %s\n",
@@ -224,15 +247,20 @@ static void finish(enum kind k, pthread_t pt, vthread_t vt)
 		vthread_join(vt, NULL);
 }
 
-static double one_body(enum kind k, void (*fn)(struct job *), long n)
+static double one_body_mode(enum kind k, void (*fn)(struct job *), long n, int mode)
 {
-	struct job j = { .fn = fn, .n = n };
+	struct job j = { .fn = fn, .n = n, .mode = mode };
 	pthread_t pt;
 	vthread_t vt;
 
 	start(k, &j, &pt, &vt);
 	finish(k, pt, vt);
 	return j.ns;
+}
+
+static double one_body(enum kind k, void (*fn)(struct job *), long n)
+{
+	return one_body_mode(k, fn, n, VTHREAD_SYSCALL_AUTO);
 }
 
 static long ops(long full)
@@ -242,7 +270,43 @@ static long ops(long full)
 
 static double s_getppid(enum kind k)
 {
-	return one_body(k, body_getppid, k == PTHREAD ? ops(20000) : ops(400));
+	return one_body_mode(k, body_getppid, k == PTHREAD ? ops(20000) : ops(400),
+			     VTHREAD_SYSCALL_EXIT);
+}
+
+static double s_getppid_ring(enum kind k)
+{
+	return one_body_mode(k, body_getppid, ops(20000), VTHREAD_SYSCALL_RING);
+}
+
+static double s_hostcall(enum kind k)
+{
+	return one_body(k, body_hostcall, k == PTHREAD ? ops(20000) : ops(400));
+}
+
+/* The function run in a fresh thread of the kind, its value waited for. */
+static void *call_in_pthread(void *p)
+{
+	ffi_call(&empty_cif, empty_function, NULL, p);
+	return NULL;
+}
+
+static double s_call(enum kind k)
+{
+	long n = ops(200);
+	double t = now_ns();
+
+	for (long i = 0; i < n; i++) {
+		pthread_t pt;
+
+		if (k == VTHREAD) {
+			if (vthread_call(NULL, &empty_cif, empty_function, NULL, NULL))
+				abort();
+		} else if (pthread_create(&pt, NULL, call_in_pthread, NULL) || pthread_join(pt, NULL)) {
+			abort();
+		}
+	}
+	return (now_ns() - t) / n;
 }
 
 static double s_floor(enum kind k)
@@ -346,7 +410,7 @@ static double s_mutex(enum kind k)
 	return (a.ns + b.ns) / 2;
 }
 
-static double s_pipe(enum kind k)
+static double pipe_mode(enum kind k, int mode)
 {
 	pthread_t drainer;
 	double ns;
@@ -354,11 +418,22 @@ static double s_pipe(enum kind k)
 	if (pipe(pipe_fd) < 0)
 		abort();
 	pthread_create(&drainer, NULL, drain_pipe, NULL);
-	ns = one_body(k, body_pipe_write, k == PTHREAD ? ops(20000) : ops(400));
+	ns = one_body_mode(k, body_pipe_write,
+			   k == PTHREAD || mode == VTHREAD_SYSCALL_RING ? ops(20000) : ops(400), mode);
 	close(pipe_fd[1]);
 	pthread_join(drainer, NULL);
 	close(pipe_fd[0]);
 	return ns;
+}
+
+static double s_pipe(enum kind k)
+{
+	return pipe_mode(k, VTHREAD_SYSCALL_EXIT);
+}
+
+static double s_pipe_ring(enum kind k)
+{
+	return pipe_mode(k, VTHREAD_SYSCALL_RING);
 }
 
 /* ---- rows */
@@ -380,8 +455,10 @@ struct row {
 };
 
 static struct row rows[] = {
-	{ .name = "syscall", .what = "null system call, getppid(): native in a pthread vs forwarded from a vthread",
+	{ .name = "syscall", .what = "null system call, getppid(): native in a pthread vs a vthread's exit path",
 	  .sample = s_getppid, .samples = 21 },
+	{ .name = "syscall-ring", .what = "null system call, getppid(): native in a pthread vs a vthread's ring",
+	  .sample = s_getppid_ring, .samples = 21 },
 	{ .name = "exit-floor", .what = "cheapest guest exit and resume (an empty `out`) vs a native getppid()",
 	  .sample = s_floor, .samples = 21 },
 	{ .name = "create-join", .what = "create + join of a thread running an empty function",
@@ -398,8 +475,14 @@ static struct row rows[] = {
 	  .sample = s_pingpong, .samples = 11 },
 	{ .name = "mutex", .what = "contended pthread_mutex lock/unlock between two threads of a kind, per pair",
 	  .sample = s_mutex, .samples = 11 },
-	{ .name = "pipe-write", .what = "write(2) of 4 KiB to a pipe that a pthread drains",
+	{ .name = "pipe-write", .what = "write(2) of 4 KiB to a pipe that a pthread drains; vthread: exit path",
 	  .sample = s_pipe, .samples = 11 },
+	{ .name = "pipe-write-ring", .what = "write(2) of 4 KiB to a pipe that a pthread drains; vthread: ring",
+	  .sample = s_pipe_ring, .samples = 11 },
+	{ .name = "hostcall", .what = "vthread_hostcall() of an empty function: a plain ffi_call in a pthread",
+	  .sample = s_hostcall, .samples = 11 },
+	{ .name = "vthread-call", .what = "vthread_call() of an empty function vs ffi_call in a new pthread, joined",
+	  .sample = s_call, .samples = 11 },
 };
 #define NROWS (sizeof(rows) / sizeof(rows[0]))
 
@@ -667,6 +750,8 @@ int main(int argc, char **argv)
 	}
 	random_area = malloc(RANDOM_BYTES);
 	memset(random_area, 1, RANDOM_BYTES);
+	if (ffi_prep_cif(&empty_cif, FFI_DEFAULT_ABI, 0, &ffi_type_void, NULL) != FFI_OK)
+		abort();
 	printf("backend %s, %ld cores; absolute times vary between machines, compare ratios\n",
 	       vthread_backend(), sysconf(_SC_NPROCESSORS_ONLN));
 	for (size_t i = 0; i < NROWS; i++) {

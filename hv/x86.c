@@ -169,8 +169,19 @@ static int run_timed(struct hv_vcpu *vc, const char *rip, enum hv_exit_kind want
 		.rflags = 2,
 	};
 	struct hv_exit ex;
-	int r = hv_vcpu_set_regs(vc, &regs);
+	int r;
 
+	/*
+	 * KVM completes the previous exit's `out` on the next KVM_RUN, and without
+	 * NRIP-save (kvm_amd in QEMU) it may take an `out` at a new RIP for it and
+	 * skip it. Completing it before RIP moves rules that out.
+	 */
+	vc->run->immediate_exit = 1;
+	r = hv_vcpu_run(vc, &ex);
+	vc->run->immediate_exit = 0;
+	if (r < 0)
+		return r;
+	r = hv_vcpu_set_regs(vc, &regs);
 	if (r < 0)
 		return r;
 	*ns = now_ns();

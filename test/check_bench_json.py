@@ -8,8 +8,9 @@ import subprocess
 import sys
 import tempfile
 
-ROWS = ["syscall", "exit-floor", "create-join", "first-vthread", "compute", "first-touch",
-        "random-access", "ping-pong", "mutex", "pipe-write"]
+ROWS = ["syscall", "syscall-ring", "exit-floor", "create-join", "first-vthread", "compute",
+        "first-touch", "random-access", "ping-pong", "mutex", "pipe-write", "pipe-write-ring",
+        "hostcall", "vthread-call"]
 
 bench = sys.argv[1]
 with tempfile.TemporaryDirectory() as d:
