@@ -70,9 +70,17 @@ START_TEST(test_ring_mode_makes_calls_without_exits)
 	ck_assert_int_eq(vthread_get_stats(&before), 0);
 	ck_assert_int_eq(run_mode(VTHREAD_SYSCALL_RING, getppid_loop, (void *)(intptr_t)getppid()), 0);
 	ck_assert_int_eq(vthread_get_stats(&after), 0);
-	/* The server may sleep at first, or lose its CPU: most calls, not all. */
-	ck_assert_uint_gt(after.syscalls_ring - before.syscalls_ring, CALLS / 2);
-	ck_assert_uint_lt(after.exit_syscall - before.exit_syscall, CALLS / 2);
+	if (sysconf(_SC_NPROCESSORS_ONLN) >= 2) {
+		/* The server may sleep at first, or lose its CPU: most calls, not all. */
+		ck_assert_uint_gt(after.syscalls_ring - before.syscalls_ring, CALLS / 2);
+		ck_assert_uint_lt(after.exit_syscall - before.exit_syscall, CALLS / 2);
+	} else {
+		/* One CPU (the SVM lane): the server runs only when the vCPU's thread is
+		 * preempted, so calls come back by an exit, the ring's or the plain one. */
+		ck_assert_uint_ge(after.syscalls_ring - before.syscalls_ring +
+				  after.exit_ring - before.exit_ring +
+				  after.exit_syscall - before.exit_syscall, CALLS);
+	}
 }
 END_TEST
 
