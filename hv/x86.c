@@ -194,43 +194,40 @@ static int run_timed(struct hv_vcpu *vc, const char *rip, enum hv_exit_kind want
 	return ex.kind == want ? 0 : -EIO;
 }
 
-/*
- * A guest that KVM emulates instruction by instruction also "works", 10,000 times
- * slower. Time a loop: natively it takes ~1 cycle per iteration; emulated, microseconds.
- * Three tries, keeping the best, because a shared host can stall any single run.
- */
-int hv_vcpu_probe_native(struct hv_vcpu *vc, long *ns)
+/* Up to three timed runs, *ns the best: a shared host can stall any one. Stops at
+ * the first under `enough` ns (0, else -ENOEXEC). */
+static int best_of_three(struct hv_vcpu *vc, const char *rip, enum hv_exit_kind want,
+			 long enough, long *ns)
 {
-	const long limit = HV_PROBE_LOOPS * 250L;	/* 250 ns per iteration */
-
 	*ns = -1;
 	for (int i = 0; i < 3; i++) {
 		long t;
-		int r = run_timed(vc, hv_guest_probe, HV_EXIT_PROBE, &t);
+		int r = run_timed(vc, rip, want, &t);
 
 		if (r < 0)
 			return r;
 		if (*ns < 0 || t < *ns)
 			*ns = t;
-		if (t < limit)
+		if (t < enough)
 			return 0;
 	}
 	return -ENOEXEC;
 }
 
+/*
+ * A guest that KVM emulates instruction by instruction also "works", 10,000 times
+ * slower. Time a loop: natively it takes ~1 cycle per iteration; emulated, microseconds.
+ */
+int hv_vcpu_probe_native(struct hv_vcpu *vc, long *ns)
+{
+	return best_of_three(vc, hv_guest_probe, HV_EXIT_PROBE, HV_PROBE_LOOPS * 250L, ns);
+}
+
 int hv_vcpu_exit_cost(struct hv_vcpu *vc, long *ns)
 {
-	*ns = -1;
-	for (int i = 0; i < 3; i++) {
-		long t;
-		int r = run_timed(vc, (const char *)hv_guest_null_exit, HV_EXIT_NULL, &t);
+	int r = best_of_three(vc, (const char *)hv_guest_null_exit, HV_EXIT_NULL, 0, ns);
 
-		if (r < 0)
-			return r;
-		if (*ns < 0 || t < *ns)
-			*ns = t;
-	}
-	return 0;
+	return r == -ENOEXEC ? 0 : r;	/* all three ran */
 }
 
 struct hv_ring_slot *hv_vcpu_ring(struct hv_vcpu *vc)

@@ -15,6 +15,11 @@ struct hv_hostcall {
 	void **avalue;
 };
 
+static void make(const struct hv_hostcall *c)
+{
+	ffi_call(c->cif, c->fn, c->rvalue, c->avalue);
+}
+
 void rt_hostcall(struct vthread *vt, const hv_regs *r)
 {
 	struct hv_hostcall c;
@@ -22,7 +27,7 @@ void rt_hostcall(struct vthread *vt, const hv_regs *r)
 	if (rt_copy_in(&c, (const void *)(uintptr_t)r->rdi, sizeof(c)) < 0)
 		rt_die(vt, "made a host call with a bad descriptor", -EFAULT);
 	vt->on_host = true;
-	ffi_call(c.cif, c.fn, c.rvalue, c.avalue);
+	make(&c);
 	vt->on_host = false;
 }
 
@@ -44,7 +49,7 @@ RT_API int vthread_hostcall(ffi_cif *cif, void (*fn)(void), void *rvalue, void *
 	if (in_guest())
 		hv_guest_hostcall(&c);
 	else
-		ffi_call(cif, fn, rvalue, avalue);
+		make(&c);
 	return 0;
 }
 
@@ -68,25 +73,16 @@ RT_API int vthread_hostcall_long(long *ret, void (*fn)(void), unsigned nargs, co
 	return 0;
 }
 
-struct call {
-	ffi_cif *cif;
-	void (*fn)(void);
-	void *rvalue;
-	void **avalue;
-};
-
-static void *call_body(void *p)
+static void *call_body(void *c)
 {
-	struct call *c = p;
-
-	ffi_call(c->cif, c->fn, c->rvalue, c->avalue);
+	make(c);
 	return NULL;
 }
 
 RT_API int vthread_call(const vthread_attr_t *attr, ffi_cif *cif, void (*fn)(void),
 			void *rvalue, void **avalue)
 {
-	struct call c = { cif, fn, rvalue, avalue };
+	struct hv_hostcall c = { cif, fn, rvalue, avalue };
 	vthread_t vt;
 	int r;
 

@@ -46,8 +46,14 @@ static long futex(_Atomic uint32_t *w, int op, uint32_t val)
 	return rt_syscall6(SYS_futex, (long)w, op | FUTEX_PRIVATE_FLAG, val, 0, 0, 0);
 }
 
-static double tsc_per_ns(void)
+/*
+ * The guest spins about as long as an exit costs (5-100 us), counted in TSC
+ * ticks; servers idle for four times that. 200 us of calibration, paid by the
+ * first ring vthread's creator, not by every process that starts a VM.
+ */
+static void set_spin(void)
 {
+	long spin_ns = rt.exit_ns < 5000 ? 5000 : rt.exit_ns > 100000 ? 100000 : rt.exit_ns;
 	struct timespec a, b;
 	uint64_t t0, t1;
 
@@ -57,7 +63,9 @@ static double tsc_per_ns(void)
 		clock_gettime(CLOCK_MONOTONIC, &b);
 	while ((b.tv_sec - a.tv_sec) * 1000000000L + b.tv_nsec - a.tv_nsec < 200000);
 	t1 = __rdtsc();
-	return (double)(t1 - t0) / ((b.tv_sec - a.tv_sec) * 1e9 + b.tv_nsec - a.tv_nsec);
+	hv_ring_spin = (uint64_t)(spin_ns * (double)(t1 - t0) /
+				  ((b.tv_sec - a.tv_sec) * 1e9 + b.tv_nsec - a.tv_nsec));
+	ring.idle_ticks = 4 * hv_ring_spin;
 }
 
 static int mode_from_env(int automatic)
@@ -81,14 +89,10 @@ static int mode_from_env(int automatic)
 void rt_ring_init(void)
 {
 	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-	double per_ns = tsc_per_ns();
-	long spin_ns = rt.exit_ns < 5000 ? 5000 : rt.exit_ns > 100000 ? 100000 : rt.exit_ns;
 	int automatic = rt.exit_ns >= AUTO_MIN_EXIT_NS && cpus >= 2 ? VTHREAD_SYSCALL_RING :
 		VTHREAD_SYSCALL_EXIT;
 
 	rt.syscallmode = mode_from_env(automatic);
-	hv_ring_spin = (uint64_t)(spin_ns * per_ns);
-	ring.idle_ticks = 4 * hv_ring_spin;
 	ring.max_servers = cpus > 2 ? (cpus - 1 < MAX_SERVERS ? cpus - 1 : MAX_SERVERS) : 1;
 	rt_paths_publish();
 	if (!ring.active)
@@ -274,6 +278,8 @@ static void start_server(void)
 static void add_server(void)
 {
 	pthread_mutex_lock(&ring.lock);
+	if (!hv_ring_spin)	/* a fork child keeps its parent's */
+		set_spin();
 	if (ring.nservers < ring.max_servers)
 		start_server();
 	ring.more = false;
