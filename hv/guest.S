@@ -6,7 +6,7 @@
  * registers as they were. The runtime then sets RIP itself, so no path here returns
  * on its own and the `ud2` after each exit is never reached.
  */
-#include "ports.h"
+#include "guest_abi.h"
 
 	.text
 
@@ -26,58 +26,63 @@ exit_syscall:
  * while a server is awake, is posted to this vCPU's slot (GS) and the guest
  * spins until a server posts the result, or until hv_ring_spin TSC ticks have
  * passed, or the server bounces it: then it exits and the runtime settles the
- * slot. Up to hv_guest_ring_posted no register has changed; after it RAX and
- * RDX are scratch, their values in the slot. The red zone is left alone.
+ * slot. hv/stub.c reads where a stopped vCPU is by these labels:
+ * - up to hv_guest_ring_posted no register has changed and nothing is posted;
+ * - from there to hv_guest_ring_done the call is posted, RAX and RDX are
+ *   scratch (their values are in the slot);
+ * - from hv_guest_ring_done on the result is in; between hv_guest_ring_below
+ *   and hv_guest_ring_above RSP is moved below the red zone (and 8 more at
+ *   hv_guest_ring_pushed), which is left alone.
  */
 	.globl hv_guest_syscall_ring, hv_guest_ring_posted, hv_guest_ring_done, hv_guest_ring_end
 	.globl hv_guest_ring_below, hv_guest_ring_pushed, hv_guest_ring_above
 	.type hv_guest_syscall_ring, @function
 	.balign 16
 hv_guest_syscall_ring:
-	cmpq $HV_RING_NR_MAX, %rax
+	cmpq $HV_RING_NR_MAX, %rax		/* a number beyond the bitmap: exit */
 	jae exit_syscall
-	btq %rax, hv_ring_calls(%rip)
+	btq %rax, hv_ring_calls(%rip)		/* a call the ring may not take: exit */
 	jnc exit_syscall
-	cmpl $0, hv_ring_awake(%rip)
+	cmpl $0, hv_ring_awake(%rip)		/* no server awake to take it: exit */
 	je exit_syscall
-	movl %eax, %gs:HV_RING_NR
+	movl %eax, %gs:HV_RING_NR		/* the number and six arguments ... */
 	movq %rdi, %gs:HV_RING_ARG0
 	movq %rsi, %gs:HV_RING_ARG0 + 8
 	movq %rdx, %gs:HV_RING_ARG0 + 16
 	movq %r10, %gs:HV_RING_ARG0 + 24
 	movq %r8, %gs:HV_RING_ARG0 + 32
 	movq %r9, %gs:HV_RING_ARG0 + 40
-	movl $HV_RING_POSTED, %gs:HV_RING_STATE
+	movl $HV_RING_POSTED, %gs:HV_RING_STATE	/* ... then the state: posted */
 hv_guest_ring_posted:
-	rdtsc
+	rdtsc					/* EDX:EAX = now ... */
 	shlq $32, %rdx
 	orq %rdx, %rax
-	addq hv_ring_spin(%rip), %rax
+	addq hv_ring_spin(%rip), %rax		/* ... + the spin budget = the deadline */
 	movq %rax, %gs:HV_RING_DEADLINE
-1:	movl %gs:HV_RING_STATE, %eax
+1:	movl %gs:HV_RING_STATE, %eax		/* what the server made of the call */
 	cmpl $HV_RING_DONE, %eax
-	je hv_guest_ring_done
-	ja 2f
-	pause
-	rdtsc
+	je hv_guest_ring_done			/* the result is in */
+	ja 2f					/* bounced: the exit path makes it */
+	pause					/* posted or taken: wait, kindly to the sibling */
+	rdtsc					/* past the deadline? */
 	shlq $32, %rdx
 	orq %rdx, %rax
 	cmpq %gs:HV_RING_DEADLINE, %rax
 	jb 1b
-2:	outb %al, $HV_PORT_RING
+2:	outb %al, $HV_PORT_RING			/* the runtime settles the slot */
 	ud2
 hv_guest_ring_done:
-	movq %gs:HV_RING_RET, %rax
-	movq %gs:HV_RING_ARG2, %rdx
-	movl $HV_RING_FREE, %gs:HV_RING_STATE
-	leaq -128(%rsp), %rsp		/* flags as sysret leaves them, below the red zone */
+	movq %gs:HV_RING_RET, %rax		/* the call's result, as sysret leaves it */
+	movq %gs:HV_RING_ARG2, %rdx		/* RDX back as the guest had it */
+	movl $HV_RING_FREE, %gs:HV_RING_STATE	/* the slot is free for the next call */
+	leaq -HV_RED_ZONE(%rsp), %rsp		/* below the red zone, flags unchanged */
 hv_guest_ring_below:
-	pushq %r11
+	pushq %r11				/* the flags `syscall` saved ... */
 hv_guest_ring_pushed:
-	popfq
-	leaq 128(%rsp), %rsp
+	popfq					/* ... restored, as sysret does */
+	leaq HV_RED_ZONE(%rsp), %rsp		/* RSP back, flags unchanged */
 hv_guest_ring_above:
-	jmp *%rcx
+	jmp *%rcx				/* to the instruction after the `syscall` */
 hv_guest_ring_end:
 	.size hv_guest_syscall_ring, . - hv_guest_syscall_ring
 
@@ -138,7 +143,7 @@ hv_guest_probe:
 	.type hv_guest_vectors, @function
 	.balign HV_VECTOR_STUB
 hv_guest_vectors:
-	.irp v, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31
+	.irp v, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31	/* HV_NR_VECTORS */
 	.balign HV_VECTOR_STUB
 	outb %al, $(HV_PORT_VECTOR0 + \v)
 	ud2

@@ -11,7 +11,7 @@
 #include <stdint.h>
 #include <stddef.h>
 #include <linux/kvm.h>
-#include "ports.h"
+#include "guest_abi.h"
 
 /* Guest-side entry points (hv/guest.S). */
 extern const char hv_guest_syscall[];	/* MSR_LSTAR: forward a system call */
@@ -20,9 +20,7 @@ extern const char hv_guest_vectors[];	/* 32 exception stubs, HV_VECTOR_STUB byte
 extern const char hv_guest_probe[];	/* a timed loop proving native execution */
 void hv_guest_end(void *retval) __attribute__((noreturn));
 void hv_guest_null_exit(void);	/* in a vthread: one empty exit (bench/) */
-/* Ring mode's MSR_LSTAR, and the points of it the runtime tells apart. */
-extern const char hv_guest_syscall_ring[], hv_guest_ring_posted[], hv_guest_ring_done[],
-	hv_guest_ring_below[], hv_guest_ring_pushed[], hv_guest_ring_above[], hv_guest_ring_end[];
+extern const char hv_guest_syscall_ring[];	/* MSR_LSTAR in ring mode */
 extern uint8_t hv_ring_calls[HV_RING_NR_MAX / 8];
 extern uint64_t hv_ring_spin;
 extern volatile uint32_t hv_ring_awake;
@@ -70,6 +68,30 @@ struct hv_frame {
 	uint64_t rip, cs, rflags, rsp, ss;
 };
 
+/* The registers of the code an exception interrupted: the stub's, with the frame's. */
+static inline void hv_regs_from_frame(hv_regs *r, const struct hv_frame *f)
+{
+	r->rip = f->rip;
+	r->rsp = f->rsp;
+	r->rflags = f->rflags;
+}
+
+/* Leaves a guest's `syscall` with ret, as sysret would: after the `syscall`
+ * (RCX), flags from R11. */
+static inline void hv_regs_sysret(hv_regs *r, long ret)
+{
+	r->rax = ret;
+	r->rip = r->rcx;
+	r->rflags = r->r11;
+}
+
+/* Leaves it so that the call is made again: back at the `syscall`, RAX its number. */
+static inline void hv_regs_restart_syscall(hv_regs *r, long nr)
+{
+	hv_regs_sysret(r, nr);
+	r->rip -= HV_SYSCALL_LEN;
+}
+
 struct hv_exit {
 	enum hv_exit_kind kind;
 	int vector;		/* HV_EXIT_EXCEPTION */
@@ -116,6 +138,26 @@ struct hv_backend {
 };
 
 extern const struct hv_backend hv_backend_pvm, hv_backend_vmx, hv_backend_svm;
+
+/* stub.c: where a stopped vCPU stands in the guest stubs */
+enum hv_stub {
+	HV_STUB_NONE,		/* the process's own code */
+	HV_STUB_SYSCALL,	/* the exit path's entry, its exit not yet taken */
+	HV_STUB_RING,		/* the ring stub: see hv_ring_unwind */
+	HV_STUB_VECTOR,		/* an exception stub, on the IST stack */
+};
+enum hv_stub hv_stub_at(uint64_t rip);
+enum hv_ring_stop {
+	HV_RING_STOP_UNPOSTED,	/* nothing posted: the registers are the `syscall`'s */
+	HV_RING_STOP_POSTED,	/* posted: the slot's state says who has the call */
+	HV_RING_STOP_DONE,	/* RAX is the result; the slot is free again */
+};
+/*
+ * For a vCPU stopped in the ring stub: puts back what the stub changed, so that
+ * r holds the guest's registers as at its `syscall` (RAX the number) or, when
+ * the result is in, as after it but for the return itself (hv_regs_sysret).
+ */
+enum hv_ring_stop hv_ring_unwind(struct hv_vcpu *vc, hv_regs *r);
 
 /* kvm.c: the KVM plumbing shared by all backends */
 int hv_open(struct hv *hv, const char *dev, struct hv_vcpu *first, char *why, size_t whylen);

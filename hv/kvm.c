@@ -282,12 +282,12 @@ static int io_exit(struct hv_vcpu *vc, struct hv_exit *ex)
 	case HV_PORT_HOSTCALL:
 		return HV_EXIT_HOSTCALL;
 	}
-	if (port < HV_PORT_VECTOR0 || port >= HV_PORT_VECTOR0 + 32)
+	if (port < HV_PORT_VECTOR0 || port >= HV_PORT_VECTOR0 + HV_NR_VECTORS)
 		return HV_EXIT_FAIL;
 	ex->vector = port - HV_PORT_VECTOR0;
 	if (read_frame(vc, ex) < 0)
 		return HV_EXIT_FAIL;
-	if (ex->vector == 14) {
+	if (ex->vector == HV_VECTOR_PF) {
 		if (ioctl(vc->fd, KVM_GET_SREGS, &sregs) < 0)
 			return HV_EXIT_FAIL;
 		ex->cr2 = sregs.cr2;

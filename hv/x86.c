@@ -37,7 +37,7 @@ void hv_idt_fill(void *idt)
 	struct idt_gate *g = idt;
 
 	memset(idt, 0, HV_IDT_SIZE);
-	for (int v = 0; v < 32; v++) {
+	for (int v = 0; v < HV_NR_VECTORS; v++) {
 		uint64_t off = (uintptr_t)hv_guest_vectors + v * HV_VECTOR_STUB;
 
 		g[v] = (struct idt_gate){

@@ -139,7 +139,7 @@ struct vthread_stats {
 	/* guest exits, by reason */
 	unsigned long exit_syscall;	/* forwarded system calls */
 	unsigned long exit_mirror;	/* page faults that grew the address-space mirror */
-	unsigned long exit_fault;	/* fatal faults */
+	unsigned long exit_fault;	/* faults: those a handler recovered from, and fatal ones */
 	unsigned long exit_end;		/* vthread returned or called vthread_exit */
 	unsigned long exit_signal;	/* KVM_RUN interrupted by a host signal */
 	unsigned long exit_null;	/* empty exits (the benchmark's floor) */

@@ -78,7 +78,7 @@ uint64_t mm_gpa(struct mm *mm, const void *hva)
 /* A page-table page: it needs guest-physical backing, not a guest-virtual mapping. */
 static uint64_t *pt_page(struct mm *mm)
 {
-	uint64_t *p = mm_arena_alloc(4096, 4096);
+	uint64_t *p = mm_arena_alloc(MM_PAGE_SIZE, MM_PAGE_SIZE);
 
 	if (p && chunk_slot(mm, (uintptr_t)p >> MM_CHUNK_SHIFT) < 0) {
 		mm_arena_free(p);
@@ -243,7 +243,7 @@ void mm_free(void *p)
 /* msync fails with ENOMEM exactly when part of the range is not mapped. */
 static bool host_mapped(uint64_t gva)
 {
-	return msync((void *)(uintptr_t)(gva & ~4095ull), 4096, MS_ASYNC) == 0 || errno != ENOMEM;
+	return msync((void *)(uintptr_t)(gva & ~(MM_PAGE_SIZE - 1)), MM_PAGE_SIZE, MS_ASYNC) == 0 || errno != ENOMEM;
 }
 
 int mm_fault(struct mm *mm, uint64_t gva)
@@ -258,7 +258,7 @@ int mm_fault(struct mm *mm, uint64_t gva)
 	else if (pde_present(mm, gva))
 		r = -EEXIST;
 	else
-		r = mm_mirror_range(mm, (void *)(uintptr_t)(gva & ~4095ull), 4096);
+		r = mm_mirror_range(mm, (void *)(uintptr_t)(gva & ~(MM_PAGE_SIZE - 1)), MM_PAGE_SIZE);
 	pthread_mutex_unlock(&mm->lock);
 	return r;
 }

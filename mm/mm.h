@@ -18,6 +18,7 @@
 
 #include "../hv/hv.h"
 
+#define MM_PAGE_SIZE	4096ul
 #define MM_CHUNK_SHIFT	30
 #define MM_CHUNK	(1ull << MM_CHUNK_SHIFT)
 /* The end of user space; memslots must end at or below it. */
@@ -38,6 +39,16 @@ struct mm {
 	unsigned nslots, slots_cap;
 };
 
+/* n rounded up to whole pages */
+static inline size_t mm_page_round(size_t n)
+{
+	return (n + MM_PAGE_SIZE - 1) & ~(MM_PAGE_SIZE - 1);
+}
+
+/* access.c: copies to or from guest memory that never fault the host: 0 or -EFAULT */
+int mm_copy_in(void *dst, const void *src, size_t n);
+int mm_copy_out(void *dst, const void *src, size_t n);
+
 /* arena.c: guest-visible runtime memory, from one jemalloc arena with our extents */
 int mm_arena_init(void);
 void *mm_arena_alloc(size_t size, size_t align);	/* zeroed */
@@ -51,7 +62,7 @@ void mm_destroy(struct mm *mm);
 int mm_mirror_range(struct mm *mm, const void *addr, size_t len);
 int mm_mirror_process(struct mm *mm);
 uint64_t mm_gpa(struct mm *mm, const void *hva);
-/* Guest-visible runtime memory, mirrored before it is returned. */
+/* Guest-visible runtime memory, mirrored before it is returned; mm_free frees it. */
 void *mm_alloc(struct mm *mm, size_t size, size_t align);
 void mm_free(void *p);
 

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * VTHREAD_SHIM, VTHREAD_SHIM_MATCH, VTHREAD_SHIM_MAX and VTHREAD_SHIM_LOG: a
- * value that is not understood is an error, never a guess. And VTHREAD_STATS.
+ * VTHREAD_SHIM, VTHREAD_SHIM_MATCH, VTHREAD_SHIM_MAX, VTHREAD_SHIM_LOG and
+ * VTHREAD_STATS, under the runtime's rule (runtime/env.c): a value that is not
+ * understood is an error, never a guess.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -11,28 +12,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../runtime/rt_shim.h"
 #include "shim.h"
 
 static int bad(char *err, size_t n, const char *var, const char *val, const char *want)
 {
 	snprintf(err, n, "%s=%s: %s", var, val, want);
 	return -EINVAL;
-}
-
-/* Unset, empty or 0: false; 1: true. */
-static int flag(const char *var, bool *out, char *err, size_t n)
-{
-	const char *v = getenv(var);
-
-	if (!v || !*v || !strcmp(v, "0")) {
-		*out = false;
-		return 0;
-	}
-	if (!strcmp(v, "1")) {
-		*out = true;
-		return 0;
-	}
-	return bad(err, n, var, v, "expected 0 or 1");
 }
 
 /* A comma-separated list of fnmatch(3) patterns, none of them empty. */
@@ -56,13 +42,13 @@ static int globs(struct shim_config *c, const char *v, char *err, size_t n)
 int shim_config_read(struct shim_config *c, char *err, size_t n)
 {
 	const char *mode = getenv("VTHREAD_SHIM"), *match = getenv("VTHREAD_SHIM_MATCH");
-	const char *max = getenv("VTHREAD_SHIM_MAX"), *stats = getenv("VTHREAD_STATS");
+	const char *max = getenv("VTHREAD_SHIM_MAX");
 	int r;
 
-	/* The runtime's variable, read as the runtime reads it. */
-	*c = (struct shim_config){ .mode = SHIM_ALL, .max = ULONG_MAX,
-				   .stats = stats && *stats && strcmp(stats, "0") };
-	r = flag("VTHREAD_SHIM_LOG", &c->log, err, n);
+	*c = (struct shim_config){ .mode = SHIM_ALL, .max = ULONG_MAX };
+	r = rt_env_flag("VTHREAD_STATS", &c->stats, err, n);
+	if (!r)
+		r = rt_env_flag("VTHREAD_SHIM_LOG", &c->log, err, n);
 	if (r < 0)
 		return r;
 	if (max && *max) {

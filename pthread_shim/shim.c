@@ -18,12 +18,13 @@
 #include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#include "../runtime/rt.h"
+#include "../runtime/rt_shim.h"
 #include "shim.h"
 
 #define SHIM_API __attribute__((visibility("default")))
@@ -115,7 +116,7 @@ static void setup(void)
 
 		if (fd >= 0)
 			report_fd = fd;
-		rt.stats_elsewhere = true;
+		rt_stats_report_elsewhere();
 		atexit(report);
 	}
 }

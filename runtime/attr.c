@@ -19,7 +19,7 @@ static size_t default_stacksize(void)
 
 	if (getrlimit(RLIMIT_STACK, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
 	    rl.rlim_cur >= PTHREAD_STACK_MIN && rl.rlim_cur <= RT_STACK_MAX)
-		return (rl.rlim_cur + 4095) & ~4095ul;
+		return mm_page_round(rl.rlim_cur);
 	return 8ul << 20;
 }
 
@@ -45,7 +45,7 @@ RT_API int vthread_attr_init(vthread_attr_t *a)
 		.magic = ATTR_MAGIC,
 		.detach = VTHREAD_CREATE_JOINABLE,
 		.stacksize = default_stacksize(),
-		.guardsize = 4096,	/* one page, as glibc's default */
+		.guardsize = MM_PAGE_SIZE,	/* one page, as glibc's default */
 		.syscallmode = VTHREAD_SYSCALL_AUTO,
 	};
 	return 0;

@@ -18,8 +18,6 @@
 
 #include "rt.h"
 
-extern const char rt_wait_check[], rt_wait_done[], rt_wait_skip[];
-long rt_wait_syscall(const volatile uint8_t *kicked, const long call[7]);
 
 static struct rt_ksigaction glibc;
 static bool ready;

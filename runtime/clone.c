@@ -47,7 +47,7 @@ static int clone_flags(const hv_regs *r, uint64_t *flags, bool *stack)
 	default:	/* clone3 */
 		if (r->rsi < offsetof(struct clone_args, stack_size) + sizeof(ca.stack_size))
 			return -EINVAL;
-		if (rt_copy_in(&ca, (void *)r->rdi, offsetof(struct clone_args, tls)) < 0)
+		if (mm_copy_in(&ca, (void *)r->rdi, offsetof(struct clone_args, tls)) < 0)
 			return -EFAULT;
 		*flags = ca.flags;
 		*stack = ca.stack != 0;

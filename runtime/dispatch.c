@@ -1,27 +1,32 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The exit dispatch: every reason a vCPU stops comes through this one switch,
- * counted per reason (VTHREAD_STATS=1). Runs on the vthread's backing thread.
+ * The exit dispatch: every reason a vCPU stops comes through this one table,
+ * one handler per exit kind, each saying what happens next; each exit is
+ * counted here, once, under the counter its handler settles on
+ * (VTHREAD_STATS=1). Runs on the vthread's backing thread.
  */
 #include <errno.h>
 
 #include "rt.h"
 
-/* Resumes the guest at the instruction an exception interrupted. */
-static void resume_from_frame(struct vthread *vt, struct hv_exit *ex)
+void rt_resume(struct vthread *vt, const hv_regs *r, const char *what)
 {
-	ex->regs.rip = ex->frame.rip;
-	ex->regs.rsp = ex->frame.rsp;
-	ex->regs.rflags = ex->frame.rflags;
-	int r = hv_vcpu_set_regs(vt->vcpu, &ex->regs);
+	int e = hv_vcpu_set_regs(vt->vcpu, r);
 
-	if (r < 0)
-		rt_die(vt, "cannot resume after a page fault", r);
+	if (e < 0)
+		rt_die(vt, what, e);
 }
 
-/* The last page the mirror faulted in, and the instruction that touched it. */
-struct last_mirror {
-	uint64_t addr, rip;
+void rt_resume_sysret(struct vthread *vt, hv_regs *r, long ret)
+{
+	hv_regs_sysret(r, ret);
+	rt_resume(vt, r, "cannot resume after a system call");
+}
+
+/* What one dispatch loop remembers between exits. */
+struct dispatch {
+	uint64_t mirror_addr, mirror_rip;	/* the last page mirrored, and who touched it */
+	enum rt_exit_counter counter;		/* what this exit counts as */
 };
 
 /*
@@ -29,16 +34,18 @@ struct last_mirror {
  * chunk if the process has memory there. A chunk another vCPU mirrored first
  * gets one retry; a second fault at the same address is the program's.
  */
-static bool mirror_fault(struct vthread *vt, struct hv_exit *ex, struct last_mirror *last)
+static bool mirror_fault(struct vthread *vt, struct hv_exit *ex, struct dispatch *d)
 {
 	int r = mm_fault(&rt.mm, ex->cr2);
 
-	if (r == -EEXIST && ex->cr2 == last->addr)
+	if (r == -EEXIST && ex->cr2 == d->mirror_addr)
 		return false;
 	if (r < 0 && r != -EEXIST)
 		return false;
-	*last = (struct last_mirror){ ex->cr2, ex->frame.rip };
-	resume_from_frame(vt, ex);
+	d->mirror_addr = ex->cr2;
+	d->mirror_rip = ex->frame.rip;
+	hv_regs_from_frame(&ex->regs, &ex->frame);
+	rt_resume(vt, &ex->regs, "cannot resume after a page fault");
 	return true;
 }
 
@@ -48,75 +55,104 @@ static bool mirror_fault(struct vthread *vt, struct hv_exit *ex, struct last_mir
  * names no address when the host refuses an access (EFAULT), but when the same
  * instruction has just had its page mirrored, that page is the one refused.
  */
-static void fault(struct vthread *vt, struct hv_exit *ex, const struct last_mirror *last)
+static enum rt_next fault(struct vthread *vt, struct hv_exit *ex, struct dispatch *d)
 {
-	uint64_t addr = ex->kind == HV_EXIT_EFAULT && ex->regs.rip == last->rip ? last->addr : 0;
+	uint64_t addr = ex->kind == HV_EXIT_EFAULT && ex->regs.rip == d->mirror_rip ?
+		d->mirror_addr : 0;
 
-	rt.exits[RT_EXIT_FAULT]++;
 	if (!rt_fault_to_handler(vt, ex, addr))
 		rt_fault(vt, ex);
+	return RT_RESUME;
 }
 
-/* Handles one exit: true when the vthread has ended. */
-static bool handle(struct vthread *vt, struct hv_exit *ex, struct last_mirror *last)
+static enum rt_next on_syscall(struct vthread *vt, struct hv_exit *ex, struct dispatch *d)
 {
-	int r;
+	(void)d;
+	rt_ring_missed(vt, ex->regs.rax);
+	return rt_syscall_forward(vt, &ex->regs, 0);
+}
 
-	switch (ex->kind) {
-	case HV_EXIT_SYSCALL:
-		rt.exits[RT_EXIT_SYSCALL]++;
-		rt_ring_missed(vt, ex->regs.rax);
-		return rt_syscall_forward(vt, &ex->regs, 0);
-	case HV_EXIT_RING:
-		rt.exits[RT_EXIT_RING]++;
-		return rt_ring_exit(vt, &ex->regs);
-	case HV_EXIT_HOSTCALL:
-		rt.exits[RT_EXIT_HOSTCALL]++;
-		rt_hostcall(vt, &ex->regs);
-		return false;
-	case HV_EXIT_EXCEPTION:
-		if (ex->vector == 14 && mirror_fault(vt, ex, last)) {
-			rt.exits[RT_EXIT_MIRROR]++;
-			return false;
-		}
-		fault(vt, ex, last);
-		return false;
-	case HV_EXIT_END:
-		rt.exits[RT_EXIT_END]++;
-		vt->retval = (void *)(uintptr_t)ex->regs.rax;
-		return true;
-	case HV_EXIT_SIGNAL:
-		rt.exits[RT_EXIT_SIGNAL]++;
-		r = vt->ring ? rt_ring_settle_for_signal(vt) : 0;
-		if (!r)
-			r = rt_signal_pending(vt);
-		if (r < 0)
-			rt_die(vt, "cannot deliver a signal", r);
-		return false;
-	case HV_EXIT_NULL:
-		rt.exits[RT_EXIT_NULL]++;
-		return false;
-	case HV_EXIT_EFAULT:
-		fault(vt, ex, last);
-		return false;
-	case HV_EXIT_PROBE:
-	case HV_EXIT_FAIL:
-		break;
+static enum rt_next on_ring(struct vthread *vt, struct hv_exit *ex, struct dispatch *d)
+{
+	(void)d;
+	return rt_ring_exit(vt, &ex->regs);
+}
+
+static enum rt_next on_hostcall(struct vthread *vt, struct hv_exit *ex, struct dispatch *d)
+{
+	(void)d;
+	rt_hostcall(vt, &ex->regs);
+	return RT_RESUME;
+}
+
+static enum rt_next on_exception(struct vthread *vt, struct hv_exit *ex, struct dispatch *d)
+{
+	if (ex->vector == HV_VECTOR_PF && mirror_fault(vt, ex, d)) {
+		d->counter = RT_EXIT_MIRROR;
+		return RT_RESUME;
 	}
-	rt.exits[RT_EXIT_OTHER]++;
+	return fault(vt, ex, d);
+}
+
+static enum rt_next on_end(struct vthread *vt, struct hv_exit *ex, struct dispatch *d)
+{
+	(void)d;
+	vt->retval = (void *)(uintptr_t)ex->regs.rax;
+	return RT_END;
+}
+
+static enum rt_next on_signal(struct vthread *vt, struct hv_exit *ex, struct dispatch *d)
+{
+	int r = vt->ring ? rt_ring_settle_for_signal(vt) : 0;
+
+	(void)ex, (void)d;
+	if (!r)
+		r = rt_signal_pending(vt);
+	if (r < 0)
+		rt_die(vt, "cannot deliver a signal", r);
+	return RT_RESUME;
+}
+
+static enum rt_next on_null(struct vthread *vt, struct hv_exit *ex, struct dispatch *d)
+{
+	(void)vt, (void)ex, (void)d;
+	return RT_RESUME;
+}
+
+/* The probe runs before any vthread: here it is as wrong as a failed entry. */
+static enum rt_next on_other(struct vthread *vt, struct hv_exit *ex, struct dispatch *d)
+{
+	(void)d;
 	rt_fault(vt, ex);
 }
 
+static const struct {
+	enum rt_next (*handle)(struct vthread *vt, struct hv_exit *ex, struct dispatch *d);
+	enum rt_exit_counter counter;
+} exits[] = {
+	[HV_EXIT_SYSCALL] = { on_syscall, RT_EXIT_SYSCALL },
+	[HV_EXIT_RING] = { on_ring, RT_EXIT_RING },
+	[HV_EXIT_HOSTCALL] = { on_hostcall, RT_EXIT_HOSTCALL },
+	[HV_EXIT_EXCEPTION] = { on_exception, RT_EXIT_FAULT },	/* or MIRROR */
+	[HV_EXIT_EFAULT] = { fault, RT_EXIT_FAULT },
+	[HV_EXIT_END] = { on_end, RT_EXIT_END },
+	[HV_EXIT_SIGNAL] = { on_signal, RT_EXIT_SIGNAL },
+	[HV_EXIT_NULL] = { on_null, RT_EXIT_NULL },
+	[HV_EXIT_PROBE] = { on_other, RT_EXIT_OTHER },
+	[HV_EXIT_FAIL] = { on_other, RT_EXIT_OTHER },
+};
+
 void rt_dispatch(struct vthread *vt)
 {
-	struct last_mirror last = { ~0ull, 0 };
+	struct dispatch d = { .mirror_addr = ~0ull };
+	enum rt_next next;
 	struct hv_exit ex;
-	int guest_errno, r;
+	int r;
 
-	for (;;) {
+	do {
 		r = hv_vcpu_run(vt->vcpu, &ex);
 		/* errno is the guest's (same TLS); runtime code must not change it. */
-		guest_errno = errno;
+		vt->guest_errno = errno;
 		if (r < 0)
 			rt_die(vt, "cannot read the vCPU's registers", r);
 		if (vt->signals_held) {
@@ -124,13 +160,9 @@ void rt_dispatch(struct vthread *vt)
 			if (r < 0)
 				rt_die(vt, "cannot set the vCPU's signal mask", r);
 		}
-		if (ex.kind == HV_EXIT_HOSTCALL) {
-			errno = guest_errno;	/* the host function's errno is the guest's */
-			handle(vt, &ex, &last);
-			guest_errno = errno;
-		} else if (handle(vt, &ex, &last)) {
-			return;
-		}
-		errno = guest_errno;
-	}
+		d.counter = exits[ex.kind].counter;
+		next = exits[ex.kind].handle(vt, &ex, &d);
+		rt.exits[d.counter]++;
+		errno = vt->guest_errno;
+	} while (next == RT_RESUME);
 }

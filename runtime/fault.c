@@ -13,7 +13,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/uio.h>
 #include <unistd.h>
 
 #include "rt.h"
@@ -48,24 +47,10 @@ static void flush(struct report *rp)
 	rp->len = 0;
 }
 
-int rt_copy_in(void *dst, const void *src, size_t n)
-{
-	struct iovec l = { dst, n }, r = { (void *)src, n };
-
-	return process_vm_readv(getpid(), &l, 1, &r, 1, 0) == (ssize_t)n ? 0 : -EFAULT;
-}
-
-int rt_copy_out(void *dst, const void *src, size_t n)
-{
-	struct iovec l = { (void *)src, n }, r = { dst, n };
-
-	return process_vm_writev(getpid(), &l, 1, &r, 1, 0) == (ssize_t)n ? 0 : -EFAULT;
-}
-
 static const struct {
 	int signo;
 	const char *name;
-} vectors[32] = {
+} vectors[HV_NR_VECTORS] = {
 	[0] = { SIGFPE, "divide error" },
 	[1] = { SIGTRAP, "debug trap" },
 	[3] = { SIGTRAP, "breakpoint" },
@@ -78,7 +63,7 @@ static const struct {
 	[11] = { SIGBUS, "segment not present" },
 	[12] = { SIGBUS, "stack-segment fault" },
 	[13] = { SIGSEGV, "general protection fault" },
-	[14] = { SIGSEGV, "page fault" },
+	[HV_VECTOR_PF] = { SIGSEGV, "page fault" },
 	[16] = { SIGFPE, "x87 floating-point exception" },
 	[17] = { SIGBUS, "alignment check" },
 	[18] = { SIGBUS, "machine check" },
@@ -97,7 +82,7 @@ static int describe(struct report *rp, const struct hv_exit *ex, uint64_t *rip)
 			signo = vectors[ex->vector].signo;
 		say(rp, "%s: %s (vector %d)", strsignal(signo),
 		    vectors[ex->vector].name ? vectors[ex->vector].name : "exception", ex->vector);
-		if (ex->vector == 14)
+		if (ex->vector == HV_VECTOR_PF)
 			say(rp, " at address 0x%llx (%s, %s)", (unsigned long long)ex->cr2,
 			    ex->frame.error & 16 ? "instruction fetch" :
 			    ex->frame.error & 2 ? "write" : "read",
@@ -137,7 +122,7 @@ static void registers(struct report *rp, const hv_regs *r, uint64_t rip, uint64_
 	    r->rax, r->rbx, r->rcx, r->rdx, r->rsi, r->rdi, r->rbp,
 	    (unsigned long long)rsp, r->r8, r->r9, r->r10, r->r11, r->r12, r->r13, r->r14,
 	    r->r15, (unsigned long long)rflags);
-	if (rt_copy_in(code, (void *)(uintptr_t)rip, sizeof(code)) == 0) {
+	if (mm_copy_in(code, (void *)(uintptr_t)rip, sizeof(code)) == 0) {
 		say(rp, "\nlibvthread:   code at rip:");
 		for (size_t i = 0; i < sizeof(code); i++)
 			say(rp, " %02x", code[i]);
@@ -170,7 +155,7 @@ static int fault_code(const struct hv_exit *ex)
 	switch (ex->vector) {
 	case 0: return FPE_INTDIV;
 	case 6: return ILL_ILLOPN;
-	case 14: return ex->frame.error & 1 ? SEGV_ACCERR : SEGV_MAPERR;
+	case HV_VECTOR_PF: return ex->frame.error & 1 ? SEGV_ACCERR : SEGV_MAPERR;
 	case 16: case 19: return FPE_FLTINV;
 	case 17: return BUS_ADRALN;
 	default: return SI_KERNEL;
@@ -187,14 +172,14 @@ int rt_fault_to_handler(struct vthread *vt, struct hv_exit *ex, uint64_t addr)
 		si.si_signo = vectors[ex->vector].name ? vectors[ex->vector].signo : SIGSEGV;
 		si.si_code = fault_code(ex);
 		trap = (struct rt_sigtrap){ ex->frame.error, ex->vector, ex->cr2 };
-		addr = ex->vector == 14 ? ex->cr2 : si.si_code == SI_KERNEL ? 0 : ex->frame.rip;
+		addr = ex->vector == HV_VECTOR_PF ? ex->cr2 : si.si_code == SI_KERNEL ? 0 : ex->frame.rip;
 		r.rip = ex->frame.rip;
 		r.rsp = ex->frame.rsp;
 		r.rflags = ex->frame.rflags;
 	} else if (ex->kind == HV_EXIT_EFAULT && addr) {
 		si.si_signo = SIGSEGV;
 		si.si_code = SEGV_ACCERR;
-		trap = (struct rt_sigtrap){ 6, 14, addr };
+		trap = (struct rt_sigtrap){ 6, HV_VECTOR_PF, addr };
 	} else {
 		return 0;	/* without an address, a handler could only loop */
 	}

@@ -24,10 +24,12 @@ void rt_hostcall(struct vthread *vt, const hv_regs *r)
 {
 	struct hv_hostcall c;
 
-	if (rt_copy_in(&c, (const void *)(uintptr_t)r->rdi, sizeof(c)) < 0)
+	if (mm_copy_in(&c, (const void *)(uintptr_t)r->rdi, sizeof(c)) < 0)
 		rt_die(vt, "made a host call with a bad descriptor", -EFAULT);
 	vt->on_host = true;
+	errno = vt->guest_errno;	/* the host function's errno is the guest's */
 	make(&c);
+	vt->guest_errno = errno;
 	vt->on_host = false;
 }
 

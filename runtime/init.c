@@ -50,7 +50,7 @@ static void atfork_child(void)
 	if (rt.state == RT_READY) {
 		rt_vcpu_forget_all();
 		rt_ring_forget();
-		mm_arena_free(rt.idt);
+		mm_free(rt.idt);
 		rt.idt = NULL;
 		pthread_mutex_unlock(&rt.mm.lock);
 		mm_destroy(&rt.mm);
@@ -82,7 +82,8 @@ static size_t xsave_size(void)
 	return b < sizeof(struct kvm_xsave) ? b : sizeof(struct kvm_xsave);
 }
 
-static int init_locked(void)
+/* 0, -ENOSYS with rt.why set, or -EAGAIN when memory ran out (try again later). */
+static int init_locked(int mode)
 {
 	const char *dev = getenv("VTHREAD_KVM");
 	struct hv_vcpu *first = calloc(1, sizeof(*first));
@@ -114,7 +115,7 @@ static int init_locked(void)
 		fail("cannot mirror the address space", r);
 		goto err;
 	}
-	rt.idt = mm_alloc(&rt.mm, HV_IDT_SIZE, 4096);
+	rt.idt = mm_alloc(&rt.mm, HV_IDT_SIZE, MM_PAGE_SIZE);
 	if (!rt.idt) {
 		fail("cannot allocate the IDT", -ENOMEM);
 		goto err;
@@ -140,7 +141,7 @@ static int init_locked(void)
 		fail("cannot time an exit", r);
 		goto err;
 	}
-	rt_ring_init();
+	rt_ring_init(mode);
 	if (rt.debug)
 		fprintf(stderr, "libvthread: backend %s, %u memslots, native probe %ld us, "
 			"exit %ld us, system calls by %s\n", rt.hv.be->name, rt.mm.nslots, ns / 1000,
@@ -155,34 +156,48 @@ err:
 		hv_vcpu_destroy(first);
 		free(first);
 	}
-	mm_arena_free(rt.idt);
+	mm_free(rt.idt);
 	rt.idt = NULL;
 	mm_destroy(&rt.mm);
 	hv_close(&rt.hv);
 	return -ENOSYS;
 }
 
+/* The variables read once, at the first use: 0, or -ENOSYS with rt.why set. */
+static int read_env(int *mode)
+{
+	bool stats;
+
+	if (rt_env_flag("VTHREAD_DEBUG", &rt.debug, rt.why, sizeof(rt.why)) < 0 ||
+	    rt_env_flag("VTHREAD_STATS", &stats, rt.why, sizeof(rt.why)) < 0 ||
+	    rt_env_syscalls(mode, rt.why, sizeof(rt.why)) < 0)
+		return -ENOSYS;
+	if (!atfork_ready) {
+		pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
+		if (stats)
+			rt_stats_at_exit();
+		atfork_ready = true;
+	}
+	return 0;
+}
+
 int rt_init(void)
 {
-	int r = 0;
+	int mode, r = 0;
 
 	pthread_mutex_lock(&rt.lock);
 	if (rt.state == RT_UNINIT) {
-		const char *d = getenv("VTHREAD_DEBUG"), *s = getenv("VTHREAD_STATS");
-
-		rt.debug = d && *d && strcmp(d, "0");
-		if (!atfork_ready) {
-			pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
-			if (s && *s && strcmp(s, "0"))
-				rt_stats_at_exit();
-			atfork_ready = true;
-		}
-		r = init_locked();
+		r = read_env(&mode);
+		if (!r)
+			r = init_locked(mode);
 		if (!r)
 			rt_cancel_init();
-		rt.state = r ? RT_FAILED : RT_READY;
-		if (r)
+		if (r == -ENOSYS) {
+			rt.state = RT_FAILED;
 			debug_why();
+		} else if (!r) {
+			rt.state = RT_READY;
+		}
 	} else if (rt.state == RT_FAILED) {
 		r = -ENOSYS;
 	}
@@ -206,5 +221,7 @@ RT_API unsigned vthread_backend_features(void)
 
 RT_API const char *vthread_backend_error(void)
 {
-	return rt_init() ? rt.why : NULL;
+	int r = rt_init();
+
+	return r == -ENOSYS ? rt.why : r ? "out of memory while starting; try again" : NULL;
 }

@@ -15,7 +15,6 @@
 #include <fcntl.h>
 #include <linux/futex.h>
 #include <signal.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -68,31 +67,17 @@ static void set_spin(void)
 	ring.idle_ticks = 4 * hv_ring_spin;
 }
 
-static int mode_from_env(int automatic)
-{
-	const char *e = getenv("VTHREAD_SYSCALLS");
-
-	if (!e || !*e || !strcmp(e, "auto"))
-		return automatic;
-	if (!strcmp(e, "exit"))
-		return VTHREAD_SYSCALL_EXIT;
-	if (!strcmp(e, "ring"))
-		return VTHREAD_SYSCALL_RING;
-	fprintf(stderr, "libvthread: VTHREAD_SYSCALLS=%s: expected exit, ring or auto; using auto\n", e);
-	return automatic;
-}
-
 /*
  * AUTO takes the ring when an exit costs more than several ring round trips
  * and a server can have a CPU of its own while a vthread spins.
  */
-void rt_ring_init(void)
+void rt_ring_init(int mode)
 {
 	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
 	int automatic = rt.exit_ns >= AUTO_MIN_EXIT_NS && cpus >= 2 ? VTHREAD_SYSCALL_RING :
 		VTHREAD_SYSCALL_EXIT;
 
-	rt.syscallmode = mode_from_env(automatic);
+	rt.syscallmode = mode == VTHREAD_SYSCALL_AUTO ? automatic : mode;
 	ring.max_servers = cpus > 2 ? (cpus - 1 < MAX_SERVERS ? cpus - 1 : MAX_SERVERS) : 1;
 	rt_paths_publish();
 	if (!ring.active)
@@ -351,11 +336,6 @@ void rt_ring_missed(const struct vthread *vt, long nr)
 
 enum settled { BEFORE, AFTER, BOUNCED };
 
-static bool in_stub(uint64_t rip)
-{
-	return rip >= (uintptr_t)hv_guest_syscall_ring && rip < (uintptr_t)hv_guest_ring_end;
-}
-
 /*
  * Brings a vCPU stopped in the ring stub to before its call (registers as at
  * the `syscall`), after it (RAX the result), or to a bounced call with
@@ -367,18 +347,14 @@ static enum settled settle(struct vthread *vt, hv_regs *r, long *moved)
 	_Atomic uint32_t *state = (_Atomic uint32_t *)&s->state;
 	uint32_t st = HV_RING_POSTED;
 
-	if (r->rip < (uintptr_t)hv_guest_ring_posted)
+	switch (hv_ring_unwind(vt->vcpu, r)) {
+	case HV_RING_STOP_UNPOSTED:
 		return BEFORE;
-	r->rdx = s->args[2];
-	if (r->rip >= (uintptr_t)hv_guest_ring_done) {
-		/* the tail: the result is in; RSP may be below the red zone */
-		if (r->rip >= (uintptr_t)hv_guest_ring_below && r->rip < (uintptr_t)hv_guest_ring_above)
-			r->rsp += 128 + (r->rip == (uintptr_t)hv_guest_ring_pushed ? 8 : 0);
-		r->rax = s->ret;
-		*state = HV_RING_FREE;
+	case HV_RING_STOP_DONE:
 		return AFTER;
+	case HV_RING_STOP_POSTED:
+		break;
 	}
-	r->rax = s->nr;
 	if (atomic_compare_exchange_strong(state, &st, HV_RING_FREE))
 		return BEFORE;
 	while (st == HV_RING_TAKEN || st == (HV_RING_TAKEN | WAITER)) {
@@ -397,20 +373,16 @@ static enum settled settle(struct vthread *vt, hv_regs *r, long *moved)
 	return BOUNCED;
 }
 
-bool rt_ring_exit(struct vthread *vt, hv_regs *r)
+enum rt_next rt_ring_exit(struct vthread *vt, hv_regs *r)
 {
 	long moved = 0;
-	int e;
 
-	if (!in_stub(r->rip))
+	if (hv_stub_at(r->rip) != HV_STUB_RING)
 		rt_fault(vt, &(struct hv_exit){ .kind = HV_EXIT_FAIL, .regs = *r });
 	switch (settle(vt, r, &moved)) {
 	case AFTER:
-		rt_sysret(r, r->rax);
-		e = hv_vcpu_set_regs(vt->vcpu, r);
-		if (e < 0)
-			rt_die(vt, "cannot resume after a system call", e);
-		return false;
+		rt_resume_sysret(vt, r, r->rax);
+		return RT_RESUME;
 	case BEFORE:
 		nudge(true);	/* posted, and no server came in time */
 		return rt_syscall_forward(vt, r, 0);
@@ -426,22 +398,21 @@ int rt_ring_settle_for_signal(struct vthread *vt)
 	hv_regs r;
 	int e = hv_vcpu_get_regs(vt->vcpu, &r);
 
-	if (e < 0 || !in_stub(r.rip))
+	if (e < 0 || hv_stub_at(r.rip) != HV_STUB_RING)
 		return e;
 	switch (settle(vt, &r, &moved)) {
 	case BOUNCED:
 		if (moved) {
-			rt_sysret(&r, moved);
+			hv_regs_sysret(&r, moved);
 			break;
 		}
 		/* nothing moved: the call is made again after the handler */
 		__attribute__((fallthrough));
 	case BEFORE:
-		rt_sysret(&r, r.rax);
-		r.rip -= 2;
+		hv_regs_restart_syscall(&r, r.rax);
 		break;
 	case AFTER:
-		rt_sysret(&r, r.rax);
+		hv_regs_sysret(&r, r.rax);
 		break;
 	}
 	return hv_vcpu_set_regs(vt->vcpu, &r);

@@ -12,10 +12,15 @@
 #include "../include/vthread.h"
 #include "../hv/hv.h"
 #include "../mm/mm.h"
+#include "rt_shim.h"
+#include "waitcall.h"	/* RT_CALL_NOT_MADE */
 
 #define RT_API __attribute__((visibility("default")))
 
 enum rt_state { RT_UNINIT, RT_READY, RT_FAILED };
+
+/* What an exit's handler says happens next. */
+enum rt_next { RT_RESUME, RT_END };
 
 enum rt_exit_counter {
 	RT_EXIT_SYSCALL,
@@ -45,8 +50,21 @@ struct rt_attr {
 /* attr.c: the attribute behind a, or NULL if a was not initialised */
 const struct rt_attr *rt_attr(const vthread_attr_t *a);
 
+/*
+ * A vthread's one state word, under rt.lock (musl's detach_state). Who unlinks
+ * and frees the struct vthread, whatever the order of the races:
+ */
+enum rt_thread_state {
+	RT_THREAD_JOINABLE,	/* running; vthread_join or vthread_detach may come */
+	RT_THREAD_DETACHED,	/* running, never joined: its backing thread frees it at
+				 * the end (the shim's vthreads, which glibc joins, too) */
+	RT_THREAD_JOINING,	/* vthread_join waits for the backing thread: it frees it */
+	RT_THREAD_EXITED,	/* ended while joinable: vthread_join or _detach frees it */
+};
+
 struct vthread {
 	struct vthread *prev, *next;	/* registry of handles, under rt.lock */
+	enum rt_thread_state state;	/* under rt.lock */
 	uint64_t id;
 	void *(*fn)(void *);
 	void *arg;
@@ -57,8 +75,8 @@ struct vthread {
 	size_t stack_size, guard;
 	bool own_stack;
 	bool ring;			/* system calls may take the ring (ring.c) */
-	bool detached, joining, finished;	/* under rt.lock */
 	bool unwound;			/* ended by pthread_exit() or cancellation */
+	int guest_errno;		/* the guest's errno while the runtime runs */
 	uint64_t fs_base;		/* the guest's, normally the backing thread's */
 	uint64_t gs_base;		/* what the guest set with ARCH_SET_GS */
 	uint64_t mask;			/* the guest's signal mask (bit n-1: signal n) */
@@ -97,22 +115,13 @@ struct rt {
 	int syscallmode;		/* the default: VTHREAD_SYSCALL_EXIT or _RING */
 	long exit_ns;			/* an empty exit's cost, measured at start */
 	atomic_ulong ring_served;	/* calls servers made without a guest exit */
-	bool stats_elsewhere;		/* the shim prints the VTHREAD_STATS report */
 };
 
 extern struct rt rt;
 extern __thread struct vthread *rt_current __attribute__((tls_model("initial-exec")));
 
-/*
- * vthread.c, for the pthread shim: a vthread whose handle is its backing
- * thread's pthread_t, made with host's attributes (the stack replaced by the
- * runtime's). Joining or detaching it is the pthread's business; the runtime
- * forgets the vthread when it ends. Error numbers as vthread_create's.
- */
-int rt_create_pthread(pthread_t *th, const vthread_attr_t *attr, pthread_attr_t *host,
-		      void *(*fn)(void *), void *arg);
-/* The usable stack and guard size of th if it is a running vthread. */
-bool rt_guest_stack(pthread_t th, void **addr, size_t *size, size_t *guard);
+/* env.c: VTHREAD_SYSCALLS, as VTHREAD_SYSCALL_*; rt_env_flag in rt_shim.h */
+int rt_env_syscalls(int *mode, char *why, size_t n);
 
 /* init.c */
 int rt_init(void);	/* 0, or -ENOSYS with rt.why set */
@@ -123,8 +132,13 @@ void rt_vcpu_put(struct hv_vcpu *vc);
 int rt_vcpu_new(struct hv_vcpu *vc);
 void rt_vcpu_forget_all(void);
 
-/* dispatch.c */
+/* dispatch.c: runs the vthread until it ends */
 void rt_dispatch(struct vthread *vt);
+/* The guest continues with registers r; what names the step for the report if
+ * the vCPU refuses them. */
+void rt_resume(struct vthread *vt, const hv_regs *r, const char *what);
+/* The guest's system call returns ret (hv_regs_sysret) and the guest continues. */
+void rt_resume_sysret(struct vthread *vt, hv_regs *r, long ret);
 
 static inline long rt_syscall6(long nr, long a, long b, long c, long d, long e, long f)
 {
@@ -140,18 +154,11 @@ static inline long rt_syscall6(long nr, long a, long b, long c, long d, long e, 
 	return ret;
 }
 
-/* Leaves a guest's system call with ret as sysret would: after the `syscall`,
- * flags from R11. */
-static inline void rt_sysret(hv_regs *r, long ret)
-{
-	r->rax = ret;
-	r->rip = r->rcx;
-	r->rflags = r->r11;
-}
 
-/* syscall.c: true when the call ends the vthread. moved: bytes a ring attempt
- * of a read or write already moved, which the call continues from. */
-bool rt_syscall_forward(struct vthread *vt, hv_regs *regs, long moved);
+/* syscall.c: makes the guest's call and resumes it, or ends the vthread
+ * (SYS_exit). moved: bytes a ring attempt of a read or write already moved,
+ * which the call continues from. */
+enum rt_next rt_syscall_forward(struct vthread *vt, hv_regs *regs, long moved);
 
 /* paths.c: which path each system call takes, and why */
 enum rt_path {
@@ -174,7 +181,8 @@ bool rt_path_guest_mask(long nr);
 void rt_paths_publish(void);
 
 /* ring.c: exit-less system calls */
-void rt_ring_init(void);		/* picks the default mode; after the exit cost is known */
+/* Picks the default mode, mode or AUTO's choice; after the exit cost is known. */
+void rt_ring_init(int mode);
 void rt_ring_forget(void);		/* in a fork child: the servers are the parent's */
 void rt_ring_prepare(const struct vthread *vt);	/* on the creating thread */
 int rt_ring_attach(struct vthread *vt);	/* at start: the vCPU's entry and slot */
@@ -182,8 +190,8 @@ void rt_ring_detach(struct vthread *vt);
 int rt_ring_leave(struct vthread *vt);	/* ARCH_SET_GS took GS: exit path from now on */
 /* An exit of a ring vthread whose call could have taken the ring. */
 void rt_ring_missed(const struct vthread *vt, long nr);
-/* HV_EXIT_RING: the call is completed or made on the exit path; true if it ended the vthread. */
-bool rt_ring_exit(struct vthread *vt, hv_regs *r);
+/* HV_EXIT_RING: the call is completed, or made on the exit path. */
+enum rt_next rt_ring_exit(struct vthread *vt, hv_regs *r);
 /* Before a signal is delivered: a vCPU stopped inside the ring stub is moved to
  * before or after its call. 0 or -errno. */
 int rt_ring_settle_for_signal(struct vthread *vt);
@@ -223,7 +231,6 @@ struct rt_ksigaction {
 long rt_sigaction_raw(int sig, const struct rt_ksigaction *act, struct rt_ksigaction *old);
 
 /* cancel.c: SIGCANCEL's handler is the runtime's once rt_cancel_init() has run. */
-#define RT_CALL_NOT_MADE	(-512)	/* ended by SIGCANCEL before completing */
 void rt_cancel_init(void);
 bool rt_cancel_ready(void);
 /* A forwarded call that may wait, made with the guest's signal mask: its result,
@@ -231,18 +238,13 @@ bool rt_cancel_ready(void);
 long rt_call_cancellable(struct vthread *vt, const hv_regs *r);
 
 /* fault.c */
-/* Copies to or from guest memory without faulting the host: 0 or -EFAULT. */
-int rt_copy_out(void *dst, const void *src, size_t n);
-int rt_copy_in(void *dst, const void *src, size_t n);
 void rt_fault(struct vthread *vt, const struct hv_exit *ex) __attribute__((noreturn));
 /* Enters the guest's handler for the fault's signal, if it has one: 1, else 0. */
 int rt_fault_to_handler(struct vthread *vt, struct hv_exit *ex, uint64_t addr);
 void rt_bad_frame(struct vthread *vt, const hv_regs *r) __attribute__((noreturn));
 void rt_die(struct vthread *vt, const char *what, int err) __attribute__((noreturn));
 
-/* stats.c */
-/* Registers the VTHREAD_STATS=1 report, unless the shim prints it. */
+/* stats.c: registers the VTHREAD_STATS=1 report at exit, unless it goes elsewhere */
 void rt_stats_at_exit(void);
-void rt_stats_print(int fd);
 
 #endif

@@ -25,7 +25,6 @@
 /* The flags a handler may change through its ucontext, as the kernel allows. */
 #define USER_RFLAGS	0x50dd5ull
 #define RFLAGS_TF_DF	0x500ull
-#define RED_ZONE	128
 
 struct sigframe {
 	void *pretcode;		/* the handler returns into sa_restorer */
@@ -115,11 +114,11 @@ static uint64_t frame_top(uint64_t sp, const struct rt_ksigaction *ka, stack_t *
 	if ((uint64_t)(uintptr_t)ss->ss_sp < sp &&
 	    sp <= (uint64_t)(uintptr_t)ss->ss_sp + ss->ss_size && !(ss->ss_flags & SS_DISABLE)) {
 		ss->ss_flags = SS_ONSTACK;	/* already on it: stay, as the kernel does */
-		return sp - RED_ZONE;
+		return sp - HV_RED_ZONE;
 	}
 	if ((ka->flags & SA_ONSTACK) && !(ss->ss_flags & SS_DISABLE))
 		return (uint64_t)(uintptr_t)ss->ss_sp + ss->ss_size;
-	return sp - RED_ZONE;
+	return sp - HV_RED_ZONE;
 }
 
 static void save_gregs(greg_t *g, const hv_regs *r, const struct rt_sigtrap *t)
@@ -204,8 +203,8 @@ int rt_signal_deliver(struct vthread *vt, siginfo_t *si, hv_regs *r, uint64_t sa
 	if (e < 0)
 		return e;
 	if (!(ka.flags & RT_SA_RESTORER) ||
-	    rt_copy_out((void *)(uintptr_t)fp, x, rt.xsave_size) < 0 ||
-	    rt_copy_out((void *)(uintptr_t)sp, &f, sizeof(f)) < 0)
+	    mm_copy_out((void *)(uintptr_t)fp, x, rt.xsave_size) < 0 ||
+	    mm_copy_out((void *)(uintptr_t)sp, &f, sizeof(f)) < 0)
 		return -EFAULT;	/* no room for the frame: the kernel forces SIGSEGV */
 
 	r->rsp = sp;
@@ -237,18 +236,11 @@ int rt_signal_deliver(struct vthread *vt, siginfo_t *si, hv_regs *r, uint64_t sa
  * stack, which the next exception overwrites; for a system call the frame would
  * return into the stub, which has no unwind information. Signals are held back
  * until the stub has exited instead: a pthread gets them after the call or the
- * fault's handling too.
+ * fault's handling too. (The ring stub is settled before this: ring.c.)
  */
-static bool in_guest_stub(uint64_t rip)
-{
-	uint64_t vectors = (uintptr_t)hv_guest_vectors;
-
-	return (rip >= vectors && rip < vectors + 32 * HV_VECTOR_STUB) ||
-	       rip == (uintptr_t)hv_guest_syscall;
-}
-
 int rt_signal_pending(struct vthread *vt)
 {
+	enum hv_stub stub;
 	siginfo_t si;
 	hv_regs r;
 	int e;
@@ -256,7 +248,8 @@ int rt_signal_pending(struct vthread *vt)
 	e = hv_vcpu_get_regs(vt->vcpu, &r);
 	if (e < 0)
 		return e;
-	if (in_guest_stub(r.rip)) {
+	stub = hv_stub_at(r.rip);
+	if (stub == HV_STUB_VECTOR || stub == HV_STUB_SYSCALL) {
 		vt->signals_held = true;
 		return hv_vcpu_set_sigmask(vt->vcpu, ~UNBLOCKABLE);
 	}
@@ -277,7 +270,7 @@ int rt_signal_suspend(struct vthread *vt, hv_regs *r, uint64_t during)
 	siginfo_t si;
 	int e;
 
-	rt_sysret(r, -EINTR);
+	hv_regs_sysret(r, -EINTR);
 	for (;;) {
 		take(~during, &si, true);
 		vt->mask = during;
@@ -295,12 +288,12 @@ int rt_signal_return(struct vthread *vt, hv_regs *r)
 	uint64_t mask;
 	int e;
 
-	if (rt_copy_in(&f, (void *)(uintptr_t)(r->rsp - 8), sizeof(f)) < 0)
+	if (mm_copy_in(&f, (void *)(uintptr_t)(r->rsp - 8), sizeof(f)) < 0)
 		return -EFAULT;
 	load_gregs(r, f.uc.uc_mcontext.gregs);
 	if (f.uc.uc_mcontext.fpregs) {
 		memset(x, 0, sizeof(*x));
-		if (rt_copy_in(x, f.uc.uc_mcontext.fpregs, rt.xsave_size) < 0)
+		if (mm_copy_in(x, f.uc.uc_mcontext.fpregs, rt.xsave_size) < 0)
 			return -EFAULT;
 		e = hv_vcpu_set_xsave(vt->vcpu, x);
 		if (e < 0)

@@ -56,13 +56,20 @@ void rt_stats_print(int fd)
 		return;
 }
 
+static bool elsewhere;
+
 static void at_exit(void)
 {
 	rt_stats_print(STDERR_FILENO);
 }
 
+void rt_stats_report_elsewhere(void)
+{
+	elsewhere = true;
+}
+
 void rt_stats_at_exit(void)
 {
-	if (!rt.stats_elsewhere)
+	if (!elsewhere)
 		atexit(at_exit);
 }

@@ -29,7 +29,7 @@ static long guest_arch_prctl(struct vthread *vt, long code, unsigned long arg)
 		vt->fs_base = arg;
 		return 0;
 	case ARCH_GET_FS:
-		return rt_copy_out((void *)arg, &vt->fs_base, sizeof(vt->fs_base));
+		return mm_copy_out((void *)arg, &vt->fs_base, sizeof(vt->fs_base));
 	case ARCH_SET_GS:	/* the ring's slot was there: exit path from now on */
 		r = rt_ring_leave(vt);
 		if (!r)
@@ -39,7 +39,7 @@ static long guest_arch_prctl(struct vthread *vt, long code, unsigned long arg)
 		vt->gs_base = arg;
 		return 0;
 	case ARCH_GET_GS:
-		return rt_copy_out((void *)arg, &vt->gs_base, sizeof(vt->gs_base));
+		return mm_copy_out((void *)arg, &vt->gs_base, sizeof(vt->gs_base));
 	default:
 		return rt_syscall6(SYS_arch_prctl, code, arg, 0, 0, 0, 0);
 	}
@@ -53,7 +53,7 @@ static long guest_sigprocmask(struct vthread *vt, long how, const uint64_t *set,
 	if (size != sizeof(uint64_t))
 		return -EINVAL;
 	if (set) {
-		if (rt_copy_in(&n, set, sizeof(n)) < 0)
+		if (mm_copy_in(&n, set, sizeof(n)) < 0)
 			return -EFAULT;
 		switch (how) {
 		case SIG_BLOCK: mask = old | n; break;
@@ -64,7 +64,7 @@ static long guest_sigprocmask(struct vthread *vt, long how, const uint64_t *set,
 		if (rt_signal_set_mask(vt, mask) < 0)
 			return -EINVAL;
 	}
-	if (oldset && rt_copy_out(oldset, &old, sizeof(old)) < 0)
+	if (oldset && mm_copy_out(oldset, &old, sizeof(old)) < 0)
 		return -EFAULT;
 	return 0;
 }
@@ -81,15 +81,7 @@ static long guest_sigpending(struct vthread *vt, uint64_t *set, long size)
 	if (r < 0)
 		return r;
 	pending &= vt->mask;
-	return rt_copy_out(set, &pending, size);
-}
-
-static void resume(struct vthread *vt, hv_regs *r, long ret)
-{
-	rt_sysret(r, ret);
-	ret = hv_vcpu_set_regs(vt->vcpu, r);
-	if (ret < 0)
-		rt_die(vt, "cannot resume after a system call", ret);
+	return mm_copy_out(set, &pending, size);
 }
 
 /*
@@ -102,12 +94,10 @@ static void kicked(struct vthread *vt, hv_regs *r, long ret)
 	int e;
 
 	vt->kicked = 0;
-	if (ret == RT_CALL_NOT_MADE) {
-		rt_sysret(r, r->rax);	/* RAX still holds the call's number */
-		r->rip -= 2;
-	} else {
-		rt_sysret(r, ret);
-	}
+	if (ret == RT_CALL_NOT_MADE)
+		hv_regs_restart_syscall(r, r->rax);	/* RAX still holds the call's number */
+	else
+		hv_regs_sysret(r, ret);
 	e = rt_signal_deliver(vt, &vt->kick_info, r, vt->mask, NULL);
 	if (!e)
 		e = hv_vcpu_set_regs(vt->vcpu, r);
@@ -134,7 +124,7 @@ static long forward_waiting(struct vthread *vt, const hv_regs *r, long moved)
 	return ret < 0 ? moved : ret + moved;
 }
 
-bool rt_syscall_forward(struct vthread *vt, hv_regs *r, long moved)
+enum rt_next rt_syscall_forward(struct vthread *vt, hv_regs *r, long moved)
 {
 	uint64_t mask;
 	long ret;
@@ -142,7 +132,7 @@ bool rt_syscall_forward(struct vthread *vt, hv_regs *r, long moved)
 	switch (r->rax) {
 	case SYS_exit:		/* the thread's own exit: ends the vthread */
 		vt->retval = NULL;
-		return true;
+		return RT_END;
 	case SYS_arch_prctl:
 		ret = guest_arch_prctl(vt, r->rdi, r->rsi);
 		break;
@@ -158,24 +148,24 @@ bool rt_syscall_forward(struct vthread *vt, hv_regs *r, long moved)
 			ret = -EINVAL;
 			break;
 		}
-		if (rt_copy_in(&mask, (void *)r->rdi, sizeof(mask)) < 0) {
+		if (mm_copy_in(&mask, (void *)r->rdi, sizeof(mask)) < 0) {
 			ret = -EFAULT;
 			break;
 		}
 		ret = rt_signal_suspend(vt, r, mask);
 		if (ret < 0)
 			rt_die(vt, "cannot enter a signal handler", ret);
-		return false;
+		return RT_RESUME;
 	case SYS_pause:
 		ret = rt_signal_suspend(vt, r, vt->mask);
 		if (ret < 0)
 			rt_die(vt, "cannot enter a signal handler", ret);
-		return false;
+		return RT_RESUME;
 	case SYS_rt_sigreturn:
 		ret = rt_signal_return(vt, r);
 		if (ret < 0)
 			rt_bad_frame(vt, r);
-		return false;
+		return RT_RESUME;
 	case SYS_clone:
 	case SYS_clone3:
 	case SYS_fork:
@@ -193,10 +183,10 @@ bool rt_syscall_forward(struct vthread *vt, hv_regs *r, long moved)
 		ret = forward_waiting(vt, r, moved);
 		if (vt->kicked) {
 			kicked(vt, r, ret);
-			return false;
+			return RT_RESUME;
 		}
 		break;
 	}
-	resume(vt, r, ret);
-	return false;
+	rt_resume_sysret(vt, r, ret);
+	return RT_RESUME;
 }

@@ -5,6 +5,25 @@
  * pthread keys behave as in a pthread: the guest's FS base is the backing
  * thread's. The backing thread runs the vCPU and performs the guest's system
  * calls; joining a vthread is joining it.
+ *
+ * Create, in Akaros' steps: vt_alloc() takes what can run out (the struct, the
+ * stack, a vCPU from the pool, vcpu.c); vt_init_ctx() says where the guest
+ * starts; vt_run() registers the vthread and starts its backing thread.
+ * vthread_create() composes them, and so does rt_create_pthread() for the shim.
+ *
+ * Run: backing_main() points the vCPU at guest_main() on the vthread's stack
+ * (hv_vcpu_start) and hands it to rt_dispatch() (dispatch.c), which handles
+ * exits until one ends the vthread. There are three ways to end:
+ * - the start routine returns into hv_guest_return (hv/guest.S), whose `out`
+ *   is the END exit, RAX the value;
+ * - vthread_exit(), pthread_exit() or cancellation unwinds to guest_main()'s
+ *   buffer, which calls hv_guest_end(): the same exit, and backing_main()
+ *   then finishes the unwind on the host;
+ * - the guest's own exit system call (syscall.c), as a raw clone child would.
+ *
+ * Exit and join: backing_main() returns the vCPU and the stack, and the state
+ * word (enum rt_thread_state) says who frees the vthread. vthread_join() is
+ * pthread_join() of the backing thread.
  */
 #define _GNU_SOURCE
 #include <asm/prctl.h>
@@ -56,13 +75,15 @@ static void asan_leave_guest_stack(struct vthread *vt)
 
 __thread struct vthread *rt_current __attribute__((tls_model("initial-exec")));
 
-/* Registry of live handles, under rt.lock: bad handles get ESRCH, not a crash. */
+/* Registry of live handles, under rt.lock: bad handles get ESRCH, not a crash.
+ * It keeps the live count. */
 static void registry_add(struct vthread *vt)
 {
 	vt->next = rt.registry.next;
 	vt->prev = &rt.registry;
 	rt.registry.next->prev = vt;
 	rt.registry.next = vt;
+	rt.live++;
 }
 
 static void registry_del(struct vthread *vt)
@@ -89,9 +110,9 @@ static int stack_alloc(struct vthread *vt, const struct rt_attr *a)
 	}
 	if (a->guardsize > RT_STACK_MAX)
 		return -EAGAIN;
-	vt->guard = (a->guardsize + 4095) & ~4095ul;
-	vt->stack_size = ((a->stacksize + 4095) & ~4095ul) + vt->guard;
-	vt->stack = mm_alloc(&rt.mm, vt->stack_size, 4096);
+	vt->guard = mm_page_round(a->guardsize);
+	vt->stack_size = mm_page_round(a->stacksize) + vt->guard;
+	vt->stack = mm_alloc(&rt.mm, vt->stack_size, MM_PAGE_SIZE);
 	if (!vt->stack)
 		return -EAGAIN;
 	vt->own_stack = true;
@@ -174,74 +195,39 @@ static void *backing_main(void *p)
 	unwound = vt->unwound;
 	ret = vt->retval;
 	pthread_mutex_lock(&rt.lock);
-	vt->finished = true;
-	if (vt->detached) {
+	if (vt->state == RT_THREAD_DETACHED) {
 		registry_del(vt);
 		free(vt);
-	}
+	} else if (vt->state == RT_THREAD_JOINABLE) {
+		vt->state = RT_THREAD_EXITED;
+	}	/* RT_THREAD_JOINING: the joiner frees it */
 	pthread_mutex_unlock(&rt.lock);
 	if (unwound)
 		finish_unwind();
 	return ret;
 }
 
-/*
- * The backing thread is made with host's attributes, its stack replaced by the
- * runtime's. Registry entry and thread are made under rt.lock, so that the
- * vthread cannot end and be forgotten before its pthread_t is known.
- */
-static int start(struct vthread *vt, const struct rt_attr *a, pthread_attr_t *host,
-		 bool by_pthread, pthread_t *th)
-{
-	int r;
-
-	pthread_attr_setstacksize(host, RT_HOST_STACK);
-	pthread_mutex_lock(&rt.lock);
-	vt->id = ++rt.next_id;
-	vt->detached = by_pthread || a->detach == VTHREAD_CREATE_DETACHED;
-	registry_add(vt);
-	rt.live++;
-	r = pthread_create(&vt->host, host, backing_main, vt);
-	if (r)
-		registry_del(vt);
-	else if (th)
-		*th = vt->host;
-	pthread_mutex_unlock(&rt.lock);
-	return r;
-}
-
-static int create(const struct rt_attr *a, pthread_attr_t *host, bool by_pthread,
-		  void *(*fn)(void *), void *arg, struct vthread **out, pthread_t *th)
+/* The vthread, its stack and a vCPU: 0, ENOSYS without KVM, EAGAIN when one
+ * of them cannot be had (as pthread_create's EAGAIN). */
+static int vt_alloc(const struct rt_attr *a, struct vthread **out)
 {
 	struct vthread *vt;
-	int r;
+	int r = rt_init();
 
-	if (rt_init() < 0)
-		return ENOSYS;
+	if (r < 0)
+		return -r;
 	vt = calloc(1, sizeof(*vt));
 	if (!vt)
 		return EAGAIN;
-	vt->fn = fn;
-	vt->arg = arg;
-	vt->ring = (a->syscallmode == VTHREAD_SYSCALL_AUTO ? rt.syscallmode : a->syscallmode) ==
-		   VTHREAD_SYSCALL_RING;
-	rt_ring_prepare(vt);
 	r = stack_alloc(vt, a);
 	if (r < 0)
 		goto err;
 	r = rt_vcpu_get(&vt->vcpu);
 	if (r < 0)
 		goto err_stack;
-	r = start(vt, a, host, by_pthread, th);
-	if (r)
-		goto err_vcpu;
-	rt.created++;
-	if (out)
-		*out = vt;
+	*out = vt;
 	return 0;
 
-err_vcpu:
-	rt_vcpu_put(vt->vcpu);
 err_stack:
 	stack_free(vt);
 err:
@@ -249,12 +235,70 @@ err:
 	return EAGAIN;
 }
 
+static void vt_free(struct vthread *vt)
+{
+	rt_vcpu_put(vt->vcpu);
+	stack_free(vt);
+	free(vt);
+}
+
+/* Where the guest starts: fn(arg) on the stack, system calls by the mode asked
+ * for. The registers themselves are set on the backing thread, whose FS base
+ * the guest takes. */
+static void vt_init_ctx(struct vthread *vt, const struct rt_attr *a, void *(*fn)(void *),
+			void *arg)
+{
+	vt->fn = fn;
+	vt->arg = arg;
+	vt->ring = (a->syscallmode == VTHREAD_SYSCALL_AUTO ? rt.syscallmode : a->syscallmode) ==
+		   VTHREAD_SYSCALL_RING;
+	rt_ring_prepare(vt);
+}
+
+/*
+ * Registers the vthread in state and starts its backing thread with host's
+ * attributes, its stack replaced by the runtime's. Both happen under rt.lock,
+ * so that a detached vthread cannot end and be freed before its pthread_t is
+ * stored in *th. On failure vt is freed and pthread_create's error returned.
+ */
+static int vt_run(struct vthread *vt, pthread_attr_t *host, enum rt_thread_state state,
+		  pthread_t *th)
+{
+	int r;
+
+	pthread_attr_setstacksize(host, RT_HOST_STACK);
+	pthread_mutex_lock(&rt.lock);
+	vt->id = ++rt.next_id;
+	vt->state = state;
+	registry_add(vt);
+	r = pthread_create(&vt->host, host, backing_main, vt);
+	if (r)
+		registry_del(vt);
+	else if (th)
+		*th = vt->host;
+	pthread_mutex_unlock(&rt.lock);
+	if (r) {
+		vt_free(vt);
+		return r;
+	}
+	rt.created++;
+	return 0;
+}
+
 int rt_create_pthread(pthread_t *th, const vthread_attr_t *attr, pthread_attr_t *host,
 		      void *(*fn)(void *), void *arg)
 {
 	const struct rt_attr *a = rt_attr(attr);
+	struct vthread *vt;
+	int r;
 
-	return a ? create(a, host, true, fn, arg, NULL, th) : EINVAL;
+	if (!a)
+		return EINVAL;
+	r = vt_alloc(a, &vt);
+	if (r)
+		return r;
+	vt_init_ctx(vt, a, fn, arg);
+	return vt_run(vt, host, RT_THREAD_DETACHED, th);	/* the pthread is joined */
 }
 
 bool rt_guest_stack(pthread_t th, void **addr, size_t *size, size_t *guard)
@@ -263,7 +307,7 @@ bool rt_guest_stack(pthread_t th, void **addr, size_t *size, size_t *guard)
 
 	pthread_mutex_lock(&rt.lock);
 	for (const struct vthread *v = rt.registry.next; v != &rt.registry; v = v->next) {
-		if (!v->finished && pthread_equal(v->host, th)) {
+		if (v->state != RT_THREAD_EXITED && pthread_equal(v->host, th)) {
 			*addr = v->stack + v->guard;
 			*size = v->stack_size - v->guard;
 			*guard = v->guard;
@@ -281,6 +325,8 @@ RT_API int vthread_create(vthread_t *out, const vthread_attr_t *attr,
 	vthread_attr_t def;
 	const struct rt_attr *a;
 	pthread_attr_t host;
+	struct vthread *vt;
+	bool detached;
 	int r;
 
 	if (!out || !fn)
@@ -292,31 +338,37 @@ RT_API int vthread_create(vthread_t *out, const vthread_attr_t *attr,
 	a = rt_attr(attr);
 	if (!a)
 		return EINVAL;
+	r = vt_alloc(a, &vt);
+	if (r)
+		return r;
+	vt_init_ctx(vt, a, fn, arg);
+	detached = a->detach == VTHREAD_CREATE_DETACHED;
 	pthread_attr_init(&host);
-	pthread_attr_setdetachstate(&host, a->detach == VTHREAD_CREATE_DETACHED ?
-					       PTHREAD_CREATE_DETACHED : PTHREAD_CREATE_JOINABLE);
-	r = create(a, &host, false, fn, arg, out, NULL);
+	pthread_attr_setdetachstate(&host, detached ? PTHREAD_CREATE_DETACHED :
+						      PTHREAD_CREATE_JOINABLE);
+	r = vt_run(vt, &host, detached ? RT_THREAD_DETACHED : RT_THREAD_JOINABLE, NULL);
 	pthread_attr_destroy(&host);
+	if (!r)
+		*out = vt;
 	return r;
 }
 
 RT_API int vthread_join(vthread_t vt, void **retval)
 {
+	int r = 0;
+
 	pthread_mutex_lock(&rt.lock);
-	if (!registry_has(vt)) {
-		pthread_mutex_unlock(&rt.lock);
-		return ESRCH;
-	}
-	if (vt == rt_current) {
-		pthread_mutex_unlock(&rt.lock);
-		return EDEADLK;
-	}
-	if (vt->detached || vt->joining) {
-		pthread_mutex_unlock(&rt.lock);
-		return EINVAL;
-	}
-	vt->joining = true;
+	if (!registry_has(vt))
+		r = ESRCH;
+	else if (vt == rt_current)
+		r = EDEADLK;
+	else if (vt->state == RT_THREAD_DETACHED || vt->state == RT_THREAD_JOINING)
+		r = EINVAL;
+	else
+		vt->state = RT_THREAD_JOINING;
 	pthread_mutex_unlock(&rt.lock);
+	if (r)
+		return r;
 
 	pthread_join(vt->host, retval);
 	pthread_mutex_lock(&rt.lock);
@@ -333,14 +385,15 @@ RT_API int vthread_detach(vthread_t vt)
 	pthread_mutex_lock(&rt.lock);
 	if (!registry_has(vt)) {
 		r = ESRCH;
-	} else if (vt->detached || vt->joining) {
+	} else if (vt->state == RT_THREAD_DETACHED || vt->state == RT_THREAD_JOINING) {
 		r = EINVAL;
 	} else {
-		vt->detached = true;
 		pthread_detach(vt->host);
-		if (vt->finished) {
+		if (vt->state == RT_THREAD_EXITED) {
 			registry_del(vt);
 			free(vt);
+		} else {
+			vt->state = RT_THREAD_DETACHED;
 		}
 	}
 	pthread_mutex_unlock(&rt.lock);

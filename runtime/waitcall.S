@@ -7,7 +7,7 @@
  * or wound back to it for a restart) sends it to rt_wait_skip instead. Either
  * way the call is then reported as not made.
  */
-#define RT_CALL_NOT_MADE	(-512)
+#include "waitcall.h"
 
 	.text
 	.globl rt_wait_syscall, rt_wait_check, rt_wait_done, rt_wait_skip

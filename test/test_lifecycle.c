@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -329,6 +330,25 @@ START_TEST(test_no_kvm_gives_enosys_with_reason)
 }
 END_TEST
 
+/* One rule for every variable: a value not understood is an error, never a guess. */
+START_TEST(test_bad_variable_refuses_with_reason)
+{
+	static const char *const bad[][2] = {
+		{ "VTHREAD_SYSCALLS", "fast" },
+		{ "VTHREAD_STATS", "yes" },
+		{ "VTHREAD_DEBUG", "2" },
+	};
+	char want[64];
+	vthread_t vt;
+
+	setenv(bad[_i][0], bad[_i][1], 1);
+	snprintf(want, sizeof(want), "%s=%s: expected ", bad[_i][0], bad[_i][1]);
+	ck_assert_ptr_null(vthread_backend());
+	ck_assert_int_eq(vthread_create(&vt, NULL, return_arg_plus_one, NULL), ENOSYS);
+	ck_assert_ptr_nonnull(strstr(vthread_backend_error(), want));
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("lifecycle");
@@ -347,6 +367,7 @@ int main(void)
 	tcase_add_test(tc, test_running_out_of_vcpus_gives_eagain_then_recovers);
 	tcase_add_test(tc, test_backend_features_match_what_the_guest_sees);
 	tcase_add_test(tc, test_no_kvm_gives_enosys_with_reason);
+	tcase_add_loop_test(tc, test_bad_variable_refuses_with_reason, 0, 3);
 	suite_add_tcase(s, tc);
 	return run_suite(s);
 }

@@ -52,7 +52,7 @@ cmp -s native.out shim.out || fail "none: output differs"
 	fail "none: some thread was a vthread"
 
 echo "== a bad setting: one error line, and the program runs without the shim"
-for bad in VTHREAD_SHIM=some VTHREAD_SHIM_MAX=lots VTHREAD_SHIM_LOG=yes VTHREAD_SHIM=match; do
+for bad in VTHREAD_SHIM=some VTHREAD_SHIM_MAX=lots VTHREAD_SHIM_LOG=yes VTHREAD_SHIM=match VTHREAD_STATS=yes; do
 	env "$bad" LD_PRELOAD="$(dirname "$run")/libvthread-shim.so" "$prog" >shim.out 2>shim.err
 	cmp -s native.out shim.out || fail "$bad: output differs"
 	[ "$(wc -l <shim.err)" = 1 ] && [ "$(count shim.err 'running without the shim$')" = 1 ] ||

@@ -1,7 +1,11 @@
 /* SPDX-License-Identifier: MIT */
-/* What guest.S and the C side must agree on: exit ports and stub layout. */
-#ifndef HV_PORTS_H
-#define HV_PORTS_H
+/*
+ * The guest ABI: what hv/guest.S and the C side agree on. Exit ports, the
+ * exception stubs' spacing, and the layout of the ring slot the guest reaches
+ * through GS (struct hv_ring_slot in hv.h checks these offsets).
+ */
+#ifndef HV_GUEST_ABI_H
+#define HV_GUEST_ABI_H
 #define HV_PORT_VECTOR0	0xc0	/* + vector 0..31; not 0x80, which KVM swallows as io-delay */
 #define HV_PORT_SYSCALL	0xf0
 #define HV_PORT_END	0xf1
@@ -11,7 +15,11 @@
 #define HV_PORT_HOSTCALL	0xf5	/* RDI = struct hv_hostcall * */
 
 #define HV_VECTOR_STUB	16	/* bytes between exception stubs */
+#define HV_NR_VECTORS	32
+#define HV_VECTOR_PF	14	/* page fault: CR2 holds the address */
 #define HV_PROBE_LOOPS	20000
+#define HV_SYSCALL_LEN	2	/* bytes of the `syscall` instruction */
+#define HV_RED_ZONE	128	/* below RSP, the interrupted code's (SysV ABI) */
 
 /*
  * The ring slot (struct hv_ring_slot), one per vCPU, which the guest reaches

@@ -1,0 +1,31 @@
+/* SPDX-License-Identifier: MIT */
+/* What the pthread shim (pthread_shim/) uses of the runtime, and nothing more (private). */
+#ifndef RT_SHIM_H
+#define RT_SHIM_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "../include/vthread.h"
+
+/*
+ * A vthread whose handle is its backing thread's pthread_t, made with host's
+ * attributes (the stack replaced by the runtime's). Joining or detaching it is
+ * the pthread's business; the runtime forgets the vthread when it ends.
+ * Error numbers as vthread_create's, and pthread_create's own for host's.
+ */
+int rt_create_pthread(pthread_t *th, const vthread_attr_t *attr, pthread_attr_t *host,
+		      void *(*fn)(void *), void *arg);
+/* The usable stack and guard size of th if it is a running vthread. */
+bool rt_guest_stack(pthread_t th, void **addr, size_t *size, size_t *guard);
+
+/* The VTHREAD_STATS=1 report goes to fd, when the caller says, not at exit. */
+void rt_stats_report_elsewhere(void);
+void rt_stats_print(int fd);
+
+/* Reads a boolean variable: unset, empty or 0 is false, 1 is true; anything
+ * else is -EINVAL with the reason written to why. */
+int rt_env_flag(const char *var, bool *on, char *why, size_t n);
+
+#endif
