@@ -29,7 +29,7 @@ extern volatile uint32_t hv_ring_awake;
 struct hv_hostcall;
 void hv_guest_hostcall(struct hv_hostcall *call);
 
-/* The per-vCPU ring slot; offsets in ports.h. */
+/* The per-vCPU ring slot; offsets in guest_abi.h. */
 struct hv_ring_slot {
 	uint32_t state;
 	uint32_t nr;
