@@ -21,8 +21,8 @@ count() {
 
 echo "== cancel, cleanup, once, barrier, condvars, TSD, exit, join, kill, stack"
 compare "pthread program" "$prog"
-[ "$(count shim.err '^libvthread-shim: 16 threads as vthreads, 1 as pthreads')" = 1 ] ||
-	fail "not 16 threads as vthreads and the one made inside a vthread as a pthread"
+[ "$(count shim.err '^libvthread-shim: 16 threads as vthreads, 2 as pthreads')" = 1 ] ||
+	fail "not 16 threads as vthreads, and as pthreads the one made inside a vthread and the one refused"
 
 echo "== --match: only the routines named"
 "$run" --log --match 'worker_sum,victim_*' -- "$prog" >shim.out 2>shim.err
@@ -35,9 +35,12 @@ cmp -s native.out shim.out || fail "--match: output differs"
 
 echo "== --log: one line per thread"
 "$run" --log -- "$prog" >shim.out 2>shim.err
-[ "$(wc -l <shim.err)" = 17 ] || fail "--log: not one line per thread"
+[ "$(wc -l <shim.err)" = 18 ] || fail "--log: not one line per thread"
 [ "$(count shim.err ', worker_child: pthread (created inside a vthread)$')" = 1 ] ||
 	fail "--log: the nested thread's line is missing"
+# pthread_create's own error for the attributes, not EAGAIN
+[ "$(count shim.err ', worker_refused: pthread (vthread_create failed): Invalid argument$')" = 1 ] ||
+	fail "--log: the refused thread's error is not pthread_create's EINVAL"
 
 echo "== --max 1: the rest fall back to pthreads"
 "$run" --log --max 1 -- "$prog" >shim.out 2>shim.err
@@ -48,7 +51,7 @@ cmp -s native.out shim.out || fail "--max: output differs"
 echo "== VTHREAD_SHIM=none"
 VTHREAD_SHIM=none "$run" --stats -- "$prog" >shim.out 2>shim.err
 cmp -s native.out shim.out || fail "none: output differs"
-[ "$(count shim.err '^libvthread-shim: 0 threads as vthreads, 17 as pthreads')" = 1 ] ||
+[ "$(count shim.err '^libvthread-shim: 0 threads as vthreads, 18 as pthreads')" = 1 ] ||
 	fail "none: some thread was a vthread"
 
 echo "== a bad setting: one error line, and the program runs without the shim"

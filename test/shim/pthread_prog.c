@@ -391,6 +391,31 @@ static void part_nested(void)
 	printf("thread from a thread: %ld\n", (long)ret);
 }
 
+/* Attributes pthread_create refuses: the same error under the shim, whose own
+ * attempt gets it from pthread_create too. */
+void *worker_refused(void *arg)
+{
+	return arg;
+}
+
+static void part_refused_attributes(void)
+{
+	struct sched_param sp = { 0 };
+	pthread_attr_t a;
+	pthread_t th;
+	int r;
+
+	pthread_attr_init(&a);
+	pthread_attr_setinheritsched(&a, PTHREAD_EXPLICIT_SCHED);
+	pthread_attr_setschedparam(&a, &sp);
+	pthread_attr_setschedpolicy(&a, SCHED_FIFO);	/* priority 0 is not FIFO's */
+	r = pthread_create(&th, &a, worker_refused, NULL);
+	if (!r)
+		pthread_join(th, NULL);
+	printf("explicit SCHED_FIFO at priority 0: %s\n", strerror(r));
+	pthread_attr_destroy(&a);
+}
+
 int main(void)
 {
 	setvbuf(stdout, NULL, _IOLBF, 0);
@@ -400,5 +425,6 @@ int main(void)
 	part_exit_detach_join();
 	part_kill_names_stack();
 	part_nested();
+	part_refused_attributes();
 	return failed;
 }
