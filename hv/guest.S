@@ -27,7 +27,8 @@ exit_syscall:
  * spins until a server posts the result, or until hv_ring_spin TSC ticks have
  * passed, or the server bounces it: then it exits and the runtime settles the
  * slot. hv/stub.c reads where a stopped vCPU is by these labels:
- * - up to hv_guest_ring_posted no register has changed and nothing is posted;
+ * - up to hv_guest_ring_posted nothing is posted and no register but RFLAGS
+ *   has changed (the return takes the flags from R11 anyway);
  * - from there to hv_guest_ring_done the call is posted, RAX and RDX are
  *   scratch (their values are in the slot);
  * - from hv_guest_ring_done on the result is in; between hv_guest_ring_below
