@@ -8,18 +8,11 @@
 #include <errno.h>
 #include <fnmatch.h>
 #include <limits.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "../runtime/rt_shim.h"
 #include "shim.h"
-
-static int bad(char *err, size_t n, const char *var, const char *val, const char *want)
-{
-	snprintf(err, n, "%s=%s: %s", var, val, want);
-	return -EINVAL;
-}
 
 /* A comma-separated list of fnmatch(3) patterns, none of them empty. */
 static int globs(struct shim_config *c, const char *v, char *err, size_t n)
@@ -27,10 +20,10 @@ static int globs(struct shim_config *c, const char *v, char *err, size_t n)
 	size_t len = strlen(v);
 
 	if (v[0] == ',' || v[len - 1] == ',' || strstr(v, ",,"))
-		return bad(err, n, "VTHREAD_SHIM_MATCH", v, "an empty pattern");
+		return rt_env_bad(err, n, "VTHREAD_SHIM_MATCH", v, "an empty pattern");
 	c->globs = strdup(v);
 	if (!c->globs)
-		return bad(err, n, "VTHREAD_SHIM_MATCH", v, "out of memory");
+		return rt_env_bad(err, n, "VTHREAD_SHIM_MATCH", v, "out of memory");
 	c->nglobs = 1;
 	for (char *p = c->globs; (p = strchr(p, ',')); p++) {
 		*p = '\0';
@@ -57,7 +50,7 @@ int shim_config_read(struct shim_config *c, char *err, size_t n)
 		errno = 0;
 		c->max = strtoul(max, &end, 10);
 		if (*end || errno || *max == '-' || c->max == ULONG_MAX)
-			return bad(err, n, "VTHREAD_SHIM_MAX", max, "expected a number of threads");
+			return rt_env_bad(err, n, "VTHREAD_SHIM_MAX", max, "expected a number of threads");
 	}
 	if (!mode || !*mode)
 		mode = match && *match ? "match" : "all";
@@ -67,11 +60,11 @@ int shim_config_read(struct shim_config *c, char *err, size_t n)
 		c->mode = SHIM_ALL;
 	} else if (!strcmp(mode, "match")) {
 		if (!match || !*match)
-			return bad(err, n, "VTHREAD_SHIM", mode, "needs VTHREAD_SHIM_MATCH=GLOB[,GLOB...]");
+			return rt_env_bad(err, n, "VTHREAD_SHIM", mode, "needs VTHREAD_SHIM_MATCH=GLOB[,GLOB...]");
 		c->mode = SHIM_MATCH;
 		return globs(c, match, err, n);
 	} else {
-		return bad(err, n, "VTHREAD_SHIM", mode, "expected all, none or match");
+		return rt_env_bad(err, n, "VTHREAD_SHIM", mode, "expected all, none or match");
 	}
 	return 0;
 }

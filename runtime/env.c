@@ -12,7 +12,7 @@
 
 #include "rt.h"
 
-static int bad(char *why, size_t n, const char *var, const char *val, const char *want)
+int rt_env_bad(char *why, size_t n, const char *var, const char *val, const char *want)
 {
 	snprintf(why, n, "%s=%s: %s", var, val, want);
 	return -EINVAL;
@@ -25,7 +25,7 @@ int rt_env_flag(const char *var, bool *on, char *why, size_t n)
 	*on = v && !strcmp(v, "1");
 	if (!v || !*v || !strcmp(v, "0") || *on)
 		return 0;
-	return bad(why, n, var, v, "expected 0 or 1");
+	return rt_env_bad(why, n, var, v, "expected 0 or 1");
 }
 
 int rt_env_syscalls(int *mode, char *why, size_t n)
@@ -39,6 +39,6 @@ int rt_env_syscalls(int *mode, char *why, size_t n)
 	else if (!strcmp(v, "ring"))
 		*mode = VTHREAD_SYSCALL_RING;
 	else
-		return bad(why, n, "VTHREAD_SYSCALLS", v, "expected exit, ring or auto");
+		return rt_env_bad(why, n, "VTHREAD_SYSCALLS", v, "expected exit, ring or auto");
 	return 0;
 }

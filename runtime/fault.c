@@ -173,9 +173,7 @@ int rt_fault_to_handler(struct vthread *vt, struct hv_exit *ex, uint64_t addr)
 		si.si_code = fault_code(ex);
 		trap = (struct rt_sigtrap){ ex->frame.error, ex->vector, ex->cr2 };
 		addr = ex->vector == HV_VECTOR_PF ? ex->cr2 : si.si_code == SI_KERNEL ? 0 : ex->frame.rip;
-		r.rip = ex->frame.rip;
-		r.rsp = ex->frame.rsp;
-		r.rflags = ex->frame.rflags;
+		hv_regs_from_frame(&r, &ex->frame);
 	} else if (ex->kind == HV_EXIT_EFAULT && addr) {
 		si.si_signo = SIGSEGV;
 		si.si_code = SEGV_ACCERR;
