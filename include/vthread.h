@@ -9,8 +9,21 @@
 #ifndef VTHREAD_H
 #define VTHREAD_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <ffi.h>
+
+/* The version of this header; vthread_version() gives the library's. */
+#define VTHREAD_VERSION_MAJOR 0
+#define VTHREAD_VERSION_MINOR 2
+#define VTHREAD_VERSION_PATCH 0
+#define VTHREAD_VERSION "0.2.0"
+/* True when this header is version major.minor.patch or later. */
+#define VTHREAD_CHECK_VERSION(major, minor, patch)				\
+	(VTHREAD_VERSION_MAJOR > (major) ||					\
+	 (VTHREAD_VERSION_MAJOR == (major) && VTHREAD_VERSION_MINOR > (minor)) ||	\
+	 (VTHREAD_VERSION_MAJOR == (major) && VTHREAD_VERSION_MINOR == (minor) &&	\
+	  VTHREAD_VERSION_PATCH >= (patch)))
 
 #ifdef __cplusplus
 extern "C" {
@@ -47,6 +60,15 @@ void vthread_exit(void *retval) __attribute__((noreturn));
 /* The calling vthread, or NULL when called outside a vthread. */
 vthread_t vthread_self(void);
 int vthread_equal(vthread_t a, vthread_t b);
+/*
+ * The host thread that backs vt, for the pthread calls that act on a thread from
+ * outside: pthread_kill, pthread_sigqueue, pthread_setname_np, the affinity and
+ * scheduling calls. Signals sent to it are delivered inside the vthread. Valid
+ * while vt is: until it is joined, or until a detached vthread ends. Joining,
+ * detaching and ending a vthread go through vthread_join, vthread_detach and
+ * vthread_exit, never through the pthread calls on this thread.
+ */
+pthread_t vthread_pthread(vthread_t vt);
 
 int vthread_attr_init(vthread_attr_t *attr);
 int vthread_attr_destroy(vthread_attr_t *attr);
@@ -128,8 +150,15 @@ enum {
 };
 unsigned vthread_backend_features(void);
 
-/* Process-wide counters; the same figures VTHREAD_STATS=1 prints at exit. */
+/*
+ * Process-wide counters; the same figures VTHREAD_STATS=1 prints at exit. The
+ * caller sets size to sizeof(struct vthread_stats) (VTHREAD_STATS_INIT does), so
+ * that the struct can grow: the library fills what both it and the caller know,
+ * zeroes the caller's fields it does not know, and sets size to the bytes it
+ * filled. EINVAL: NULL st, or size below sizeof(size_t) + one counter.
+ */
 struct vthread_stats {
+	size_t size;
 	unsigned long vthreads_created;
 	unsigned long vthreads_live;	/* created and not yet joined or reaped */
 	unsigned long vcpus;		/* vCPUs created; they are pooled and reused */
@@ -148,7 +177,11 @@ struct vthread_stats {
 	unsigned long exit_hostcall;	/* vthread_hostcall() from a vthread */
 	unsigned long syscalls_ring;	/* system calls made without an exit */
 };
+#define VTHREAD_STATS_INIT { .size = sizeof(struct vthread_stats) }
 int vthread_get_stats(struct vthread_stats *st);
+
+/* The library's version, "MAJOR.MINOR.PATCH": the one loaded, not the header's. */
+const char *vthread_version(void);
 
 #ifdef __cplusplus
 }

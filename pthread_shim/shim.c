@@ -222,7 +222,7 @@ static enum why create_vthread(pthread_t *th, const pthread_attr_t *attr,
 			       void *(*fn)(void *), void *arg, int *err)
 {
 	pthread_attr_t def, host;
-	struct vthread_stats st;
+	struct vthread_stats st = VTHREAD_STATS_INIT;
 	vthread_attr_t va;
 	enum why why = AS_VTHREAD;
 

@@ -205,6 +205,12 @@ int rt_init(void)
 	return r;
 }
 
+/* The header this file is built with is the library's own. */
+RT_API const char *vthread_version(void)
+{
+	return VTHREAD_VERSION;
+}
+
 RT_API const char *vthread_backend(void)
 {
 	return rt_init() ? NULL : rt.hv.be->name;

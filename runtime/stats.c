@@ -1,18 +1,27 @@
 /* SPDX-License-Identifier: MIT */
 /* Counters: vthread_get_stats() and the VTHREAD_STATS=1 report at exit. */
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "rt.h"
 
+/* The caller's struct may be older (shorter) or newer (longer) than ours. */
 RT_API int vthread_get_stats(struct vthread_stats *st)
 {
-	if (!st)
+	struct vthread_stats s;
+	size_t n;
+
+	if (!st || st->size < offsetof(struct vthread_stats, vthreads_created) +
+				  sizeof(st->vthreads_created))
 		return EINVAL;
+	n = st->size < sizeof(s) ? st->size : sizeof(s);
 	pthread_mutex_lock(&rt.pool_lock);
-	*st = (struct vthread_stats){
+	s = (struct vthread_stats){
+		.size = n,
 		.vthreads_created = rt.created,
 		.vthreads_live = rt.live,
 		.vcpus = rt.nvcpus,
@@ -31,12 +40,14 @@ RT_API int vthread_get_stats(struct vthread_stats *st)
 		.exit_other = rt.exits[RT_EXIT_OTHER],
 	};
 	pthread_mutex_unlock(&rt.pool_lock);
+	memset((char *)st + n, 0, st->size - n);
+	memcpy(st, &s, n);
 	return 0;
 }
 
 void rt_stats_print(int fd)
 {
-	struct vthread_stats s;
+	struct vthread_stats s = VTHREAD_STATS_INIT;
 	char buf[768];
 	int n;
 

@@ -415,3 +415,8 @@ RT_API int vthread_equal(vthread_t a, vthread_t b)
 {
 	return a == b;
 }
+
+RT_API pthread_t vthread_pthread(vthread_t vt)
+{
+	return vt ? vt->host : (pthread_t)0;
+}

@@ -57,12 +57,12 @@ static void *hostcall_in_vthread(void *p)
 	return (void *)(intptr_t)vthread_hostcall(&c->cif, c->fn, c->ret, c->args);
 }
 
-static struct vthread_stats stats_before;
+static struct vthread_stats stats_before = VTHREAD_STATS_INIT;
 
 /* Runs c through vthread_hostcall inside a vthread (how == 0) or vthread_call. */
 static void run(struct call *c, int how)
 {
-	struct vthread_stats after;
+	struct vthread_stats after = VTHREAD_STATS_INIT;
 
 	require_backend();
 	vthread_get_stats(&stats_before);

@@ -134,7 +134,7 @@ static void *detached_exit(void *arg)
 
 START_TEST(test_detached_pthread_exit_is_reclaimed)
 {
-	struct vthread_stats st;
+	struct vthread_stats st = VTHREAD_STATS_INIT;
 	vthread_attr_t a;
 	vthread_t vt;
 

@@ -21,7 +21,7 @@ static void *nothing(void *arg)
 START_TEST(test_create_join_cycles_leak_nothing)
 {
 	const uintptr_t n = cycles();
-	struct vthread_stats before, after;
+	struct vthread_stats before = VTHREAD_STATS_INIT, after = VTHREAD_STATS_INIT;
 	vthread_t vt;
 	void *ret;
 	int fds;

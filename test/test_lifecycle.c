@@ -141,7 +141,7 @@ START_TEST(test_detached_vthreads_are_reaped)
 {
 	vthread_attr_t a;
 	vthread_t vt;
-	struct vthread_stats st;
+	struct vthread_stats st = VTHREAD_STATS_INIT;
 
 	require_backend();
 	ck_assert_int_eq(vthread_attr_init(&a), 0);
@@ -259,7 +259,7 @@ START_TEST(test_running_out_of_vcpus_gives_eagain_then_recovers)
 	enum { LIMIT = 8192 };
 	static vthread_t vt[LIMIT];
 	vthread_attr_t a;
-	struct vthread_stats st;
+	struct vthread_stats st = VTHREAD_STATS_INIT;
 	int p[2], n, r = 0;
 
 	require_backend();

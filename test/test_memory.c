@@ -65,7 +65,7 @@ static void *map_far(uintptr_t hint)
 START_TEST(test_host_mapping_made_after_start_is_seen)
 {
 	struct handoff h = { 0 };
-	struct vthread_stats before, after;
+	struct vthread_stats before = VTHREAD_STATS_INIT, after = VTHREAD_STATS_INIT;
 	vthread_t vt;
 	void *ret;
 
@@ -140,7 +140,7 @@ END_TEST
 START_TEST(test_new_mapping_inside_a_mirrored_chunk_is_seen)
 {
 	unsigned char *first = map_far(0x2a0000000000), *later;
-	struct vthread_stats before, after;
+	struct vthread_stats before = VTHREAD_STATS_INIT, after = VTHREAD_STATS_INIT;
 	vthread_t vt;
 	void *ret;
 
@@ -169,7 +169,7 @@ START_TEST(test_reservations_are_mirrored_only_when_used)
 	size_t len = 4ull << 30;
 	char *res = mmap((void *)0x280000000000, len, PROT_NONE,
 			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE, -1, 0);
-	struct vthread_stats before, after;
+	struct vthread_stats before = VTHREAD_STATS_INIT, after = VTHREAD_STATS_INIT;
 	char *used = res + (2ull << 30) + 4096;
 	vthread_t vt;
 

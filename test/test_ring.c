@@ -65,7 +65,7 @@ static void *getppid_loop(void *arg)
 
 START_TEST(test_ring_mode_makes_calls_without_exits)
 {
-	struct vthread_stats before, after;
+	struct vthread_stats before = VTHREAD_STATS_INIT, after = VTHREAD_STATS_INIT;
 
 	ck_assert_int_eq(vthread_get_stats(&before), 0);
 	ck_assert_int_eq(run_mode(VTHREAD_SYSCALL_RING, getppid_loop, (void *)(intptr_t)getppid()), 0);
@@ -86,7 +86,7 @@ END_TEST
 
 START_TEST(test_exit_mode_never_uses_the_ring)
 {
-	struct vthread_stats before, after;
+	struct vthread_stats before = VTHREAD_STATS_INIT, after = VTHREAD_STATS_INIT;
 
 	ck_assert_int_eq(vthread_get_stats(&before), 0);
 	ck_assert_int_eq(run_mode(VTHREAD_SYSCALL_EXIT, getppid_loop, (void *)(intptr_t)getppid()), 0);
