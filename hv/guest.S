@@ -13,6 +13,7 @@
 /* MSR_LSTAR. `syscall` at CPL0 lands here with RCX = return RIP, R11 = RFLAGS and
  * RSP untouched; the runtime performs the call and resumes at RCX. */
 	.globl hv_guest_syscall
+	.hidden hv_guest_syscall
 	.type hv_guest_syscall, @function
 	.balign 16
 hv_guest_syscall:
@@ -37,6 +38,8 @@ exit_syscall:
  */
 	.globl hv_guest_syscall_ring, hv_guest_ring_posted, hv_guest_ring_done, hv_guest_ring_end
 	.globl hv_guest_ring_below, hv_guest_ring_pushed, hv_guest_ring_above
+	.hidden hv_guest_syscall_ring, hv_guest_ring_posted, hv_guest_ring_done, hv_guest_ring_end
+	.hidden hv_guest_ring_below, hv_guest_ring_pushed, hv_guest_ring_above
 	.type hv_guest_syscall_ring, @function
 	.balign 16
 hv_guest_syscall_ring:
@@ -90,6 +93,7 @@ hv_guest_ring_end:
 /* vthread_hostcall() inside a vthread: the runtime makes the call on the backing
  * thread and resumes after the `out`. */
 	.globl hv_guest_hostcall
+	.hidden hv_guest_hostcall
 	.type hv_guest_hostcall, @function
 	.balign 16
 hv_guest_hostcall:
@@ -99,6 +103,7 @@ hv_guest_hostcall:
 
 /* The return address under a vthread's start routine: RAX holds its value. */
 	.globl hv_guest_return
+	.hidden hv_guest_return
 	.type hv_guest_return, @function
 	.balign 16
 hv_guest_return:
@@ -108,6 +113,7 @@ hv_guest_return:
 
 /* vthread_exit() inside a vthread: same exit, value moved into RAX. */
 	.globl hv_guest_end
+	.hidden hv_guest_end
 	.type hv_guest_end, @function
 	.balign 16
 hv_guest_end:
@@ -118,6 +124,7 @@ hv_guest_end:
 /* An empty exit: the runtime resumes after the `out` (KVM completes it), changing
  * nothing. The cheapest guest-to-host round trip, for measuring the floor. */
 	.globl hv_guest_null_exit
+	.hidden hv_guest_null_exit
 	.type hv_guest_null_exit, @function
 	.balign 16
 hv_guest_null_exit:
@@ -128,6 +135,7 @@ hv_guest_null_exit:
 /* Runs HV_PROBE_LOOPS iterations: ~1 cycle each when the vCPU executes natively,
  * microseconds each when KVM emulates every instruction. */
 	.globl hv_guest_probe
+	.hidden hv_guest_probe
 	.type hv_guest_probe, @function
 	.balign 16
 hv_guest_probe:
@@ -141,6 +149,7 @@ hv_guest_probe:
 /* IDT gates 0..31, all on IST1 so that the frame never lands in the red zone
  * below the interrupted code's RSP. Each stub exits with its vector in the port. */
 	.globl hv_guest_vectors
+	.hidden hv_guest_vectors
 	.type hv_guest_vectors, @function
 	.balign HV_VECTOR_STUB
 hv_guest_vectors:

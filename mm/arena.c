@@ -1,26 +1,35 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * One jemalloc arena holds all guest-visible runtime memory: page tables, vCPU
- * areas, the IDT and vthread stacks. Its extents come from 1 GiB-aligned regions
- * of ours, so each region is one mirror chunk, and it never returns or purges
- * pages (decay off), so memory reused by the next vthread is still mapped by
- * the guest and by KVM's shadow tables.
+ * Guest-visible runtime memory, in whole pages: page tables, vCPU areas, the IDT
+ * and vthread stacks. It comes from 1 GiB-aligned regions of ours, so each
+ * region is one mirror chunk, and it is never unmapped or purged, so memory
+ * reused by the next vthread is still mapped by the guest and by KVM's shadow
+ * tables. A region is handed out front to back, untouched until used; freed
+ * extents wait in an address-ordered list, merged with their neighbours, and
+ * are zeroed when taken again. A general-purpose allocator is no help here:
+ * jemalloc's arenas did this job, but its initial-exec TLS does not fit the
+ * static TLS a dlopen()ed library may use, so libvthread could not be dlopened.
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <pthread.h>
-#include <stdatomic.h>
-#include <stdio.h>
+#include <stdbool.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <jemalloc/jemalloc.h>
 
 #include "mm.h"
 
-static pthread_mutex_t region_lock = PTHREAD_MUTEX_INITIALIZER;
-static char *region_next, *region_end;
-static unsigned arena_index;
-static atomic_size_t in_use;
+struct extent {
+	char *addr;
+	size_t len;
+	struct extent *next;
+};
+
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static char *region_next, *region_end;	/* the untouched rest of the newest region */
+static struct extent *freed;		/* by address; never adjacent to each other */
+static size_t in_use;
 
 /* A fresh region of whole chunks, 1 GiB aligned; reserved, touched only as used. */
 static int region_new(size_t size)
@@ -41,102 +50,100 @@ static int region_new(size_t size)
 	return 0;
 }
 
-static void *extent_alloc(extent_hooks_t *h, void *new_addr, size_t size, size_t align,
-			  bool *zero, bool *commit, unsigned ind)
+/* First fit among freed extents; the caller zeroes what it gets. */
+static char *take_freed(size_t size)
+{
+	for (struct extent **e = &freed; *e; e = &(*e)->next) {
+		struct extent *x = *e;
+		char *p = x->addr;
+
+		if (x->len < size)
+			continue;
+		x->addr += size;
+		x->len -= size;
+		if (!x->len) {
+			*e = x->next;
+			free(x);
+		}
+		return p;
+	}
+	return NULL;
+}
+
+/* fork(): the runtime's handler holds the lock across it, after the mirror's. */
+void mm_arena_lock(void)
+{
+	pthread_mutex_lock(&lock);
+}
+
+void mm_arena_unlock(void)
+{
+	pthread_mutex_unlock(&lock);
+}
+
+void *mm_arena_alloc(size_t size)
 {
 	char *p;
 
-	(void)h;
-	(void)ind;
-	if (new_addr)
-		return NULL;	/* we place extents ourselves */
-	pthread_mutex_lock(&region_lock);
-	p = (char *)(((uintptr_t)region_next + align - 1) & ~(align - 1));
-	if (!region_next || p + size > region_end) {
-		if (region_new(size) < 0) {
-			pthread_mutex_unlock(&region_lock);
-			return NULL;
+	size = mm_page_round(size);
+	pthread_mutex_lock(&lock);
+	p = take_freed(size);
+	if (p) {
+		memset(p, 0, size);
+	} else {
+		if (!region_next || region_end - region_next < (ptrdiff_t)size) {
+			if (region_new(size) < 0) {
+				pthread_mutex_unlock(&lock);
+				return NULL;
+			}
 		}
-		p = region_next;
+		p = region_next;	/* fresh anonymous memory is zero */
+		region_next += size;
 	}
-	region_next = p + size;
-	pthread_mutex_unlock(&region_lock);
-	*zero = true;	/* fresh anonymous memory */
-	*commit = true;
+	in_use += size;
+	pthread_mutex_unlock(&lock);
 	return p;
 }
 
-/* Returning true refuses: extents stay with the arena, pages stay resident. */
-static bool extent_refuse(extent_hooks_t *h, void *addr, size_t size, bool committed,
-			  unsigned ind)
+/* Into the address-ordered list, merged with a neighbour on either side. */
+void mm_arena_free(void *addr, size_t size)
 {
-	(void)h, (void)addr, (void)size, (void)committed, (void)ind;
-	return true;
-}
+	struct extent **e = &freed, *prev = NULL, *x;
+	char *p = addr;
 
-static bool extent_split(extent_hooks_t *h, void *addr, size_t size, size_t a, size_t b,
-			 bool committed, unsigned ind)
-{
-	(void)h, (void)addr, (void)size, (void)a, (void)b, (void)committed, (void)ind;
-	return false;	/* our memory is plain anonymous memory: any split is fine */
-}
-
-static bool extent_merge(extent_hooks_t *h, void *a, size_t as, void *b, size_t bs,
-			 bool committed, unsigned ind)
-{
-	(void)h, (void)a, (void)as, (void)b, (void)bs, (void)committed, (void)ind;
-	return false;
-}
-
-static extent_hooks_t hooks = {
-	.alloc = extent_alloc,
-	.dalloc = extent_refuse,
-	.split = extent_split,
-	.merge = extent_merge,
-};
-
-static int set_decay(const char *what)
-{
-	char name[64];
-	ssize_t never = -1;
-
-	snprintf(name, sizeof(name), "arena.%u.%s", arena_index, what);
-	return -mallctl(name, NULL, NULL, &never, sizeof(never));
-}
-
-int mm_arena_init(void)
-{
-	extent_hooks_t *hp = &hooks;
-	size_t sz = sizeof(arena_index);
-	int r = mallctl("arenas.create", &arena_index, &sz, &hp, sizeof(hp));
-
-	if (r)
-		return -r;
-	r = set_decay("dirty_decay_ms");
-	if (!r)
-		r = set_decay("muzzy_decay_ms");
-	return r;
-}
-
-void *mm_arena_alloc(size_t size, size_t align)
-{
-	void *p = mallocx(size, MALLOCX_ARENA(arena_index) | MALLOCX_TCACHE_NONE |
-				    MALLOCX_ZERO | MALLOCX_ALIGN(align));
-
-	if (p)
-		in_use += sallocx(p, 0);
-	return p;
-}
-
-void mm_arena_free(void *p)
-{
 	if (!p)
 		return;
-	in_use -= sallocx(p, 0);
-	dallocx(p, MALLOCX_TCACHE_NONE);
+	size = mm_page_round(size);
+	pthread_mutex_lock(&lock);
+	in_use -= size;
+	while (*e && (*e)->addr < p) {
+		prev = *e;
+		e = &(*e)->next;
+	}
+	if (prev && prev->addr + prev->len == p) {
+		prev->len += size;
+		x = prev->next;
+		if (x && prev->addr + prev->len == x->addr) {
+			prev->len += x->len;
+			prev->next = x->next;
+			free(x);
+		}
+	} else if (*e && p + size == (*e)->addr) {
+		(*e)->addr = p;
+		(*e)->len += size;
+	} else if ((x = malloc(sizeof(*x)))) {
+		*x = (struct extent){ p, size, *e };
+		*e = x;
+	}	/* else the extent stays reserved and unused: memory, never safety */
+	pthread_mutex_unlock(&lock);
 }
 
 size_t mm_arena_in_use(void)
 {
-	return in_use;
+	size_t n;
+
+	pthread_mutex_lock(&lock);
+	n = in_use;
+	pthread_mutex_unlock(&lock);
+	return n;
 }

@@ -78,10 +78,10 @@ uint64_t mm_gpa(struct mm *mm, const void *hva)
 /* A page-table page: it needs guest-physical backing, not a guest-virtual mapping. */
 static uint64_t *pt_page(struct mm *mm)
 {
-	uint64_t *p = mm_arena_alloc(MM_PAGE_SIZE, MM_PAGE_SIZE);
+	uint64_t *p = mm_arena_alloc(MM_PAGE_SIZE);
 
 	if (p && chunk_slot(mm, (uintptr_t)p >> MM_CHUNK_SHIFT) < 0) {
-		mm_arena_free(p);
+		mm_arena_free(p, MM_PAGE_SIZE);
 		return NULL;
 	}
 	return p;
@@ -214,30 +214,30 @@ int mm_init(struct mm *mm, struct hv *hv)
 void mm_destroy(struct mm *mm)
 {
 	for (unsigned i = 0; i < mm->nslots; i++)
-		mm_arena_free(mm->slots[i].pd);
+		mm_arena_free(mm->slots[i].pd, MM_PAGE_SIZE);
 	for (unsigned i = 0; i < 256; i++)
-		mm_arena_free(mm->pdpt[i]);
-	mm_arena_free(mm->pml4);
+		mm_arena_free(mm->pdpt[i], MM_PAGE_SIZE);
+	mm_arena_free(mm->pml4, MM_PAGE_SIZE);
 	free(mm->slots);
 	free(mm->chunk);
 	pthread_mutex_destroy(&mm->lock);
 	memset(mm, 0, sizeof(*mm));
 }
 
-void *mm_alloc(struct mm *mm, size_t size, size_t align)
+void *mm_alloc(struct mm *mm, size_t size)
 {
-	void *p = mm_arena_alloc(size, align);
+	void *p = mm_arena_alloc(size);
 
 	if (p && mm_mirror_range(mm, p, size) < 0) {
-		mm_arena_free(p);
+		mm_arena_free(p, size);
 		return NULL;
 	}
 	return p;
 }
 
-void mm_free(void *p)
+void mm_free(void *p, size_t size)
 {
-	mm_arena_free(p);
+	mm_arena_free(p, size);
 }
 
 /* msync fails with ENOMEM exactly when part of the range is not mapped. */

@@ -49,10 +49,11 @@ static inline size_t mm_page_round(size_t n)
 int mm_copy_in(void *dst, const void *src, size_t n);
 int mm_copy_out(void *dst, const void *src, size_t n);
 
-/* arena.c: guest-visible runtime memory, from one jemalloc arena with our extents */
-int mm_arena_init(void);
-void *mm_arena_alloc(size_t size, size_t align);	/* zeroed */
-void mm_arena_free(void *p);
+/* arena.c: guest-visible runtime memory, whole pages from regions of ours */
+void *mm_arena_alloc(size_t size);	/* zeroed, page-aligned */
+void mm_arena_free(void *p, size_t size);
+void mm_arena_lock(void);
+void mm_arena_unlock(void);
 size_t mm_arena_in_use(void);
 
 /* mirror.c */
@@ -63,8 +64,8 @@ int mm_mirror_range(struct mm *mm, const void *addr, size_t len);
 int mm_mirror_process(struct mm *mm);
 uint64_t mm_gpa(struct mm *mm, const void *hva);
 /* Guest-visible runtime memory, mirrored before it is returned; mm_free frees it. */
-void *mm_alloc(struct mm *mm, size_t size, size_t align);
-void mm_free(void *p);
+void *mm_alloc(struct mm *mm, size_t size);
+void mm_free(void *p, size_t size);
 
 /*
  * The shared fault handler, for a guest page fault at gva: 0 when the address is

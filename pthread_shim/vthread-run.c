@@ -50,6 +50,8 @@ static const char usage[] =
 "        why (VTHREAD_SHIM_LOG=1).\n"
 "    -h, --help\n"
 "        Print this text.\n"
+"    --version\n"
+"        Print the version and exit.\n"
 "\n"
 "ENVIRONMENT\n"
 "    The options set VTHREAD_SHIM, VTHREAD_SHIM_MATCH, VTHREAD_SHIM_MAX,\n"
@@ -148,6 +150,7 @@ int main(int argc, char **argv)
 		{ "stats", no_argument, NULL, 's' },
 		{ "log", no_argument, NULL, 'l' },
 		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
 		{ 0 }
 	};
 	char shim[PATH_MAX + sizeof(SHIM_NAME)];
@@ -174,6 +177,9 @@ int main(int argc, char **argv)
 			break;
 		case 'h':
 			fputs(usage, stdout);
+			return 0;
+		case 'V':
+			puts("vthread-run (libvthread) " VTHREAD_VERSION);
 			return 0;
 		default:
 			fprintf(stderr, "Try 'vthread-run --help'.\n");

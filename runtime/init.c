@@ -20,7 +20,7 @@ struct rt rt = {
 	.registry = { .prev = &rt.registry, .next = &rt.registry },
 };
 
-static bool arena_ready, atfork_ready;
+static bool atfork_ready;
 
 static void debug_why(void)
 {
@@ -35,10 +35,12 @@ static void atfork_prepare(void)
 	pthread_mutex_lock(&rt.pool_lock);
 	if (rt.state == RT_READY)
 		pthread_mutex_lock(&rt.mm.lock);
+	mm_arena_lock();	/* the mirror takes it under mm.lock */
 }
 
 static void atfork_parent(void)
 {
+	mm_arena_unlock();
 	if (rt.state == RT_READY)
 		pthread_mutex_unlock(&rt.mm.lock);
 	pthread_mutex_unlock(&rt.pool_lock);
@@ -47,10 +49,11 @@ static void atfork_parent(void)
 
 static void atfork_child(void)
 {
+	mm_arena_unlock();
 	if (rt.state == RT_READY) {
 		rt_vcpu_forget_all();
 		rt_ring_forget();
-		mm_free(rt.idt);
+		mm_free(rt.idt, HV_IDT_SIZE);
 		rt.idt = NULL;
 		pthread_mutex_unlock(&rt.mm.lock);
 		mm_destroy(&rt.mm);
@@ -93,15 +96,6 @@ static int init_locked(int mode)
 	if (!first)
 		return -EAGAIN;
 	first->fd = -1;
-	if (!arena_ready) {
-		r = mm_arena_init();
-		if (r < 0) {
-			free(first);
-			fail("cannot create the jemalloc arena", r);
-			return -ENOSYS;
-		}
-		arena_ready = true;
-	}
 	rt.xsave_size = xsave_size();
 	r = hv_open(&rt.hv, dev && *dev ? dev : "/dev/kvm", first, rt.why, sizeof(rt.why));
 	if (r < 0) {
@@ -115,7 +109,7 @@ static int init_locked(int mode)
 		fail("cannot mirror the address space", r);
 		goto err;
 	}
-	rt.idt = mm_alloc(&rt.mm, HV_IDT_SIZE, MM_PAGE_SIZE);
+	rt.idt = mm_alloc(&rt.mm, HV_IDT_SIZE);
 	if (!rt.idt) {
 		fail("cannot allocate the IDT", -ENOMEM);
 		goto err;
@@ -156,7 +150,7 @@ err:
 		hv_vcpu_destroy(first);
 		free(first);
 	}
-	mm_free(rt.idt);
+	mm_free(rt.idt, HV_IDT_SIZE);
 	rt.idt = NULL;
 	mm_destroy(&rt.mm);
 	hv_close(&rt.hv);

@@ -18,13 +18,13 @@ int rt_vcpu_new(struct hv_vcpu *vc)
 	};
 	int r;
 
-	vc->area = mm_alloc(&rt.mm, HV_VCPU_AREA_SIZE, MM_PAGE_SIZE);
+	vc->area = mm_alloc(&rt.mm, HV_VCPU_AREA_SIZE);
 	if (!vc->area)
 		return -ENOMEM;
 	lay.area_gpa = mm_gpa(&rt.mm, vc->area);
 	r = hv_vcpu_setup(vc, &lay);
 	if (r < 0) {
-		mm_free(vc->area);
+		mm_free(vc->area, HV_VCPU_AREA_SIZE);
 		vc->area = NULL;
 		return r;
 	}
@@ -32,7 +32,7 @@ int rt_vcpu_new(struct hv_vcpu *vc)
 		rt.vcpus = calloc(rt.hv.max_vcpus, sizeof(*rt.vcpus));
 		rt.idle = calloc(rt.hv.max_vcpus, sizeof(*rt.idle));
 		if (!rt.vcpus || !rt.idle) {
-			mm_free(vc->area);
+			mm_free(vc->area, HV_VCPU_AREA_SIZE);
 			vc->area = NULL;
 			return -ENOMEM;
 		}
@@ -87,7 +87,7 @@ void rt_vcpu_put(struct hv_vcpu *vc)
 void rt_vcpu_forget_all(void)
 {
 	for (unsigned i = 0; i < rt.nvcpus; i++) {
-		mm_free(rt.vcpus[i]->area);
+		mm_free(rt.vcpus[i]->area, HV_VCPU_AREA_SIZE);
 		hv_vcpu_destroy(rt.vcpus[i]);
 		free(rt.vcpus[i]);
 	}

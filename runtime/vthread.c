@@ -112,7 +112,7 @@ static int stack_alloc(struct vthread *vt, const struct rt_attr *a)
 		return -EAGAIN;
 	vt->guard = mm_page_round(a->guardsize);
 	vt->stack_size = mm_page_round(a->stacksize) + vt->guard;
-	vt->stack = mm_alloc(&rt.mm, vt->stack_size, MM_PAGE_SIZE);
+	vt->stack = mm_alloc(&rt.mm, vt->stack_size);
 	if (!vt->stack)
 		return -EAGAIN;
 	vt->own_stack = true;
@@ -128,7 +128,7 @@ static void stack_free(struct vthread *vt)
 		return;
 	if (vt->guard)
 		mprotect(vt->stack, vt->guard, PROT_READ | PROT_WRITE);
-	mm_free(vt->stack);
+	mm_free(vt->stack, vt->stack_size);
 }
 
 /*

@@ -25,6 +25,7 @@
 
 #include "common.h"
 
+#ifdef HAVE_CXX
 int cxx_throw_and_catch(int depth);
 
 static void *throw_catch(void *arg)
@@ -38,6 +39,7 @@ START_TEST(test_cxx_exception_thrown_and_caught)
 	ck_assert_int_eq(run_vthread(throw_catch, NULL), 6);	/* every frame's destructor ran */
 }
 END_TEST
+#endif
 
 static jmp_buf jb;
 
@@ -289,7 +291,9 @@ int main(void)
 	TCase *tc = tcase_create("bodies");
 
 	tcase_set_timeout(tc, 60);
+#ifdef HAVE_CXX
 	tcase_add_test(tc, test_cxx_exception_thrown_and_caught);
+#endif
 	tcase_add_test(tc, test_setjmp_longjmp);
 	tcase_add_test(tc, test_dlopen_and_its_tls);
 	tcase_add_test(tc, test_ucontext_coroutine);

@@ -1,0 +1,54 @@
+#!/bin/sh
+# install.sh MESON BUILDDIR CC SRCDIR: what a packager ships. Installs into a
+# temporary root, then builds consumers with pkg-config only: shared, and fully
+# static with names the runtime uses inside. The library exports exactly the
+# header's functions; every man page renders without a warning. No KVM needed.
+set -eu
+meson=$1 build=$2 cc=$3 src=$4
+dest=$(mktemp -d)
+trap 'rm -rf "$dest"' EXIT
+"$meson" install -C "$build" --no-rebuild --quiet --destdir "$dest" >/dev/null
+pc=$(find "$dest" -name vthread.pc)
+so=$(find "$dest" -name libvthread.so.0)
+header=$(find "$dest" -name vthread.h)
+[ -n "$pc" ] && [ -n "$so" ] && [ -n "$header" ] || { echo "install: no vthread.pc, libvthread.so.0 or vthread.h" >&2; exit 1; }
+export PKG_CONFIG_PATH="${pc%/*}" PKG_CONFIG_SYSROOT_DIR="$dest"
+
+echo "== shared, with pkg-config --cflags --libs vthread"
+"$cc" -Wall -Wextra -Werror -o "$dest/consumer" "$src/install_consumer.c" $(pkg-config --cflags --libs vthread)
+LD_LIBRARY_PATH="${so%/*}" "$dest/consumer"
+
+echo "== fully static, with pkg-config --static, defining rt and mm_init itself"
+"$cc" -Wall -Wextra -Werror -static -DOWN_NAMES -o "$dest/consumer-static" "$src/install_consumer.c" \
+	$(pkg-config --cflags --static --libs vthread)
+"$dest/consumer-static"
+
+echo "== exports: the header's functions, each in a version node"
+nm -D --defined-only "$so" | awk '$2 == "T" { print $3 }' | sort > "$dest/exports"
+sed 's/@.*//' "$dest/exports" > "$dest/exported"
+grep -o '\<vthread_[a-z_]*(' "$header" | tr -d '(' | sort -u > "$dest/declared"
+diff -u "$dest/declared" "$dest/exported"
+! grep -v '@@VTHREAD_' "$dest/exports"
+wc -l < "$dest/exported" | sed 's/$/ functions, each versioned/'
+
+echo "== tools: --version"
+version=$(pkg-config --modversion vthread)
+for tool in $(find "$dest" -path '*/bin/*' -type f | sort); do
+	out=$(LD_LIBRARY_PATH="${so%/*}" "$tool" --version)
+	[ "$out" = "${tool##*/} (libvthread) $version" ] || { echo "$tool --version: '$out'" >&2; exit 1; }
+	echo "$out"
+done
+
+echo "== man pages"
+pages=$(find "$dest" -path '*/man/man*' -type f | sort)
+if [ -z "$pages" ]; then
+	[ "${VTHREAD_TEST_STRICT:-0}" = 1 ] && { echo "no man pages installed (scdoc missing?)" >&2; exit 1; }
+	echo "no man pages installed (built with -Dman=disabled or without scdoc)"
+	exit 0
+fi
+for f in $pages; do
+	# .so links resolve against the installed tree, as man resolves them.
+	out=$(cd "${f%/man/*}/man" && LC_ALL=C.UTF-8 MANWIDTH=80 man --warnings -E UTF-8 -l "$f" 2>&1 >/dev/null)
+	[ -z "$out" ] || { echo "$f: $out" >&2; exit 1; }
+done
+echo "$(echo "$pages" | wc -l) pages render without warnings"
