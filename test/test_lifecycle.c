@@ -6,9 +6,11 @@
 #include <limits.h>
 #include <pthread.h>
 #include <sched.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #include "common.h"
@@ -101,6 +103,51 @@ START_TEST(test_self_and_equal)
 	ck_assert_int_eq(vthread_join(vt, NULL), 0);
 	ck_assert(vthread_equal(seen, vt));
 	ck_assert(!vthread_equal(seen, NULL));
+}
+END_TEST
+
+/* Waits for the host's go, then reads its own thread name with a system call. */
+static void *name_after_go(void *arg)
+{
+	static char name[16];
+
+	while (!atomic_load((atomic_int *)arg))
+		usleep(1000);
+	if (prctl(PR_GET_NAME, name) < 0)
+		return NULL;
+	return name;
+}
+
+START_TEST(test_vthread_pthread_takes_a_name_and_an_affinity)
+{
+	atomic_int go = 0;
+	cpu_set_t allowed, one, got;
+	char name[16];
+	vthread_t vt;
+	pthread_t t;
+	void *ret;
+	int cpu = 0;
+
+	require_backend();
+	ck_assert_int_eq(sched_getaffinity(0, sizeof(allowed), &allowed), 0);
+	while (!CPU_ISSET(cpu, &allowed))
+		cpu++;
+	CPU_ZERO(&one);
+	CPU_SET(cpu, &one);
+	ck_assert_int_eq(vthread_create(&vt, NULL, name_after_go, &go), 0);
+	t = vthread_pthread(vt);
+	ck_assert(!pthread_equal(t, pthread_self()));
+	ck_assert_int_eq(pthread_setname_np(t, "vt-named"), 0);
+	ck_assert_int_eq(pthread_getname_np(t, name, sizeof(name)), 0);
+	ck_assert_str_eq(name, "vt-named");
+	ck_assert_int_eq(pthread_setaffinity_np(t, sizeof(one), &one), 0);
+	ck_assert_int_eq(pthread_getaffinity_np(t, sizeof(got), &got), 0);
+	ck_assert(CPU_EQUAL(&got, &one));
+	go = 1;
+	ck_assert_int_eq(vthread_join(vt, &ret), 0);
+	ck_assert_ptr_nonnull(ret);
+	ck_assert_str_eq(ret, "vt-named");	/* the vthread's own thread has the name */
+	ck_assert(pthread_equal(vthread_pthread(NULL), (pthread_t)0));
 }
 END_TEST
 
@@ -359,6 +406,7 @@ int main(void)
 	tcase_add_test(tc, test_64_vthreads_compute_into_shared_arrays);
 	tcase_add_test(tc, test_vthread_exit_gives_join_its_value);
 	tcase_add_test(tc, test_self_and_equal);
+	tcase_add_test(tc, test_vthread_pthread_takes_a_name_and_an_affinity);
 	tcase_add_test(tc, test_join_errors_match_pthread);
 	tcase_add_test(tc, test_detached_vthreads_are_reaped);
 	tcase_add_test(tc, test_detach_then_join_is_einval);

@@ -107,6 +107,43 @@ START_TEST(test_pthread_kill_interrupts_guest_code)
 }
 END_TEST
 
+static atomic_int queued;
+
+static void note_value(int sig, siginfo_t *si, void *uc)
+{
+	note(sig, si, uc);
+	queued = si->si_code == SI_QUEUE ? si->si_value.sival_int : -1;
+}
+
+static void *publish_self_and_spin(void *arg)
+{
+	*(pthread_t *)arg = pthread_self();
+	started = 1;
+	while (!handled)
+		;
+	return NULL;
+}
+
+/* The host needs nothing from the vthread to signal it: vthread_pthread names it. */
+START_TEST(test_sigqueue_to_vthread_pthread_reaches_guest_code)
+{
+	pthread_t inside;
+	vthread_t vt;
+
+	require_backend();
+	catch(SIGUSR2, note_value, 0);
+	vt = start_on_known_stack(publish_self_and_spin, &inside);
+	while (!started)
+		usleep(100);
+	ck_assert(pthread_equal(vthread_pthread(vt), inside));
+	ck_assert_int_eq(pthread_sigqueue(vthread_pthread(vt), SIGUSR2,
+					  (union sigval){ .sival_int = 1234 }), 0);
+	ck_assert_int_eq(vthread_join(vt, NULL), 0);
+	ck_assert_int_eq(queued, 1234);
+	ck_assert(on((void *)handler_sp, stack, sizeof(stack)));
+}
+END_TEST
+
 static void *block_then_unblock(void *arg)
 {
 	sigset_t set, pending;
@@ -454,6 +491,7 @@ int main(void)
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, test_raise_runs_the_handler_on_the_vthread_stack);
 	tcase_add_test(tc, test_pthread_kill_interrupts_guest_code);
+	tcase_add_test(tc, test_sigqueue_to_vthread_pthread_reaches_guest_code);
 	tcase_add_test(tc, test_blocked_signal_waits_for_the_mask);
 	tcase_add_test(tc, test_sigsuspend_returns_eintr_after_the_handler);
 	tcase_add_test(tc, test_sa_restart_restarts_a_blocked_read);
