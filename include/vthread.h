@@ -64,9 +64,11 @@ int vthread_equal(vthread_t a, vthread_t b);
  * The host thread that backs vt, for the pthread calls that act on a thread from
  * outside: pthread_kill, pthread_sigqueue, pthread_setname_np, the affinity and
  * scheduling calls. Signals sent to it are delivered inside the vthread. Valid
- * while vt is: until it is joined, or until a detached vthread ends. Joining,
- * detaching and ending a vthread go through vthread_join, vthread_detach and
- * vthread_exit, never through the pthread calls on this thread.
+ * while vt is: until it is joined, or until a detached vthread ends.
+ * pthread_cancel on it cancels the vthread, as a pthread's. Joining, detaching
+ * and ending a vthread go through vthread_join, vthread_detach and
+ * vthread_exit, never through pthread_join, pthread_detach or pthread_exit on
+ * this thread. NULL gives 0.
  */
 pthread_t vthread_pthread(vthread_t vt);
 
@@ -120,7 +122,7 @@ int vthread_hostcall_long(long *ret, void (*fn)(void), unsigned nargs, const lon
 /*
  * From the host: runs fn as ffi_call(cif, fn, rvalue, avalue) inside a new
  * vthread made with attr (NULL: defaults) and waits for it; rvalue holds the
- * result. 0, EINVAL (NULL cif or fn, bad attr), or vthread_create's error.
+ * result. 0, EINVAL (NULL cif or fn, bad or detached attr), or vthread_create's error.
  * Each call makes a fresh vthread; its vCPU comes from the runtime's pool.
  */
 int vthread_call(const vthread_attr_t *attr, ffi_cif *cif, void (*fn)(void), void *rvalue,

@@ -86,9 +86,14 @@ RT_API int vthread_call(const vthread_attr_t *attr, ffi_cif *cif, void (*fn)(voi
 {
 	struct hv_hostcall c = { cif, fn, rvalue, avalue };
 	vthread_t vt;
-	int r;
+	int r, detached = VTHREAD_CREATE_JOINABLE;
 
 	if (!cif || !fn)
+		return EINVAL;
+	/* A detached vthread could not be waited for; c lives on this frame. */
+	if (attr && (r = vthread_attr_getdetachstate(attr, &detached)))
+		return r;
+	if (detached != VTHREAD_CREATE_JOINABLE)
 		return EINVAL;
 	r = vthread_create(&vt, attr, call_body, &c);
 	return r ? r : vthread_join(vt, NULL);

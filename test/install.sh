@@ -51,4 +51,7 @@ for f in $pages; do
 	out=$(cd "${f%/man/*}/man" && LC_ALL=C.UTF-8 MANWIDTH=80 man --warnings -E UTF-8 -l "$f" 2>&1 >/dev/null)
 	[ -z "$out" ] || { echo "$f: $out" >&2; exit 1; }
 done
-echo "$(echo "$pages" | wc -l) pages render without warnings"
+broken=$(find "$dest" -path '*/man/man*' -xtype l)
+[ -z "$broken" ] || { echo "man links to nothing: $broken" >&2; exit 1; }
+links=$(find "$dest" -path '*/man/man*' -type l | wc -l)
+echo "$(echo "$pages" | wc -l) pages render without warnings; $links other names link to them"

@@ -260,6 +260,13 @@ START_TEST(test_call_runs_inside_a_vthread_and_checks_arguments)
 	ck_assert_int_eq(vthread_call(NULL, &cif, NULL, &out, NULL), EINVAL);
 	memset(&bad, 0, sizeof(bad));
 	ck_assert_int_eq(vthread_call(&bad, &cif, (void (*)(void))in_vthread, &out, NULL), EINVAL);
+	/* a detached vthread could not be waited for */
+	out = 0;
+	vthread_attr_init(&bad);
+	vthread_attr_setdetachstate(&bad, VTHREAD_CREATE_DETACHED);
+	ck_assert_int_eq(vthread_call(&bad, &cif, (void (*)(void))in_vthread, &out, NULL), EINVAL);
+	ck_assert_int_eq((long)out, 0);
+	vthread_attr_destroy(&bad);
 	ck_assert_int_eq(vthread_hostcall(NULL, (void (*)(void))in_vthread, &out, NULL), EINVAL);
 }
 END_TEST
