@@ -74,10 +74,12 @@ pthread_t vthread_pthread(vthread_t vt);
 
 int vthread_attr_init(vthread_attr_t *attr);
 int vthread_attr_destroy(vthread_attr_t *attr);
-/* EINVAL below PTHREAD_STACK_MIN, as pthread_attr_setstacksize. */
+/* EINVAL below PTHREAD_STACK_MIN, as pthread_attr_setstacksize, or above 512 MiB;
+ * it replaces a stack set with vthread_attr_setstack. Getters: EINVAL for NULL. */
 int vthread_attr_setstacksize(vthread_attr_t *attr, size_t size);
 int vthread_attr_getstacksize(const vthread_attr_t *attr, size_t *size);
-/* A caller-owned stack [addr, addr + size); it must stay valid until the vthread ends. */
+/* A caller-owned stack [addr, addr + size); it must stay valid until the vthread
+ * ends. EINVAL: NULL addr, size below PTHREAD_STACK_MIN, a range that wraps. */
 int vthread_attr_setstack(vthread_attr_t *attr, void *addr, size_t size);
 int vthread_attr_getstack(const vthread_attr_t *attr, void **addr, size_t *size);
 /* The PROT_NONE gap below a runtime-allocated stack, in bytes rounded up to
