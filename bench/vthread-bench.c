@@ -10,6 +10,7 @@
 #include <getopt.h>
 #include <math.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -21,6 +22,8 @@
 #include <time.h>
 #include <unistd.h>
 #include <vthread.h>
+
+#include "commit.h"		/* BENCH_COMMIT, from meson's vcs_tag */
 
 void hv_guest_null_exit(void);	/* libvthread internal, reached by static linking */
 
@@ -451,7 +454,8 @@ struct row {
 	double *v[2];		/* samples per kind */
 	int n;			/* 0: not measured */
 	struct summary sum[2];	/* per kind, once measured */
-	double ratio;		/* vthread median / native median */
+	struct summary ratio;	/* of the paired ratios, vthread sample i / pthread sample i */
+	bool noisy;		/* the paired ratios' p90/p10 is over NOISY_SPREAD */
 };
 
 static struct row rows[] = {
@@ -507,10 +511,37 @@ static struct summary summarise(double *v, int n)
 	return r;
 }
 
-/* Alternates the kinds sample by sample, and which goes first, so drift hits both. */
+/*
+ * A row is noisy when the p90/p10 of its paired ratios is over this: their middle
+ * 80% then spans more than a factor of 2, and a change between two runs smaller
+ * than that cannot be told from noise. On a quiet machine (README's kvm_pvm run)
+ * each side's p90/p10 is 1.0-1.4 in most rows; the rows that contend with another
+ * thread (mutex, pipe-write) reach 2-2.5 there, and may be flagged even so.
+ */
+#define NOISY_SPREAD 2.0
+
+/* Why the run is noisy, a line each: on stderr and in the JSON. */
+static char noise[NROWS + 2][160];
+static int nnoise;
+
+static void __attribute__((format(printf, 1, 2))) noisy(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(noise[nnoise++], sizeof(noise[0]), fmt, ap);
+	va_end(ap);
+}
+
+/*
+ * Alternates the kinds sample by sample, and which goes first, so drift hits both.
+ * The two samples of a pair ran back to back: their ratio cancels the drift they
+ * share, which the ratio of two medians would not.
+ */
 static void measure(struct row *r)
 {
 	int n = quick ? (r->samples + 1) / 3 + 2 : r->samples;
+	double *paired = calloc(n, sizeof(double));
 
 	r->v[0] = calloc(n, sizeof(double));
 	r->v[1] = calloc(n, sizeof(double));
@@ -519,11 +550,17 @@ static void measure(struct row *r)
 
 		r->v[first][i] = r->sample(first);
 		r->v[!first][i] = r->sample(!first);
+		paired[i] = r->v[VTHREAD][i] / r->v[PTHREAD][i];
 	}
 	r->n = n;
 	r->sum[PTHREAD] = summarise(r->v[PTHREAD], n);
 	r->sum[VTHREAD] = summarise(r->v[VTHREAD], n);
-	r->ratio = r->sum[VTHREAD].median / r->sum[PTHREAD].median;
+	r->ratio = summarise(paired, n);
+	free(paired);
+	r->noisy = r->ratio.p90 / r->ratio.p10 > NOISY_SPREAD;
+	if (r->noisy)
+		noisy("%s: p90/p10 of the paired ratios is %.2f, over %g", r->name,
+		      r->ratio.p90 / r->ratio.p10, NOISY_SPREAD);
 }
 
 static const char *fmt_ns(double ns, char *buf, size_t len)
@@ -547,22 +584,48 @@ static const char *fmt_summary(struct summary s, char *buf, size_t len)
 	return buf;
 }
 
+/* "ratio [p10, p90]" */
+static const char *fmt_ratio(struct summary s, char *buf, size_t len)
+{
+	snprintf(buf, len, "%.2fx [%.2f, %.2f]", s.median, s.p10, s.p90);
+	return buf;
+}
+
 static void print_table(void)
 {
-	char a[64], b[64];
+	char a[64], b[64], c[64];
 
-	printf("%-14s %30s %30s %9s %3s  %s\n", "row", "native median [p10, p90]",
-	       "vthread median [p10, p90]", "ratio", "n", "what (per operation; ratio of medians)");
+	printf("%-14s %30s %30s %28s %3s  %s\n", "row", "native median [p10, p90]",
+	       "vthread median [p10, p90]", "ratio [p10, p90]", "n",
+	       "what (per operation; ratio: of the samples paired as taken)");
 	for (size_t i = 0; i < NROWS; i++) {
 		struct row *r = &rows[i];
 
 		if (!r->n)
 			continue;
-		printf("%-14s %30s %30s %8.2fx %3d  %s\n", r->name,
+		printf("%-14s %30s %30s %28s %3d  %s\n", r->name,
 		       fmt_summary(r->sum[PTHREAD], a, sizeof(a)),
-		       fmt_summary(r->sum[VTHREAD], b, sizeof(b)), r->ratio, r->n, r->what);
+		       fmt_summary(r->sum[VTHREAD], b, sizeof(b)), fmt_ratio(r->ratio, c, sizeof(c)),
+		       r->n, r->what);
 	}
 }
+
+/* ---- the run's record: JSON and a chart */
+
+/*
+ * Schema 2 adds to schema 1 (which had no "schema"): "schema", "version", "commit"
+ * (null outside git), "machine"."kernel", "loadavg", "noisy", and per row the raw
+ * samples of each side ("raw_ns"), the p10 and p90 of the paired ratios and
+ * "noisy". A row's "ratio" is now the median of its paired ratios; schema 1's was
+ * the ratio of the two medians.
+ */
+#define JSON_SCHEMA 2
+
+static struct {
+	char cpu[128], kernel[160];
+	long cores;		/* online */
+	double load[2][3];	/* at the start and at the end: over 1, 5 and 15 minutes */
+} host;
 
 static void cpu_model(char *buf, size_t len)
 {
@@ -583,39 +646,104 @@ static void cpu_model(char *buf, size_t len)
 		fclose(f);
 }
 
-static void json_summary(FILE *f, const char *key, struct summary s)
+/* A load average over the core count: other work competed for the CPUs (the end's
+ * counts the bench's own threads too, one or two runnable). */
+static void sample_load(int when)
 {
-	fprintf(f, "\"%s\": {\"median_ns\": %.3f, \"p10_ns\": %.3f, \"p90_ns\": %.3f, \"samples\": %d}",
-		key, s.median, s.p10, s.p90, s.n);
+	double *l = host.load[when];
+
+	if (getloadavg(l, 3) != 3)
+		l[0] = l[1] = l[2] = NAN;
+	if (l[0] > host.cores)
+		noisy("load average %.2f at the %s, over the %ld online cores", l[0],
+		      when ? "end" : "start", host.cores);
+}
+
+static void json_string(FILE *f, const char *s)
+{
+	fputc('"', f);
+	for (; *s; s++) {
+		if (*s == '"' || *s == '\\')
+			fprintf(f, "\\%c", *s);
+		else if ((unsigned char)*s < 0x20)
+			fprintf(f, "\\u%04x", *s);
+		else
+			fputc(*s, f);
+	}
+	fputc('"', f);
+}
+
+/* JSON has no NaN: a sample that failed (first-vthread's child) is null. */
+static void json_number(FILE *f, double v)
+{
+	if (isfinite(v))
+		fprintf(f, "%.3f", v);
+	else
+		fputs("null", f);
+}
+
+static void json_numbers(FILE *f, const double *v, int n)
+{
+	fputc('[', f);
+	for (int i = 0; i < n; i++) {
+		fputs(i ? ", " : "", f);
+		json_number(f, v[i]);
+	}
+	fputc(']', f);
+}
+
+static void json_side(FILE *f, const char *key, struct summary s, const double *raw)
+{
+	fprintf(f, "\"%s\": {\"median_ns\": %.3f, \"p10_ns\": %.3f, \"p90_ns\": %.3f, \"samples\": %d, "
+		"\"raw_ns\": ", key, s.median, s.p10, s.p90, s.n);
+	json_numbers(f, raw, s.n);
+	fputc('}', f);
 }
 
 static int write_json(const char *path)
 {
 	FILE *f = fopen(path, "w");
-	struct utsname u;
-	char cpu[128];
 	bool first = true;
 
 	if (!f)
 		return -errno;
-	uname(&u);
-	cpu_model(cpu, sizeof(cpu));
-	fprintf(f, "{\n  \"machine\": {\"cpu\": \"%s\", \"cores\": %ld},\n", cpu,
-		sysconf(_SC_NPROCESSORS_ONLN));
-	fprintf(f, "  \"kernel\": \"%s %s\",\n  \"backend\": \"%s\",\n  \"quick\": %s,\n",
-		u.sysname, u.release, vthread_backend(), quick ? "true" : "false");
-	fprintf(f, "  \"rows\": [");
+	fprintf(f, "{\n  \"schema\": %d,\n  \"version\": ", JSON_SCHEMA);
+	json_string(f, vthread_version());
+	fprintf(f, ",\n  \"commit\": ");
+	if (*BENCH_COMMIT)
+		json_string(f, BENCH_COMMIT);
+	else
+		fputs("null", f);
+	fprintf(f, ",\n  \"machine\": {\"cpu\": ");
+	json_string(f, host.cpu);
+	fprintf(f, ", \"cores\": %ld, \"kernel\": ", host.cores);
+	json_string(f, host.kernel);
+	fprintf(f, "},\n  \"kernel\": ");
+	json_string(f, host.kernel);
+	fprintf(f, ",\n  \"backend\": \"%s\",\n  \"quick\": %s,\n  \"loadavg\": {\"start\": ",
+		vthread_backend(), quick ? "true" : "false");
+	json_numbers(f, host.load[0], 3);
+	fprintf(f, ", \"end\": ");
+	json_numbers(f, host.load[1], 3);
+	fprintf(f, "},\n  \"noisy\": {\"verdict\": %s, \"reasons\": [", nnoise ? "true" : "false");
+	for (int i = 0; i < nnoise; i++) {
+		fputs(i ? ", " : "", f);
+		json_string(f, noise[i]);
+	}
+	fprintf(f, "]},\n  \"rows\": [");
 	for (size_t i = 0; i < NROWS; i++) {
 		struct row *r = &rows[i];
 
 		if (!r->n)
 			continue;
-		fprintf(f, "%s\n    {\"name\": \"%s\", \"what\": \"%s\", ", first ? "" : ",",
-			r->name, r->what);
-		json_summary(f, "native", r->sum[PTHREAD]);
-		fprintf(f, ", ");
-		json_summary(f, "vthread", r->sum[VTHREAD]);
-		fprintf(f, ", \"ratio\": %.4f}", r->ratio);
+		fprintf(f, "%s\n    {\"name\": \"%s\", \"what\": ", first ? "" : ",", r->name);
+		json_string(f, r->what);
+		fprintf(f, ",\n     ");
+		json_side(f, "native", r->sum[PTHREAD], r->v[PTHREAD]);
+		fprintf(f, ",\n     ");
+		json_side(f, "vthread", r->sum[VTHREAD], r->v[VTHREAD]);
+		fprintf(f, ",\n     \"ratio\": %.4f, \"ratio_p10\": %.4f, \"ratio_p90\": %.4f, \"noisy\": %s}",
+			r->ratio.median, r->ratio.p10, r->ratio.p90, r->noisy ? "true" : "false");
 		first = false;
 	}
 	fprintf(f, "\n  ]\n}\n");
@@ -631,7 +759,7 @@ static int write_svg(const char *path)
 	FILE *f;
 
 	for (size_t i = 0; i < NROWS; i++) {
-		double ratio = rows[i].ratio;
+		double ratio = rows[i].ratio.median;
 
 		if (!rows[i].n)
 			continue;
@@ -660,7 +788,7 @@ static int write_svg(const char *path)
 	}
 	n = 0;
 	for (size_t i = 0; i < NROWS; i++) {
-		double ratio = rows[i].ratio;
+		double ratio = rows[i].ratio.median;
 
 		if (!rows[i].n)
 			continue;
@@ -679,15 +807,18 @@ static int write_svg(const char *path)
 	return fclose(f) ? -errno : 0;
 }
 
+/* ---- main */
+
 static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: vthread-bench [--quick] [--only NAME[,NAME...]] [--json FILE] [--svg FILE]\n"
 		"Measures each row as a pthread (or native call) and as a vthread, alternating,\n"
-		"and prints median per operation and the ratio vthread / native.\n"
+		"and prints median per operation and the ratio vthread / native of the samples\n"
+		"paired as taken; warns on stderr when the run was noisy.\n"
 		"  --quick      fewer samples and operations (under a minute)\n"
 		"  --only LIST  run only these rows\n"
-		"  --json FILE  write machine, kernel, backend and every row's median, p10, p90, n\n"
+		"  --json FILE  write machine, load, version and every row's samples and ratios\n"
 		"  --svg FILE   the ratio chart (default: vthread-bench.svg beside the program)\n"
 		"rows:");
 	for (size_t i = 0; i < NROWS; i++)
@@ -723,6 +854,7 @@ int main(int argc, char **argv)
 	};
 	const char *only = NULL, *json = NULL;
 	char svg[4096];
+	struct utsname u;
 	int c, r;
 
 	snprintf(svg, sizeof(svg), "vthread-bench.svg");
@@ -752,13 +884,21 @@ int main(int argc, char **argv)
 	memset(random_area, 1, RANDOM_BYTES);
 	if (ffi_prep_cif(&empty_cif, FFI_DEFAULT_ABI, 0, &ffi_type_void, NULL) != FFI_OK)
 		abort();
+	uname(&u);
+	snprintf(host.kernel, sizeof(host.kernel), "%s %s", u.sysname, u.release);
+	cpu_model(host.cpu, sizeof(host.cpu));
+	host.cores = sysconf(_SC_NPROCESSORS_ONLN);
 	printf("backend %s, %ld cores; absolute times vary between machines, compare ratios\n",
-	       vthread_backend(), sysconf(_SC_NPROCESSORS_ONLN));
+	       vthread_backend(), host.cores);
+	sample_load(0);
 	for (size_t i = 0; i < NROWS; i++) {
 		if (rows[i].wanted)
 			measure(&rows[i]);
 	}
+	sample_load(1);
 	print_table();
+	for (int i = 0; i < nnoise; i++)
+		fprintf(stderr, "vthread-bench: warning: a noisy run: %s\n", noise[i]);
 	if (json && (r = write_json(json)) < 0) {
 		fprintf(stderr, "vthread-bench: %s: %s\n", json, strerror(-r));
 		return 1;
