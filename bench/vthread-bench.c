@@ -7,9 +7,12 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <math.h>
 #include <pthread.h>
+#include <signal.h>
+#include <spawn.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -17,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -24,6 +28,7 @@
 #include <vthread.h>
 
 #include "commit.h"		/* BENCH_COMMIT, from meson's vcs_tag */
+#include "vthread-bench-gp.h"	/* gnuplot_script: vthread-bench.gp, embedded */
 
 void hv_guest_null_exit(void);	/* libvthread internal, reached by static linking */
 
@@ -610,7 +615,7 @@ static void print_table(void)
 	}
 }
 
-/* ---- the run's record: JSON and a chart */
+/* ---- the run's record: JSON, and the chart gnuplot draws from it */
 
 /*
  * Schema 2 adds to schema 1 (which had no "schema"): "schema", "version", "commit"
@@ -750,61 +755,106 @@ static int write_json(const char *path)
 	return fclose(f) ? -errno : 0;
 }
 
-/* A bar per row: the ratio on a log scale, 1x marked. */
-static int write_svg(const char *path)
+static void chart_title(char *buf, size_t len, const char *version, const char *commit,
+			const char *backend, const char *cpu, long cores, bool noisy_run)
 {
-	const int left = 130, width = 560, bar = 22, gap = 8, top = 40;
-	int n = 0;
-	double lo = 0.1, hi = 10;
+	snprintf(buf, len, "libvthread %s%s%s%s, %s, %s, %ld cores%s", version,
+		 commit ? " (" : "", commit ? commit : "", commit ? ")" : "", backend, cpu, cores,
+		 noisy_run ? " (a noisy run)" : "");
+}
+
+/* The legend's words for the points and whiskers. */
+static const char paired_key[] = "median of the paired ratios, whiskers at p10 and p90";
+
+/* A gnuplot string: within single quotes only a quote is special, doubled. */
+static void gp_string(FILE *f, const char *s)
+{
+	fputc('\'', f);
+	for (; *s; s++) {
+		if (*s == '\'')
+			fputc('\'', f);
+		fputc(*s, f);
+	}
+	fputc('\'', f);
+}
+
+/*
+ * Draws the chart of the measured rows into svg: gnuplot reads the settings and
+ * data that vthread-bench.gp expects, then the script itself, from a pipe (no
+ * shell, no temporary file). It reads it as a script file, /proc/self/fd/0 (a
+ * bare lane guest has no /dev/stdin), which the first error ends: as commands on
+ * stdin, a failed `set output` would go on to draw on our stdout. Returns 0,
+ * -ENOENT when gnuplot is not installed, another -errno, or gnuplot's exit status
+ * (it said why on stderr).
+ */
+static int plot(const char *svg, const char *title, const char *key, const struct row *rs, size_t n)
+{
+	char *argv[] = { "gnuplot", "/proc/self/fd/0", NULL };
+	posix_spawn_file_actions_t fa;
+	int p[2], r, status, shown = 0;
+	pid_t pid;
 	FILE *f;
 
-	for (size_t i = 0; i < NROWS; i++) {
-		double ratio = rows[i].ratio.median;
-
-		if (!rows[i].n)
-			continue;
-		while (ratio > hi)
-			hi *= 10;
-		while (ratio < lo)
-			lo /= 10;
-		n++;
-	}
-	f = fopen(path, "w");
-	if (!f)
+	if (pipe2(p, O_CLOEXEC) < 0)
 		return -errno;
-	fprintf(f, "<svg xmlns='http://www.w3.org/2000/svg' width='%d' height='%d' "
-		   "font-family='sans-serif' font-size='12'>\n", left + width + 80,
-		top + n * (bar + gap) + 40);
-	fprintf(f, "<rect width='100%%' height='100%%' fill='white'/>\n"
-		   "<text x='10' y='22' font-size='14'>vthread / native, median (log scale; backend %s)</text>\n",
-		vthread_backend());
-	for (double d = lo; d <= hi * 1.001; d *= 10) {
-		double x = left + width * log10(d / lo) / log10(hi / lo);
-
-		fprintf(f, "<line x1='%.1f' y1='%d' x2='%.1f' y2='%d' stroke='%s'/>\n"
-			   "<text x='%.1f' y='%d' text-anchor='middle'>%gx</text>\n",
-			x, top - 5, x, top + n * (bar + gap), fabs(d - 1) < 1e-9 ? "black" : "#ccc",
-			x, top + n * (bar + gap) + 15, d);
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_adddup2(&fa, p[0], STDIN_FILENO);
+	r = posix_spawnp(&pid, "gnuplot", &fa, NULL, argv, environ);
+	posix_spawn_file_actions_destroy(&fa);
+	close(p[0]);
+	if (r) {
+		close(p[1]);
+		return -r;
 	}
-	n = 0;
-	for (size_t i = 0; i < NROWS; i++) {
-		double ratio = rows[i].ratio.median;
-
-		if (!rows[i].n)
-			continue;
-		double x1 = left + width * log10(1 / lo) / log10(hi / lo);
-		double x2 = left + width * log10(ratio / lo) / log10(hi / lo);
-		int y = top + n++ * (bar + gap);
-
-		fprintf(f, "<text x='%d' y='%d' text-anchor='end'>%s</text>\n", left - 8,
-			y + bar / 2 + 4, rows[i].name);
-		fprintf(f, "<rect x='%.1f' y='%d' width='%.1f' height='%d' fill='%s'/>\n",
-			x1 < x2 ? x1 : x2, y, fabs(x2 - x1) + 1, bar, ratio > 1 ? "#d95f02" : "#1b9e77");
-		fprintf(f, "<text x='%.1f' y='%d'>%.3gx</text>\n", (x1 > x2 ? x1 : x2) + 4,
-			y + bar / 2 + 4, ratio);
+	/* A gnuplot that stopped early is reported by its status, not by SIGPIPE. */
+	signal(SIGPIPE, SIG_IGN);
+	f = fdopen(p[1], "w");
+	if (!f) {
+		r = -errno;
+		close(p[1]);
+		waitpid(pid, NULL, 0);
+		return r;
 	}
-	fprintf(f, "</svg>\n");
-	return fclose(f) ? -errno : 0;
+	for (size_t i = 0; i < n; i++)
+		shown += rs[i].n > 0;
+	fprintf(f, "rows = %d\nnoisy_spread = %g\nchart_title = ", shown, NOISY_SPREAD);
+	gp_string(f, title);
+	fprintf(f, "\nratio_key = ");
+	gp_string(f, key);
+	fprintf(f, "\nset output ");
+	gp_string(f, svg);
+	fprintf(f, "\n$ratios << EOD\n");
+	for (size_t i = 0; i < n; i++) {
+		if (rs[i].n)
+			fprintf(f, "\"%s\" %g %g %g %d\n", rs[i].name, rs[i].ratio.median,
+				rs[i].ratio.p10, rs[i].ratio.p90, rs[i].noisy);
+	}
+	fprintf(f, "EOD\n%s", gnuplot_script);
+	fclose(f);
+	if (waitpid(pid, &status, 0) < 0)
+		return -errno;
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+/* Without gnuplot the chart is skipped with a note, unless it was asked for. */
+static int chart(const char *svg, bool asked, const char *title, const char *key,
+		 const struct row *rs, size_t n)
+{
+	int r = plot(svg, title, key, rs, n);
+
+	if (r == -ENOENT && !asked) {
+		printf("chart: skipped, gnuplot is not installed\n");
+		return 0;
+	}
+	if (r == -ENOENT)
+		fprintf(stderr, "vthread-bench: %s: gnuplot is not installed\n", svg);
+	else if (r < 0)
+		fprintf(stderr, "vthread-bench: %s: cannot run gnuplot: %s\n", svg, strerror(-r));
+	else if (r > 0)
+		fprintf(stderr, "vthread-bench: %s: gnuplot failed (status %d)\n", svg, r);
+	else
+		printf("chart: %s\n", svg);
+	return r ? 1 : 0;
 }
 
 /* ---- main */
@@ -812,14 +862,17 @@ static int write_svg(const char *path)
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: vthread-bench [--quick] [--only NAME[,NAME...]] [--json FILE] [--svg FILE]\n"
+		"usage: vthread-bench [--quick] [--only NAME[,NAME...]] [--out DIR] [--json FILE] [--svg FILE]\n"
 		"Measures each row as a pthread (or native call) and as a vthread, alternating,\n"
 		"and prints median per operation and the ratio vthread / native of the samples\n"
 		"paired as taken; warns on stderr when the run was noisy.\n"
 		"  --quick      fewer samples and operations (under a minute)\n"
 		"  --only LIST  run only these rows\n"
-		"  --json FILE  write machine, load, version and every row's samples and ratios\n"
-		"  --svg FILE   the ratio chart (default: vthread-bench.svg beside the program)\n"
+		"  --out DIR    where vthread-bench.json and vthread-bench.svg go (default: the\n"
+		"               current directory)\n"
+		"  --json FILE  the JSON's own path: machine, load, version, every row's samples\n"
+		"  --svg FILE   the chart's own path; the chart needs gnuplot, and without it is\n"
+		"               skipped with a note unless this names it\n"
 		"rows:");
 	for (size_t i = 0; i < NROWS; i++)
 		fprintf(f, " %s", rows[i].name);
@@ -845,33 +898,52 @@ static int select_rows(const char *only)
 	return 0;
 }
 
+/* NAME in DIR, or in the current directory without one. */
+static const char *out_path(char *buf, size_t len, const char *dir, const char *name)
+{
+	if (!dir)
+		return name;
+	snprintf(buf, len, "%s/%s", dir, name);
+	return buf;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "quick", no_argument, NULL, 'q' }, { "only", required_argument, NULL, 'o' },
-		{ "json", required_argument, NULL, 'j' }, { "svg", required_argument, NULL, 's' },
-		{ "help", no_argument, NULL, 'h' }, { 0 },
+		{ "out", required_argument, NULL, 'O' }, { "json", required_argument, NULL, 'j' },
+		{ "svg", required_argument, NULL, 's' }, { "help", no_argument, NULL, 'h' }, { 0 },
 	};
-	const char *only = NULL, *json = NULL;
-	char svg[4096];
+	const char *only = NULL, *out = NULL, *json = NULL, *svg = NULL;
+	char json_buf[4096], svg_buf[4096], title[512];
+	bool svg_named;
 	struct utsname u;
 	int c, r;
 
-	snprintf(svg, sizeof(svg), "vthread-bench.svg");
-	if (readlink("/proc/self/exe", svg, sizeof(svg) - 32) > 0) {
-		svg[sizeof(svg) - 32] = 0;
-		strcpy(strrchr(svg, '/') + 1, "vthread-bench.svg");
-	}
-	while ((c = getopt_long(argc, argv, "qo:j:s:h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "qo:O:j:s:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'q': quick = true; break;
 		case 'o': only = optarg; break;
+		case 'O': out = optarg; break;
 		case 'j': json = optarg; break;
-		case 's': snprintf(svg, sizeof(svg), "%s", optarg); break;
+		case 's': svg = optarg; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
 	}
+	if (optind != argc) {
+		usage(stderr);
+		return 2;
+	}
+	if (out && mkdir(out, 0777) < 0 && errno != EEXIST) {
+		fprintf(stderr, "vthread-bench: --out %s: %s\n", out, strerror(errno));
+		return 1;
+	}
+	svg_named = svg;
+	if (!svg)
+		svg = out_path(svg_buf, sizeof(svg_buf), out, "vthread-bench.svg");
+	if (!json)
+		json = out_path(json_buf, sizeof(json_buf), out, "vthread-bench.json");
 	if (select_rows(only) < 0) {
 		usage(stderr);
 		return 2;
@@ -899,14 +971,12 @@ int main(int argc, char **argv)
 	print_table();
 	for (int i = 0; i < nnoise; i++)
 		fprintf(stderr, "vthread-bench: warning: a noisy run: %s\n", noise[i]);
-	if (json && (r = write_json(json)) < 0) {
+	if ((r = write_json(json)) < 0) {
 		fprintf(stderr, "vthread-bench: %s: %s\n", json, strerror(-r));
 		return 1;
 	}
-	if ((r = write_svg(svg)) < 0) {
-		fprintf(stderr, "vthread-bench: %s: %s\n", svg, strerror(-r));
-		return 1;
-	}
-	printf("chart: %s\n", svg);
-	return 0;
+	printf("json: %s\n", json);
+	chart_title(title, sizeof(title), vthread_version(), *BENCH_COMMIT ? BENCH_COMMIT : NULL,
+		    vthread_backend(), host.cpu, host.cores, nnoise);
+	return chart(svg, svg_named, title, paired_key, rows, NROWS);
 }
