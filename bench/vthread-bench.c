@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <json-c/json.h>
 #include <math.h>
 #include <pthread.h>
 #include <signal.h>
@@ -763,8 +764,9 @@ static void chart_title(char *buf, size_t len, const char *version, const char *
 		 noisy_run ? " (a noisy run)" : "");
 }
 
-/* The legend's words for the points and whiskers. */
+/* The legend's words for the points and whiskers: a run measured now, or saved by schema 1. */
 static const char paired_key[] = "median of the paired ratios, whiskers at p10 and p90";
+static const char medians_key[] = "ratio of the medians, whiskers from the sides' p10 and p90";
 
 /* A gnuplot string: within single quotes only a quote is special, doubled. */
 static void gp_string(FILE *f, const char *s)
@@ -857,12 +859,194 @@ static int chart(const char *svg, bool asked, const char *title, const char *key
 	return r ? 1 : 0;
 }
 
+/* ---- saved runs: --plot and --compare */
+
+struct run {
+	json_object *root;	/* owns the strings below */
+	const char *path, *version, *commit, *backend, *cpu;
+	int schema;
+	long cores;
+	bool noisy;
+	struct row *rows;	/* name, n, ratio, noisy */
+	size_t n;
+};
+
+static json_object *jget(json_object *o, const char *key)
+{
+	json_object *v = NULL;
+
+	json_object_object_get_ex(o, key, &v);
+	return v;
+}
+
+static double jnum(json_object *o, const char *key)
+{
+	json_object *v = jget(o, key);
+
+	return json_object_is_type(v, json_type_double) || json_object_is_type(v, json_type_int) ?
+	       json_object_get_double(v) : NAN;
+}
+
+static const char *jstr(json_object *o, const char *key, const char *absent)
+{
+	json_object *v = jget(o, key);
+
+	return json_object_is_type(v, json_type_string) ? json_object_get_string(v) : absent;
+}
+
+/* Reads a run that vthread-bench saved, schema 1 or 2; -1 when it cannot (said why). */
+static int load_run(const char *path, struct run *run)
+{
+	json_object *rows_o, *machine;
+
+	*run = (struct run){ .path = path, .root = json_object_from_file(path) };
+	if (!run->root) {
+		fprintf(stderr, "vthread-bench: %s: %s", path, json_util_get_last_err());
+		return -1;
+	}
+	run->schema = jget(run->root, "schema") ? json_object_get_int(jget(run->root, "schema")) : 1;
+	run->version = jstr(run->root, "version", "(version unknown)");
+	run->commit = jstr(run->root, "commit", NULL);
+	run->backend = jstr(run->root, "backend", "unknown backend");
+	machine = jget(run->root, "machine");
+	run->cpu = jstr(machine, "cpu", "unknown CPU");
+	run->cores = json_object_get_int(jget(machine, "cores"));
+	run->noisy = json_object_get_boolean(jget(jget(run->root, "noisy"), "verdict"));
+	rows_o = jget(run->root, "rows");
+	run->n = json_object_is_type(rows_o, json_type_array) ? json_object_array_length(rows_o) : 0;
+	run->rows = calloc(run->n, sizeof(*run->rows));
+	for (size_t i = 0; i < run->n; i++) {
+		json_object *o = json_object_array_get_idx(rows_o, i);
+		json_object *nat = jget(o, "native"), *vt = jget(o, "vthread");
+		struct row *r = &run->rows[i];
+
+		r->name = jstr(o, "name", NULL);
+		r->n = json_object_get_int(jget(vt, "samples"));
+		if (run->schema >= 2) {
+			r->ratio = (struct summary){ .median = jnum(o, "ratio"), .p10 = jnum(o, "ratio_p10"),
+						     .p90 = jnum(o, "ratio_p90"), .n = r->n };
+			r->noisy = json_object_get_boolean(jget(o, "noisy"));
+		} else {
+			/* No samples kept: medians_key's ratio and whiskers, as wide
+			 * as the two sides' spreads allow. */
+			r->ratio = (struct summary){
+				.median = jnum(vt, "median_ns") / jnum(nat, "median_ns"),
+				.p10 = jnum(vt, "p10_ns") / jnum(nat, "p90_ns"),
+				.p90 = jnum(vt, "p90_ns") / jnum(nat, "p10_ns"),
+				.n = r->n,
+			};
+		}
+		/* Written this way, NaN (a field missing) fails too. */
+		if (!r->name || r->n <= 0 || !(r->ratio.p10 > 0) || !(r->ratio.p10 <= r->ratio.median) ||
+		    !(r->ratio.median <= r->ratio.p90)) {
+			fprintf(stderr, "vthread-bench: %s: row %zu has no name, samples or ratio\n", path, i + 1);
+			return -1;
+		}
+	}
+	if (!run->n) {
+		fprintf(stderr, "vthread-bench: %s: no rows\n", path);
+		return -1;
+	}
+	return 0;
+}
+
+static void free_run(struct run *run)
+{
+	free(run->rows);
+	json_object_put(run->root);
+}
+
+static void run_title(const struct run *run, char *buf, size_t len)
+{
+	chart_title(buf, len, run->version, run->commit, run->backend, run->cpu, run->cores, run->noisy);
+}
+
+static int replot(const char *path, const char *svg)
+{
+	struct run run;
+	char title[512];
+	int r = 1;
+
+	if (!load_run(path, &run)) {
+		run_title(&run, title, sizeof(title));
+		r = chart(svg, true, title, run.schema >= 2 ? paired_key : medians_key, run.rows, run.n);
+	}
+	free_run(&run);
+	return r;
+}
+
+static const struct row *find_row(const struct run *run, const char *name)
+{
+	for (size_t i = 0; i < run->n; i++) {
+		if (!strcmp(run->rows[i].name, name))
+			return &run->rows[i];
+	}
+	return NULL;
+}
+
+/* Rows in a and b (a's order), then rows in b only. */
+static void compare_row(const struct row *a, const struct row *b, int *changed, int *same)
+{
+	char fa[64] = "-", fb[64] = "-";
+	bool overlap;
+
+	if (a)
+		fmt_ratio(a->ratio, fa, sizeof(fa));
+	if (b)
+		fmt_ratio(b->ratio, fb, sizeof(fb));
+	printf("%-16s %28s %28s", a ? a->name : b->name, fa, fb);
+	if (!a || !b) {
+		printf(" %8s  only in %s\n", "", a ? "A" : "B");
+		return;
+	}
+	/* The whiskers' overlap: either run's spread could hold the other's ratio. */
+	overlap = a->ratio.p10 <= b->ratio.p90 && b->ratio.p10 <= a->ratio.p90;
+	printf(" %+7.1f%%  %s\n", (b->ratio.median / a->ratio.median - 1) * 100,
+	       overlap ? "within noise" : "changed");
+	if (overlap)
+		(*same)++;
+	else
+		(*changed)++;
+}
+
+static int compare(const char *path_a, const char *path_b)
+{
+	struct run run[2] = { 0 };
+	int changed = 0, same = 0, r = 1;
+
+	if (load_run(path_a, &run[0]) || load_run(path_b, &run[1]))
+		goto out;
+	for (int i = 0; i < 2; i++) {
+		char title[512];
+
+		run_title(&run[i], title, sizeof(title));
+		printf("%c: %s (schema %d): %s\n", 'A' + i, run[i].path, run[i].schema, title);
+	}
+	printf("%-16s %28s %28s %8s  %s\n", "row", "A: ratio [p10, p90]", "B: ratio [p10, p90]",
+	       "change", "whiskers");
+	for (size_t i = 0; i < run[0].n; i++)
+		compare_row(&run[0].rows[i], find_row(&run[1], run[0].rows[i].name), &changed, &same);
+	for (size_t i = 0; i < run[1].n; i++) {
+		if (!find_row(&run[0], run[1].rows[i].name))
+			compare_row(NULL, &run[1].rows[i], &changed, &same);
+	}
+	printf("%d changed, %d within noise\n", changed, same);
+	r = 0;
+out:
+	free_run(&run[0]);
+	free_run(&run[1]);
+	return r;
+}
+
 /* ---- main */
 
 static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: vthread-bench [--quick] [--only NAME[,NAME...]] [--out DIR] [--json FILE] [--svg FILE]\n"
+		"       vthread-bench [--out DIR] [--svg FILE] --plot RUN.json\n"
+		"       vthread-bench --compare A.json B.json\n"
+		"       vthread-bench --version\n"
 		"Measures each row as a pthread (or native call) and as a vthread, alternating,\n"
 		"and prints median per operation and the ratio vthread / native of the samples\n"
 		"paired as taken; warns on stderr when the run was noisy.\n"
@@ -873,6 +1057,9 @@ static void usage(FILE *f)
 		"  --json FILE  the JSON's own path: machine, load, version, every row's samples\n"
 		"  --svg FILE   the chart's own path; the chart needs gnuplot, and without it is\n"
 		"               skipped with a note unless this names it\n"
+		"  --plot RUN   draws the chart of a saved run instead of measuring\n"
+		"  --compare    prints each row's ratio in two saved runs, the change, and whether\n"
+		"               their p10-p90 whiskers overlap (within noise) or not (changed)\n"
 		"rows:");
 	for (size_t i = 0; i < NROWS; i++)
 		fprintf(f, " %s", rows[i].name);
@@ -912,29 +1099,36 @@ int main(int argc, char **argv)
 	static const struct option opts[] = {
 		{ "quick", no_argument, NULL, 'q' }, { "only", required_argument, NULL, 'o' },
 		{ "out", required_argument, NULL, 'O' }, { "json", required_argument, NULL, 'j' },
-		{ "svg", required_argument, NULL, 's' }, { "help", no_argument, NULL, 'h' }, { 0 },
+		{ "svg", required_argument, NULL, 's' }, { "plot", required_argument, NULL, 'p' },
+		{ "compare", no_argument, NULL, 'c' }, { "version", no_argument, NULL, 'V' },
+		{ "help", no_argument, NULL, 'h' }, { 0 },
 	};
-	const char *only = NULL, *out = NULL, *json = NULL, *svg = NULL;
+	const char *only = NULL, *out = NULL, *json = NULL, *svg = NULL, *saved = NULL;
 	char json_buf[4096], svg_buf[4096], title[512];
-	bool svg_named;
+	bool svg_named, cmp = false;
 	struct utsname u;
 	int c, r;
 
-	while ((c = getopt_long(argc, argv, "qo:O:j:s:h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "qo:O:j:s:p:cVh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'q': quick = true; break;
 		case 'o': only = optarg; break;
 		case 'O': out = optarg; break;
 		case 'j': json = optarg; break;
 		case 's': svg = optarg; break;
+		case 'p': saved = optarg; break;
+		case 'c': cmp = true; break;
+		case 'V': printf("vthread-bench (libvthread) %s\n", vthread_version()); return 0;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
 	}
-	if (optind != argc) {
+	if (optind != argc - (cmp ? 2 : 0)) {
 		usage(stderr);
 		return 2;
 	}
+	if (cmp)
+		return compare(argv[optind], argv[optind + 1]);
 	if (out && mkdir(out, 0777) < 0 && errno != EEXIST) {
 		fprintf(stderr, "vthread-bench: --out %s: %s\n", out, strerror(errno));
 		return 1;
@@ -944,6 +1138,8 @@ int main(int argc, char **argv)
 		svg = out_path(svg_buf, sizeof(svg_buf), out, "vthread-bench.svg");
 	if (!json)
 		json = out_path(json_buf, sizeof(json_buf), out, "vthread-bench.json");
+	if (saved)
+		return replot(saved, svg);
 	if (select_rows(only) < 0) {
 		usage(stderr);
 		return 2;

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """vthread-bench --quick writes its JSON (schema 2) and its chart to the current
-directory, with every row measured.
+directory, with every row measured, and --compare reads the run back.
 
 No timing is asserted: only that each row has positive medians and samples, and
 that the summaries are those of the raw samples."""
@@ -57,6 +57,8 @@ with tempfile.TemporaryDirectory() as d:
             assert "<svg" in f.read(), "the chart is not an SVG"
     else:
         assert "chart: skipped, gnuplot is not installed" in p.stdout, p.stdout
+    out = os.path.join(d, "vthread-bench.json")
+    cmp = run(bench, "--compare", out, out).stdout.splitlines()
 
 assert data["schema"] == 2, data.get("schema")
 assert re.fullmatch(r"\d+\.\d+\.\d+", data["version"]), data["version"]
@@ -87,4 +89,9 @@ for r in data["rows"]:
     assert r["ratio_p10"] <= r["ratio"] <= r["ratio_p90"] and r["ratio"] > 0, r
     assert all(close(a, b) for a, b in zip(percentiles(paired), ratio)), (r["name"], percentiles(paired), ratio)
     assert r["noisy"] == any(why.startswith(r["name"] + ":") for why in noisy["reasons"]), (r["name"], noisy)
-print("bench JSON: schema 2, every row present and well formed")
+
+# A run compared with itself: every row within noise, no change.
+assert cmp[-1] == "0 changed, %d within noise" % len(ROWS), cmp
+for line in cmp[3:-1]:
+    assert line.endswith(" +0.0%  within noise"), line
+print("bench JSON: schema 2, every row present and well formed; --compare reads it back")
