@@ -7,20 +7,29 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
+#include <json-c/json.h>
 #include <math.h>
 #include <pthread.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 #include <vthread.h>
+
+#include "commit.h"		/* BENCH_COMMIT, from meson's vcs_tag */
+#include "vthread-bench-gp.h"	/* gnuplot_script: vthread-bench.gp, embedded */
 
 void hv_guest_null_exit(void);	/* libvthread internal, reached by static linking */
 
@@ -451,7 +460,8 @@ struct row {
 	double *v[2];		/* samples per kind */
 	int n;			/* 0: not measured */
 	struct summary sum[2];	/* per kind, once measured */
-	double ratio;		/* vthread median / native median */
+	struct summary ratio;	/* of the paired ratios, vthread sample i / pthread sample i */
+	bool noisy;		/* the paired ratios' p90/p10 is over NOISY_SPREAD */
 };
 
 static struct row rows[] = {
@@ -507,10 +517,37 @@ static struct summary summarise(double *v, int n)
 	return r;
 }
 
-/* Alternates the kinds sample by sample, and which goes first, so drift hits both. */
+/*
+ * A row is noisy when the p90/p10 of its paired ratios is over this: their middle
+ * 80% then spans more than a factor of 2, and a change between two runs smaller
+ * than that cannot be told from noise. On a quiet machine (README's kvm_pvm run)
+ * each side's p90/p10 is 1.0-1.4 in most rows; the rows that contend with another
+ * thread (mutex, pipe-write) reach 2-2.5 there, and may be flagged even so.
+ */
+#define NOISY_SPREAD 2.0
+
+/* Why the run is noisy, a line each: on stderr and in the JSON. */
+static char noise[NROWS + 2][160];
+static int nnoise;
+
+static void __attribute__((format(printf, 1, 2))) noisy(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(noise[nnoise++], sizeof(noise[0]), fmt, ap);
+	va_end(ap);
+}
+
+/*
+ * Alternates the kinds sample by sample, and which goes first, so drift hits both.
+ * The two samples of a pair ran back to back: their ratio cancels the drift they
+ * share, which the ratio of two medians would not.
+ */
 static void measure(struct row *r)
 {
 	int n = quick ? (r->samples + 1) / 3 + 2 : r->samples;
+	double *paired = calloc(n, sizeof(double));
 
 	r->v[0] = calloc(n, sizeof(double));
 	r->v[1] = calloc(n, sizeof(double));
@@ -519,11 +556,17 @@ static void measure(struct row *r)
 
 		r->v[first][i] = r->sample(first);
 		r->v[!first][i] = r->sample(!first);
+		paired[i] = r->v[VTHREAD][i] / r->v[PTHREAD][i];
 	}
 	r->n = n;
 	r->sum[PTHREAD] = summarise(r->v[PTHREAD], n);
 	r->sum[VTHREAD] = summarise(r->v[VTHREAD], n);
-	r->ratio = r->sum[VTHREAD].median / r->sum[PTHREAD].median;
+	r->ratio = summarise(paired, n);
+	free(paired);
+	r->noisy = r->ratio.p90 / r->ratio.p10 > NOISY_SPREAD;
+	if (r->noisy)
+		noisy("%s: p90/p10 of the paired ratios is %.2f, over %g", r->name,
+		      r->ratio.p90 / r->ratio.p10, NOISY_SPREAD);
 }
 
 static const char *fmt_ns(double ns, char *buf, size_t len)
@@ -547,22 +590,48 @@ static const char *fmt_summary(struct summary s, char *buf, size_t len)
 	return buf;
 }
 
+/* "ratio [p10, p90]" */
+static const char *fmt_ratio(struct summary s, char *buf, size_t len)
+{
+	snprintf(buf, len, "%.2fx [%.2f, %.2f]", s.median, s.p10, s.p90);
+	return buf;
+}
+
 static void print_table(void)
 {
-	char a[64], b[64];
+	char a[64], b[64], c[64];
 
-	printf("%-14s %30s %30s %9s %3s  %s\n", "row", "native median [p10, p90]",
-	       "vthread median [p10, p90]", "ratio", "n", "what (per operation; ratio of medians)");
+	printf("%-14s %30s %30s %28s %3s  %s\n", "row", "native median [p10, p90]",
+	       "vthread median [p10, p90]", "ratio [p10, p90]", "n",
+	       "what (per operation; ratio: of the samples paired as taken)");
 	for (size_t i = 0; i < NROWS; i++) {
 		struct row *r = &rows[i];
 
 		if (!r->n)
 			continue;
-		printf("%-14s %30s %30s %8.2fx %3d  %s\n", r->name,
+		printf("%-14s %30s %30s %28s %3d  %s\n", r->name,
 		       fmt_summary(r->sum[PTHREAD], a, sizeof(a)),
-		       fmt_summary(r->sum[VTHREAD], b, sizeof(b)), r->ratio, r->n, r->what);
+		       fmt_summary(r->sum[VTHREAD], b, sizeof(b)), fmt_ratio(r->ratio, c, sizeof(c)),
+		       r->n, r->what);
 	}
 }
+
+/* ---- the run's record: JSON, and the chart gnuplot draws from it */
+
+/*
+ * Schema 2 adds to schema 1 (which had no "schema"): "schema", "version", "commit"
+ * (null outside git), "machine"."kernel", "loadavg", "noisy", and per row the raw
+ * samples of each side ("raw_ns"), the p10 and p90 of the paired ratios and
+ * "noisy". A row's "ratio" is now the median of its paired ratios; schema 1's was
+ * the ratio of the two medians.
+ */
+#define JSON_SCHEMA 2
+
+static struct {
+	char cpu[128], kernel[160];
+	long cores;		/* online */
+	double load[2][3];	/* at the start and at the end: over 1, 5 and 15 minutes */
+} host;
 
 static void cpu_model(char *buf, size_t len)
 {
@@ -583,112 +652,414 @@ static void cpu_model(char *buf, size_t len)
 		fclose(f);
 }
 
-static void json_summary(FILE *f, const char *key, struct summary s)
+/* A load average over the core count: other work competed for the CPUs (the end's
+ * counts the bench's own threads too, one or two runnable). */
+static void sample_load(int when)
 {
-	fprintf(f, "\"%s\": {\"median_ns\": %.3f, \"p10_ns\": %.3f, \"p90_ns\": %.3f, \"samples\": %d}",
-		key, s.median, s.p10, s.p90, s.n);
+	double *l = host.load[when];
+
+	if (getloadavg(l, 3) != 3)
+		l[0] = l[1] = l[2] = NAN;
+	if (l[0] > host.cores)
+		noisy("load average %.2f at the %s, over the %ld online cores", l[0],
+		      when ? "end" : "start", host.cores);
+}
+
+static void json_string(FILE *f, const char *s)
+{
+	fputc('"', f);
+	for (; *s; s++) {
+		if (*s == '"' || *s == '\\')
+			fprintf(f, "\\%c", *s);
+		else if ((unsigned char)*s < 0x20)
+			fprintf(f, "\\u%04x", *s);
+		else
+			fputc(*s, f);
+	}
+	fputc('"', f);
+}
+
+/* JSON has no NaN: a sample that failed (first-vthread's child) is null. */
+static void json_number(FILE *f, double v)
+{
+	if (isfinite(v))
+		fprintf(f, "%.3f", v);
+	else
+		fputs("null", f);
+}
+
+static void json_numbers(FILE *f, const double *v, int n)
+{
+	fputc('[', f);
+	for (int i = 0; i < n; i++) {
+		fputs(i ? ", " : "", f);
+		json_number(f, v[i]);
+	}
+	fputc(']', f);
+}
+
+static void json_side(FILE *f, const char *key, struct summary s, const double *raw)
+{
+	fprintf(f, "\"%s\": {\"median_ns\": %.3f, \"p10_ns\": %.3f, \"p90_ns\": %.3f, \"samples\": %d, "
+		"\"raw_ns\": ", key, s.median, s.p10, s.p90, s.n);
+	json_numbers(f, raw, s.n);
+	fputc('}', f);
 }
 
 static int write_json(const char *path)
 {
 	FILE *f = fopen(path, "w");
-	struct utsname u;
-	char cpu[128];
 	bool first = true;
 
 	if (!f)
 		return -errno;
-	uname(&u);
-	cpu_model(cpu, sizeof(cpu));
-	fprintf(f, "{\n  \"machine\": {\"cpu\": \"%s\", \"cores\": %ld},\n", cpu,
-		sysconf(_SC_NPROCESSORS_ONLN));
-	fprintf(f, "  \"kernel\": \"%s %s\",\n  \"backend\": \"%s\",\n  \"quick\": %s,\n",
-		u.sysname, u.release, vthread_backend(), quick ? "true" : "false");
-	fprintf(f, "  \"rows\": [");
+	fprintf(f, "{\n  \"schema\": %d,\n  \"version\": ", JSON_SCHEMA);
+	json_string(f, vthread_version());
+	fprintf(f, ",\n  \"commit\": ");
+	if (*BENCH_COMMIT)
+		json_string(f, BENCH_COMMIT);
+	else
+		fputs("null", f);
+	fprintf(f, ",\n  \"machine\": {\"cpu\": ");
+	json_string(f, host.cpu);
+	fprintf(f, ", \"cores\": %ld, \"kernel\": ", host.cores);
+	json_string(f, host.kernel);
+	fprintf(f, "},\n  \"kernel\": ");
+	json_string(f, host.kernel);
+	fprintf(f, ",\n  \"backend\": \"%s\",\n  \"quick\": %s,\n  \"loadavg\": {\"start\": ",
+		vthread_backend(), quick ? "true" : "false");
+	json_numbers(f, host.load[0], 3);
+	fprintf(f, ", \"end\": ");
+	json_numbers(f, host.load[1], 3);
+	fprintf(f, "},\n  \"noisy\": {\"verdict\": %s, \"reasons\": [", nnoise ? "true" : "false");
+	for (int i = 0; i < nnoise; i++) {
+		fputs(i ? ", " : "", f);
+		json_string(f, noise[i]);
+	}
+	fprintf(f, "]},\n  \"rows\": [");
 	for (size_t i = 0; i < NROWS; i++) {
 		struct row *r = &rows[i];
 
 		if (!r->n)
 			continue;
-		fprintf(f, "%s\n    {\"name\": \"%s\", \"what\": \"%s\", ", first ? "" : ",",
-			r->name, r->what);
-		json_summary(f, "native", r->sum[PTHREAD]);
-		fprintf(f, ", ");
-		json_summary(f, "vthread", r->sum[VTHREAD]);
-		fprintf(f, ", \"ratio\": %.4f}", r->ratio);
+		fprintf(f, "%s\n    {\"name\": \"%s\", \"what\": ", first ? "" : ",", r->name);
+		json_string(f, r->what);
+		fprintf(f, ",\n     ");
+		json_side(f, "native", r->sum[PTHREAD], r->v[PTHREAD]);
+		fprintf(f, ",\n     ");
+		json_side(f, "vthread", r->sum[VTHREAD], r->v[VTHREAD]);
+		fprintf(f, ",\n     \"ratio\": %.4f, \"ratio_p10\": %.4f, \"ratio_p90\": %.4f, \"noisy\": %s}",
+			r->ratio.median, r->ratio.p10, r->ratio.p90, r->noisy ? "true" : "false");
 		first = false;
 	}
 	fprintf(f, "\n  ]\n}\n");
 	return fclose(f) ? -errno : 0;
 }
 
-/* A bar per row: the ratio on a log scale, 1x marked. */
-static int write_svg(const char *path)
+static void chart_title(char *buf, size_t len, const char *version, const char *commit,
+			const char *backend, const char *cpu, long cores, bool noisy_run)
 {
-	const int left = 130, width = 560, bar = 22, gap = 8, top = 40;
-	int n = 0;
-	double lo = 0.1, hi = 10;
+	snprintf(buf, len, "libvthread %s%s%s%s, %s, %s, %ld cores%s", version,
+		 commit ? " (" : "", commit ? commit : "", commit ? ")" : "", backend, cpu, cores,
+		 noisy_run ? " (a noisy run)" : "");
+}
+
+/* The legend's words for the points and whiskers: a run measured now, or saved by schema 1. */
+static const char paired_key[] = "median of the paired ratios, whiskers at p10 and p90";
+static const char medians_key[] = "ratio of the medians, whiskers from the sides' p10 and p90";
+
+/* A gnuplot string: within single quotes only a quote is special, doubled. */
+static void gp_string(FILE *f, const char *s)
+{
+	fputc('\'', f);
+	for (; *s; s++) {
+		if (*s == '\'')
+			fputc('\'', f);
+		fputc(*s, f);
+	}
+	fputc('\'', f);
+}
+
+/*
+ * Draws the chart of the measured rows into svg: gnuplot reads the settings and
+ * data that vthread-bench.gp expects, then the script itself, from a pipe (no
+ * shell, no temporary file). It reads it as a script file, /proc/self/fd/0 (a
+ * bare lane guest has no /dev/stdin), which the first error ends: as commands on
+ * stdin, a failed `set output` would go on to draw on our stdout. Returns 0,
+ * -ENOENT when gnuplot is not installed, another -errno, or gnuplot's exit status
+ * (it said why on stderr).
+ */
+static int plot(const char *svg, const char *title, const char *key, const struct row *rs, size_t n)
+{
+	char *argv[] = { "gnuplot", "/proc/self/fd/0", NULL };
+	posix_spawn_file_actions_t fa;
+	int p[2], r, status, shown = 0;
+	pid_t pid;
 	FILE *f;
 
-	for (size_t i = 0; i < NROWS; i++) {
-		double ratio = rows[i].ratio;
-
-		if (!rows[i].n)
-			continue;
-		while (ratio > hi)
-			hi *= 10;
-		while (ratio < lo)
-			lo /= 10;
-		n++;
-	}
-	f = fopen(path, "w");
-	if (!f)
+	if (pipe2(p, O_CLOEXEC) < 0)
 		return -errno;
-	fprintf(f, "<svg xmlns='http://www.w3.org/2000/svg' width='%d' height='%d' "
-		   "font-family='sans-serif' font-size='12'>\n", left + width + 80,
-		top + n * (bar + gap) + 40);
-	fprintf(f, "<rect width='100%%' height='100%%' fill='white'/>\n"
-		   "<text x='10' y='22' font-size='14'>vthread / native, median (log scale; backend %s)</text>\n",
-		vthread_backend());
-	for (double d = lo; d <= hi * 1.001; d *= 10) {
-		double x = left + width * log10(d / lo) / log10(hi / lo);
-
-		fprintf(f, "<line x1='%.1f' y1='%d' x2='%.1f' y2='%d' stroke='%s'/>\n"
-			   "<text x='%.1f' y='%d' text-anchor='middle'>%gx</text>\n",
-			x, top - 5, x, top + n * (bar + gap), fabs(d - 1) < 1e-9 ? "black" : "#ccc",
-			x, top + n * (bar + gap) + 15, d);
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_adddup2(&fa, p[0], STDIN_FILENO);
+	r = posix_spawnp(&pid, "gnuplot", &fa, NULL, argv, environ);
+	posix_spawn_file_actions_destroy(&fa);
+	close(p[0]);
+	if (r) {
+		close(p[1]);
+		return -r;
 	}
-	n = 0;
-	for (size_t i = 0; i < NROWS; i++) {
-		double ratio = rows[i].ratio;
-
-		if (!rows[i].n)
-			continue;
-		double x1 = left + width * log10(1 / lo) / log10(hi / lo);
-		double x2 = left + width * log10(ratio / lo) / log10(hi / lo);
-		int y = top + n++ * (bar + gap);
-
-		fprintf(f, "<text x='%d' y='%d' text-anchor='end'>%s</text>\n", left - 8,
-			y + bar / 2 + 4, rows[i].name);
-		fprintf(f, "<rect x='%.1f' y='%d' width='%.1f' height='%d' fill='%s'/>\n",
-			x1 < x2 ? x1 : x2, y, fabs(x2 - x1) + 1, bar, ratio > 1 ? "#d95f02" : "#1b9e77");
-		fprintf(f, "<text x='%.1f' y='%d'>%.3gx</text>\n", (x1 > x2 ? x1 : x2) + 4,
-			y + bar / 2 + 4, ratio);
+	/* A gnuplot that stopped early is reported by its status, not by SIGPIPE. */
+	signal(SIGPIPE, SIG_IGN);
+	f = fdopen(p[1], "w");
+	if (!f) {
+		r = -errno;
+		close(p[1]);
+		waitpid(pid, NULL, 0);
+		return r;
 	}
-	fprintf(f, "</svg>\n");
-	return fclose(f) ? -errno : 0;
+	for (size_t i = 0; i < n; i++)
+		shown += rs[i].n > 0;
+	fprintf(f, "rows = %d\nnoisy_spread = %g\nchart_title = ", shown, NOISY_SPREAD);
+	gp_string(f, title);
+	fprintf(f, "\nratio_key = ");
+	gp_string(f, key);
+	fprintf(f, "\nset output ");
+	gp_string(f, svg);
+	fprintf(f, "\n$ratios << EOD\n");
+	for (size_t i = 0; i < n; i++) {
+		if (rs[i].n)
+			fprintf(f, "\"%s\" %g %g %g %d\n", rs[i].name, rs[i].ratio.median,
+				rs[i].ratio.p10, rs[i].ratio.p90, rs[i].noisy);
+	}
+	fprintf(f, "EOD\n%s", gnuplot_script);
+	fclose(f);
+	if (waitpid(pid, &status, 0) < 0)
+		return -errno;
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
+
+/* Without gnuplot the chart is skipped with a note, unless it was asked for. */
+static int chart(const char *svg, bool asked, const char *title, const char *key,
+		 const struct row *rs, size_t n)
+{
+	int r = plot(svg, title, key, rs, n);
+
+	if (r == -ENOENT && !asked) {
+		printf("chart: skipped, gnuplot is not installed\n");
+		return 0;
+	}
+	if (r == -ENOENT)
+		fprintf(stderr, "vthread-bench: %s: gnuplot is not installed\n", svg);
+	else if (r < 0)
+		fprintf(stderr, "vthread-bench: %s: cannot run gnuplot: %s\n", svg, strerror(-r));
+	else if (r > 0)
+		fprintf(stderr, "vthread-bench: %s: gnuplot failed (status %d)\n", svg, r);
+	else
+		printf("chart: %s\n", svg);
+	return r ? 1 : 0;
+}
+
+/* ---- saved runs: --plot and --compare */
+
+struct run {
+	json_object *root;	/* owns the strings below */
+	const char *path, *version, *commit, *backend, *cpu;
+	int schema;
+	long cores;
+	bool noisy;
+	struct row *rows;	/* name, n, ratio, noisy */
+	size_t n;
+};
+
+static json_object *jget(json_object *o, const char *key)
+{
+	json_object *v = NULL;
+
+	json_object_object_get_ex(o, key, &v);
+	return v;
+}
+
+static double jnum(json_object *o, const char *key)
+{
+	json_object *v = jget(o, key);
+
+	return json_object_is_type(v, json_type_double) || json_object_is_type(v, json_type_int) ?
+	       json_object_get_double(v) : NAN;
+}
+
+static const char *jstr(json_object *o, const char *key, const char *absent)
+{
+	json_object *v = jget(o, key);
+
+	return json_object_is_type(v, json_type_string) ? json_object_get_string(v) : absent;
+}
+
+/* Reads a run that vthread-bench saved, schema 1 or 2; -1 when it cannot (said why). */
+static int load_run(const char *path, struct run *run)
+{
+	json_object *rows_o, *machine;
+
+	*run = (struct run){ .path = path, .root = json_object_from_file(path) };
+	if (!run->root) {
+		fprintf(stderr, "vthread-bench: %s: %s", path, json_util_get_last_err());
+		return -1;
+	}
+	run->schema = jget(run->root, "schema") ? json_object_get_int(jget(run->root, "schema")) : 1;
+	run->version = jstr(run->root, "version", "(version unknown)");
+	run->commit = jstr(run->root, "commit", NULL);
+	run->backend = jstr(run->root, "backend", "unknown backend");
+	machine = jget(run->root, "machine");
+	run->cpu = jstr(machine, "cpu", "unknown CPU");
+	run->cores = json_object_get_int(jget(machine, "cores"));
+	run->noisy = json_object_get_boolean(jget(jget(run->root, "noisy"), "verdict"));
+	rows_o = jget(run->root, "rows");
+	run->n = json_object_is_type(rows_o, json_type_array) ? json_object_array_length(rows_o) : 0;
+	run->rows = calloc(run->n, sizeof(*run->rows));
+	for (size_t i = 0; i < run->n; i++) {
+		json_object *o = json_object_array_get_idx(rows_o, i);
+		json_object *nat = jget(o, "native"), *vt = jget(o, "vthread");
+		struct row *r = &run->rows[i];
+
+		r->name = jstr(o, "name", NULL);
+		r->n = json_object_get_int(jget(vt, "samples"));
+		if (run->schema >= 2) {
+			r->ratio = (struct summary){ .median = jnum(o, "ratio"), .p10 = jnum(o, "ratio_p10"),
+						     .p90 = jnum(o, "ratio_p90"), .n = r->n };
+			r->noisy = json_object_get_boolean(jget(o, "noisy"));
+		} else {
+			/* No samples kept: medians_key's ratio and whiskers, as wide
+			 * as the two sides' spreads allow. */
+			r->ratio = (struct summary){
+				.median = jnum(vt, "median_ns") / jnum(nat, "median_ns"),
+				.p10 = jnum(vt, "p10_ns") / jnum(nat, "p90_ns"),
+				.p90 = jnum(vt, "p90_ns") / jnum(nat, "p10_ns"),
+				.n = r->n,
+			};
+		}
+		/* Written this way, NaN (a field missing) fails too. */
+		if (!r->name || r->n <= 0 || !(r->ratio.p10 > 0) || !(r->ratio.p10 <= r->ratio.median) ||
+		    !(r->ratio.median <= r->ratio.p90)) {
+			fprintf(stderr, "vthread-bench: %s: row %zu has no name, samples or ratio\n", path, i + 1);
+			return -1;
+		}
+	}
+	if (!run->n) {
+		fprintf(stderr, "vthread-bench: %s: no rows\n", path);
+		return -1;
+	}
+	return 0;
+}
+
+static void free_run(struct run *run)
+{
+	free(run->rows);
+	json_object_put(run->root);
+}
+
+static void run_title(const struct run *run, char *buf, size_t len)
+{
+	chart_title(buf, len, run->version, run->commit, run->backend, run->cpu, run->cores, run->noisy);
+}
+
+static int replot(const char *path, const char *svg)
+{
+	struct run run;
+	char title[512];
+	int r = 1;
+
+	if (!load_run(path, &run)) {
+		run_title(&run, title, sizeof(title));
+		r = chart(svg, true, title, run.schema >= 2 ? paired_key : medians_key, run.rows, run.n);
+	}
+	free_run(&run);
+	return r;
+}
+
+static const struct row *find_row(const struct run *run, const char *name)
+{
+	for (size_t i = 0; i < run->n; i++) {
+		if (!strcmp(run->rows[i].name, name))
+			return &run->rows[i];
+	}
+	return NULL;
+}
+
+/* Rows in a and b (a's order), then rows in b only. */
+static void compare_row(const struct row *a, const struct row *b, int *changed, int *same)
+{
+	char fa[64] = "-", fb[64] = "-";
+	bool overlap;
+
+	if (a)
+		fmt_ratio(a->ratio, fa, sizeof(fa));
+	if (b)
+		fmt_ratio(b->ratio, fb, sizeof(fb));
+	printf("%-16s %28s %28s", a ? a->name : b->name, fa, fb);
+	if (!a || !b) {
+		printf(" %8s  only in %s\n", "", a ? "A" : "B");
+		return;
+	}
+	/* The whiskers' overlap: either run's spread could hold the other's ratio. */
+	overlap = a->ratio.p10 <= b->ratio.p90 && b->ratio.p10 <= a->ratio.p90;
+	printf(" %+7.1f%%  %s\n", (b->ratio.median / a->ratio.median - 1) * 100,
+	       overlap ? "within noise" : "changed");
+	if (overlap)
+		(*same)++;
+	else
+		(*changed)++;
+}
+
+static int compare(const char *path_a, const char *path_b)
+{
+	struct run run[2] = { 0 };
+	int changed = 0, same = 0, r = 1;
+
+	if (load_run(path_a, &run[0]) || load_run(path_b, &run[1]))
+		goto out;
+	for (int i = 0; i < 2; i++) {
+		char title[512];
+
+		run_title(&run[i], title, sizeof(title));
+		printf("%c: %s (schema %d): %s\n", 'A' + i, run[i].path, run[i].schema, title);
+	}
+	printf("%-16s %28s %28s %8s  %s\n", "row", "A: ratio [p10, p90]", "B: ratio [p10, p90]",
+	       "change", "whiskers");
+	for (size_t i = 0; i < run[0].n; i++)
+		compare_row(&run[0].rows[i], find_row(&run[1], run[0].rows[i].name), &changed, &same);
+	for (size_t i = 0; i < run[1].n; i++) {
+		if (!find_row(&run[0], run[1].rows[i].name))
+			compare_row(NULL, &run[1].rows[i], &changed, &same);
+	}
+	printf("%d changed, %d within noise\n", changed, same);
+	r = 0;
+out:
+	free_run(&run[0]);
+	free_run(&run[1]);
+	return r;
+}
+
+/* ---- main */
 
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: vthread-bench [--quick] [--only NAME[,NAME...]] [--json FILE] [--svg FILE]\n"
+		"usage: vthread-bench [--quick] [--only NAME[,NAME...]] [--out DIR] [--json FILE] [--svg FILE]\n"
+		"       vthread-bench [--out DIR] [--svg FILE] --plot RUN.json\n"
+		"       vthread-bench --compare A.json B.json\n"
+		"       vthread-bench --version\n"
 		"Measures each row as a pthread (or native call) and as a vthread, alternating,\n"
-		"and prints median per operation and the ratio vthread / native.\n"
+		"and prints median per operation and the ratio vthread / native of the samples\n"
+		"paired as taken; warns on stderr when the run was noisy.\n"
 		"  --quick      fewer samples and operations (under a minute)\n"
 		"  --only LIST  run only these rows\n"
-		"  --json FILE  write machine, kernel, backend and every row's median, p10, p90, n\n"
-		"  --svg FILE   the ratio chart (default: vthread-bench.svg beside the program)\n"
+		"  --out DIR    where vthread-bench.json and vthread-bench.svg go (default: the\n"
+		"               current directory)\n"
+		"  --json FILE  the JSON's own path: machine, load, version, every row's samples\n"
+		"  --svg FILE   the chart's own path; the chart needs gnuplot, and without it is\n"
+		"               skipped with a note unless this names it\n"
+		"  --plot RUN   draws the chart of a saved run instead of measuring\n"
+		"  --compare    prints each row's ratio in two saved runs, the change, and whether\n"
+		"               their p10-p90 whiskers overlap (within noise) or not (changed)\n"
 		"rows:");
 	for (size_t i = 0; i < NROWS; i++)
 		fprintf(f, " %s", rows[i].name);
@@ -714,32 +1085,61 @@ static int select_rows(const char *only)
 	return 0;
 }
 
+/* NAME in DIR, or in the current directory without one. */
+static const char *out_path(char *buf, size_t len, const char *dir, const char *name)
+{
+	if (!dir)
+		return name;
+	snprintf(buf, len, "%s/%s", dir, name);
+	return buf;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "quick", no_argument, NULL, 'q' }, { "only", required_argument, NULL, 'o' },
-		{ "json", required_argument, NULL, 'j' }, { "svg", required_argument, NULL, 's' },
+		{ "out", required_argument, NULL, 'O' }, { "json", required_argument, NULL, 'j' },
+		{ "svg", required_argument, NULL, 's' }, { "plot", required_argument, NULL, 'p' },
+		{ "compare", no_argument, NULL, 'c' }, { "version", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' }, { 0 },
 	};
-	const char *only = NULL, *json = NULL;
-	char svg[4096];
+	const char *only = NULL, *out = NULL, *json = NULL, *svg = NULL, *saved = NULL;
+	char json_buf[4096], svg_buf[4096], title[512];
+	bool svg_named, cmp = false;
+	struct utsname u;
 	int c, r;
 
-	snprintf(svg, sizeof(svg), "vthread-bench.svg");
-	if (readlink("/proc/self/exe", svg, sizeof(svg) - 32) > 0) {
-		svg[sizeof(svg) - 32] = 0;
-		strcpy(strrchr(svg, '/') + 1, "vthread-bench.svg");
-	}
-	while ((c = getopt_long(argc, argv, "qo:j:s:h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "qo:O:j:s:p:cVh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'q': quick = true; break;
 		case 'o': only = optarg; break;
+		case 'O': out = optarg; break;
 		case 'j': json = optarg; break;
-		case 's': snprintf(svg, sizeof(svg), "%s", optarg); break;
+		case 's': svg = optarg; break;
+		case 'p': saved = optarg; break;
+		case 'c': cmp = true; break;
+		case 'V': printf("vthread-bench (libvthread) %s\n", vthread_version()); return 0;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
 	}
+	if (optind != argc - (cmp ? 2 : 0)) {
+		usage(stderr);
+		return 2;
+	}
+	if (cmp)
+		return compare(argv[optind], argv[optind + 1]);
+	if (out && mkdir(out, 0777) < 0 && errno != EEXIST) {
+		fprintf(stderr, "vthread-bench: --out %s: %s\n", out, strerror(errno));
+		return 1;
+	}
+	svg_named = svg;
+	if (!svg)
+		svg = out_path(svg_buf, sizeof(svg_buf), out, "vthread-bench.svg");
+	if (!json)
+		json = out_path(json_buf, sizeof(json_buf), out, "vthread-bench.json");
+	if (saved)
+		return replot(saved, svg);
 	if (select_rows(only) < 0) {
 		usage(stderr);
 		return 2;
@@ -752,21 +1152,27 @@ int main(int argc, char **argv)
 	memset(random_area, 1, RANDOM_BYTES);
 	if (ffi_prep_cif(&empty_cif, FFI_DEFAULT_ABI, 0, &ffi_type_void, NULL) != FFI_OK)
 		abort();
+	uname(&u);
+	snprintf(host.kernel, sizeof(host.kernel), "%s %s", u.sysname, u.release);
+	cpu_model(host.cpu, sizeof(host.cpu));
+	host.cores = sysconf(_SC_NPROCESSORS_ONLN);
 	printf("backend %s, %ld cores; absolute times vary between machines, compare ratios\n",
-	       vthread_backend(), sysconf(_SC_NPROCESSORS_ONLN));
+	       vthread_backend(), host.cores);
+	sample_load(0);
 	for (size_t i = 0; i < NROWS; i++) {
 		if (rows[i].wanted)
 			measure(&rows[i]);
 	}
+	sample_load(1);
 	print_table();
-	if (json && (r = write_json(json)) < 0) {
+	for (int i = 0; i < nnoise; i++)
+		fprintf(stderr, "vthread-bench: warning: a noisy run: %s\n", noise[i]);
+	if ((r = write_json(json)) < 0) {
 		fprintf(stderr, "vthread-bench: %s: %s\n", json, strerror(-r));
 		return 1;
 	}
-	if ((r = write_svg(svg)) < 0) {
-		fprintf(stderr, "vthread-bench: %s: %s\n", svg, strerror(-r));
-		return 1;
-	}
-	printf("chart: %s\n", svg);
-	return 0;
+	printf("json: %s\n", json);
+	chart_title(title, sizeof(title), vthread_version(), *BENCH_COMMIT ? BENCH_COMMIT : NULL,
+		    vthread_backend(), host.cpu, host.cores, nnoise);
+	return chart(svg, svg_named, title, paired_key, rows, NROWS);
 }

@@ -35,13 +35,19 @@ static void *body(void *arg)
 	return (void *)n;
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
 	vthread_t vt[NTHREADS];
-	long total = 0, expect = count_primes(0, NTHREADS * SPAN);
-	const char *be = vthread_backend();
+	long total = 0, expect;
+	const char *be;
 	int r;
 
+	if (argc > 1 && !strcmp(argv[1], "--version")) {
+		printf("vthread-demo (libvthread) %s\n", vthread_version());
+		return 0;
+	}
+	expect = count_primes(0, NTHREADS * SPAN);
+	be = vthread_backend();
 	if (!be) {
 		fprintf(stderr, "vthread-demo: no usable KVM: %s\n", vthread_backend_error());
 		return 1;

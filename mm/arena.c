@@ -26,7 +26,13 @@ struct extent {
 	struct extent *next;
 };
 
-static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+/*
+ * Recursive, as the mirror's lock: a vthread that forks runs the runtime's
+ * prepare handler, which takes both, in the guest with its backing thread's
+ * identity, and a later fork handler's first touch of new memory is mirrored
+ * by that same thread, page-table pages from here included.
+ */
+static pthread_mutex_t lock = PTHREAD_RECURSIVE_MUTEX_INITIALIZER_NP;
 static char *region_next, *region_end;	/* the untouched rest of the newest region */
 static struct extent *freed;		/* by address; never adjacent to each other */
 static size_t in_use;

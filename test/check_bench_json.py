@@ -1,9 +1,14 @@
 #!/usr/bin/env python3
-"""vthread-bench --quick --json writes well-formed JSON with every row measured.
+"""vthread-bench --quick writes its JSON (schema 2) and its chart to the current
+directory, with every row measured, and --compare reads the run back.
 
-No timing is asserted: only that each row has positive medians and samples."""
+No timing is asserted: only that each row has positive medians and samples, and
+that the summaries are those of the raw samples."""
 import json
+import math
 import os
+import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -16,29 +21,77 @@ ROWS = ["syscall", "syscall-ring", "exit-floor", "create-join", "first-vthread",
 # the rows the SVM lane runs anyway.
 LANE_ROWS = ["syscall", "syscall-ring", "exit-floor", "create-join", "pipe-write", "hostcall"]
 
-bench = sys.argv[1]
+bench = os.path.abspath(sys.argv[1])
 only = []
 if os.environ.get("VTHREAD_LANE"):
     ROWS = LANE_ROWS
     only = ["--only", ",".join(ROWS)]
     print("in the SVM lane: rows " + " ".join(ROWS))
-with tempfile.TemporaryDirectory() as d:
-    out = os.path.join(d, "bench.json")
-    svg = os.path.join(d, "bench.svg")
-    subprocess.run([bench, "--quick", "--json", out, "--svg", svg] + only, check=True, timeout=300)
-    with open(out) as f:
-        data = json.load(f)
-    with open(svg) as f:
-        assert f.read().startswith("<svg"), "the chart is not an SVG"
 
+
+def run(*args, cwd=None):
+    p = subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=300)
+    sys.stdout.write(p.stdout)
+    sys.stderr.write(p.stderr)
+    assert p.returncode == 0, (args, p.returncode)
+    return p
+
+
+def percentiles(v):
+    """vthread-bench's median, p10 and p90."""
+    s, n = sorted(v), len(v)
+    median = s[n // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2
+    return median, s[math.floor(0.1 * (n - 1))], s[math.ceil(0.9 * (n - 1))]
+
+
+def close(a, b, rel=2e-3):
+    return abs(a - b) <= rel * abs(b) + 1e-3
+
+
+with tempfile.TemporaryDirectory() as d:
+    p = run(bench, "--quick", *only, cwd=d)
+    with open(os.path.join(d, "vthread-bench.json")) as f:
+        data = json.load(f)
+    if shutil.which("gnuplot"):
+        with open(os.path.join(d, "vthread-bench.svg")) as f:
+            assert "<svg" in f.read(), "the chart is not an SVG"
+    else:
+        assert "chart: skipped, gnuplot is not installed" in p.stdout, p.stdout
+    out = os.path.join(d, "vthread-bench.json")
+    cmp = run(bench, "--compare", out, out).stdout.splitlines()
+
+assert data["schema"] == 2, data.get("schema")
+assert re.fullmatch(r"\d+\.\d+\.\d+", data["version"]), data["version"]
+assert data["commit"] is None or data["commit"], data["commit"]
 assert data["backend"] in ("kvm-pvm", "kvm-vmx", "kvm-svm"), data["backend"]
-assert data["kernel"] and data["machine"]["cpu"], data
+machine = data["machine"]
+assert machine["cpu"] and machine["cores"] >= 1 and machine["kernel"] == data["kernel"], data
+for when in ("start", "end"):
+    load = data["loadavg"][when]
+    assert len(load) == 3 and all(x >= 0 for x in load), (when, load)
+noisy = data["noisy"]
+assert noisy["verdict"] == bool(noisy["reasons"]), noisy
+assert ("vthread-bench: warning: a noisy run" in p.stderr) == noisy["verdict"], p.stderr
 names = [r["name"] for r in data["rows"]]
 assert names == ROWS, names
 for r in data["rows"]:
+    raw = {}
     for kind in ("native", "vthread"):
         s = r[kind]
+        raw[kind] = s["raw_ns"]
         assert s["samples"] > 0 and s["median_ns"] > 0, (r["name"], kind, s)
+        assert len(raw[kind]) == s["samples"] and all(x > 0 for x in raw[kind]), (r["name"], kind, s)
         assert s["p10_ns"] <= s["median_ns"] <= s["p90_ns"], (r["name"], kind, s)
-    assert r["ratio"] > 0, r
-print("bench JSON: every row present and well formed")
+        assert all(close(a, b) for a, b in zip(percentiles(raw[kind]), (s["median_ns"], s["p10_ns"], s["p90_ns"]))), \
+            (r["name"], kind, s)
+    paired = [v / n for v, n in zip(raw["vthread"], raw["native"])]
+    ratio = (r["ratio"], r["ratio_p10"], r["ratio_p90"])
+    assert r["ratio_p10"] <= r["ratio"] <= r["ratio_p90"] and r["ratio"] > 0, r
+    assert all(close(a, b) for a, b in zip(percentiles(paired), ratio)), (r["name"], percentiles(paired), ratio)
+    assert r["noisy"] == any(why.startswith(r["name"] + ":") for why in noisy["reasons"]), (r["name"], noisy)
+
+# A run compared with itself: every row within noise, no change.
+assert cmp[-1] == "0 changed, %d within noise" % len(ROWS), cmp
+for line in cmp[3:-1]:
+    assert line.endswith(" +0.0%  within noise"), line
+print("bench JSON: schema 2, every row present and well formed; --compare reads it back")

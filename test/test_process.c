@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -53,6 +54,45 @@ START_TEST(test_fork_in_a_vthread_continues_as_an_ordinary_process)
 	intptr_t ret = run_vthread(fork_inside, NULL);
 
 	ck_assert_int_eq(ret, 7);
+}
+END_TEST
+
+/*
+ * A fork handler that runs after the runtime's, inside the vthread that forks,
+ * and touches memory no vthread has touched: the mirror must map it, page-table
+ * pages included, while the runtime's prepare handler holds its locks.
+ */
+static volatile char *unmirrored;
+
+static void touch_unmirrored(void)
+{
+	if (unmirrored)
+		unmirrored[0] = 5;
+}
+
+static void *fork_touching(void *arg)
+{
+	pid_t pid;
+
+	(void)arg;
+	pid = fork();
+	if (pid == 0)
+		_exit(unmirrored[0] == 5 ? 7 : 13);
+	return (void *)exit_status(pid);
+}
+
+START_TEST(test_fork_handler_in_a_vthread_touches_new_memory)
+{
+	intptr_t ret;
+
+	ck_assert_int_eq(pthread_atfork(touch_unmirrored, NULL, NULL), 0);
+	require_backend();	/* the runtime's handlers, registered now, prepare first */
+	unmirrored = mmap((void *)0x2c0000000000, 4096, PROT_READ | PROT_WRITE,
+			  MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+	ck_assert_ptr_ne((void *)unmirrored, MAP_FAILED);
+	ret = run_vthread(fork_touching, NULL);
+	ck_assert_int_eq(ret, 7);
+	ck_assert_int_eq(unmirrored[0], 5);
 }
 END_TEST
 
@@ -179,6 +219,7 @@ int main(void)
 
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, test_fork_in_a_vthread_continues_as_an_ordinary_process);
+	tcase_add_test(tc, test_fork_handler_in_a_vthread_touches_new_memory);
 	tcase_add_test(tc, test_vfork_and_exit_in_a_vthread);
 	tcase_add_test(tc, test_vfork_and_exec_in_a_vthread);
 	tcase_add_test(tc, test_system_in_a_vthread);
