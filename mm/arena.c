@@ -76,7 +76,7 @@ static char *take_freed(size_t size)
 	return NULL;
 }
 
-/* fork(): the runtime's handler holds the lock across it, after the mirror's. */
+/* fork(): the runtime's handlers hold the lock across it, after the mirror's. */
 void mm_arena_lock(void)
 {
 	pthread_mutex_lock(&lock);
@@ -85,6 +85,13 @@ void mm_arena_lock(void)
 void mm_arena_unlock(void)
 {
 	pthread_mutex_unlock(&lock);
+}
+
+/* A fork child has one thread, not the one that took the lock (a recursive
+ * mutex checks): the lock starts afresh there. */
+void mm_arena_fork_child(void)
+{
+	lock = (pthread_mutex_t)PTHREAD_RECURSIVE_MUTEX_INITIALIZER_NP;
 }
 
 void *mm_arena_alloc(size_t size)

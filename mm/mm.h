@@ -54,6 +54,7 @@ void *mm_arena_alloc(size_t size);	/* zeroed, page-aligned */
 void mm_arena_free(void *p, size_t size);
 void mm_arena_lock(void);
 void mm_arena_unlock(void);
+void mm_arena_fork_child(void);
 size_t mm_arena_in_use(void);
 
 /* mirror.c */

@@ -49,7 +49,7 @@ static void atfork_parent(void)
 
 static void atfork_child(void)
 {
-	mm_arena_unlock();
+	mm_arena_fork_child();
 	if (rt.state == RT_READY) {
 		rt_vcpu_forget_all();
 		rt_ring_forget();
