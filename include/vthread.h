@@ -95,7 +95,7 @@ int vthread_attr_getdetachstate(const vthread_attr_t *attr, int *state);
  * be prompt and thread-independent are posted to a host server thread without
  * an exit; the rest exit as before (README, "System calls"). AUTO, the
  * default: VTHREAD_SYSCALLS=exit|ring|auto if set, else RING where an exit
- * costs over 10 us and there are two CPUs or more, else EXIT. Results and
+ * costs 10 us or more and there are two CPUs or more, else EXIT. Results and
  * errno are the same either way.
  */
 enum {
@@ -113,7 +113,8 @@ int vthread_attr_getsyscallmode(const vthread_attr_t *attr, int *mode);
  * vthread_hostcall: from a vthread, calls fn on its backing host thread,
  * outside the guest, as ffi_call(cif, fn, rvalue, avalue) would; from a host
  * thread it is that ffi_call. The function runs with every signal blocked
- * (they reach the vthread when it returns) and may set errno for the caller.
+ * (they reach the vthread when it returns) and may set errno for the caller;
+ * it runs with the vthread's TLS, so vthread_self() there still names it.
  * 0, or EINVAL for a NULL cif or fn.
  */
 int vthread_hostcall(ffi_cif *cif, void (*fn)(void), void *rvalue, void **avalue);
@@ -155,7 +156,7 @@ enum {
 unsigned vthread_backend_features(void);
 
 /*
- * Process-wide counters; the same figures VTHREAD_STATS=1 prints at exit. The
+ * Process-wide counters: what VTHREAD_STATS=1 prints at exit, and vcpus_busy. The
  * caller sets size to sizeof(struct vthread_stats) (VTHREAD_STATS_INIT does), so
  * that the struct can grow: the library fills what both it and the caller know,
  * zeroes the caller's fields it does not know, and sets size to the bytes it
