@@ -7,7 +7,7 @@ set -eu
 meson=$1 build=$2 cc=$3 src=$4
 dest=$(mktemp -d)
 trap 'rm -rf "$dest"' EXIT
-"$meson" install -C "$build" --no-rebuild --quiet --destdir "$dest" >/dev/null
+out=$("$meson" install -C "$build" --no-rebuild --destdir "$dest" 2>&1) || { echo "$out" >&2; exit 1; }
 pc=$(find "$dest" -name vthread.pc)
 so=$(find "$dest" -name libvthread.so.0)
 header=$(find "$dest" -name vthread.h)
