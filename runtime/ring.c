@@ -258,7 +258,7 @@ static void start_server(void)
  * Servers are started by host threads only: the creator of a ring vthread, or
  * a server asked for company. A backing thread's allocations would land in
  * its malloc arena, which its guest may first touch inside fork(), while
- * the runtime memory's fork handler holds the lock the mirror needs.
+ * glibc holds malloc's locks, which the mirror's bookkeeping needs.
  */
 static void add_server(void)
 {
