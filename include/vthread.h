@@ -74,8 +74,8 @@ pthread_t vthread_pthread(vthread_t vt);
 
 int vthread_attr_init(vthread_attr_t *attr);
 int vthread_attr_destroy(vthread_attr_t *attr);
-/* EINVAL below PTHREAD_STACK_MIN, as pthread_attr_setstacksize, or above 512 MiB;
- * it replaces a stack set with vthread_attr_setstack. Getters: EINVAL for NULL. */
+/* EINVAL below PTHREAD_STACK_MIN, as pthread_attr_setstacksize; it replaces a
+ * stack set with vthread_attr_setstack. Getters: EINVAL for NULL. */
 int vthread_attr_setstacksize(vthread_attr_t *attr, size_t size);
 int vthread_attr_getstacksize(const vthread_attr_t *attr, size_t *size);
 /* A caller-owned stack [addr, addr + size); it must stay valid until the vthread
@@ -83,7 +83,9 @@ int vthread_attr_getstacksize(const vthread_attr_t *attr, size_t *size);
 int vthread_attr_setstack(vthread_attr_t *attr, void *addr, size_t size);
 int vthread_attr_getstack(const vthread_attr_t *attr, void **addr, size_t *size);
 /* The PROT_NONE gap below a runtime-allocated stack, in bytes rounded up to
- * pages (default one page; 0: none). Ignored with vthread_attr_setstack. */
+ * pages (default one page; 0: none); address space only. vthread_create gives
+ * EINVAL when stack and guard overflow together. Ignored with
+ * vthread_attr_setstack. */
 int vthread_attr_setguardsize(vthread_attr_t *attr, size_t size);
 int vthread_attr_getguardsize(const vthread_attr_t *attr, size_t *size);
 int vthread_attr_setdetachstate(vthread_attr_t *attr, int state);
@@ -169,7 +171,7 @@ struct vthread_stats {
 	unsigned long vcpus;		/* vCPUs created; they are pooled and reused */
 	unsigned long vcpus_busy;
 	unsigned long memslots;
-	unsigned long runtime_bytes;	/* guest-visible runtime memory in use */
+	unsigned long runtime_bytes;	/* runtime memory guests see: tables, stacks (cached too) */
 	/* guest exits, by reason */
 	unsigned long exit_syscall;	/* forwarded system calls */
 	unsigned long exit_mirror;	/* page faults that grew the address-space mirror */

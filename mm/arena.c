@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Guest-visible runtime memory, in whole pages: page tables, vCPU areas, the IDT
- * and vthread stacks. It comes from 1 GiB-aligned regions of ours, so each
+ * Guest-visible runtime memory, in whole pages: page tables, vCPU areas and the
+ * IDT (vthread stacks are mappings of their own: runtime/stack.c). It comes from 1 GiB-aligned regions of ours, so each
  * region is one mirror chunk, and it is never unmapped or purged, so memory
  * reused by the next vthread is still mapped by the guest and by KVM's shadow
  * tables. A region is handed out front to back, untouched until used; freed

@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "../runtime/rt_shim.h"
@@ -100,12 +101,47 @@ static void report(void)
 			say("  %lu %s", (unsigned long)counts[w], why_text[w]);
 }
 
+/* A fork child reports the threads it makes itself, if any. */
+static void forget_counts(void)
+{
+	for (int w = 0; w < NWHY; w++)
+		counts[w] = 0;
+	rt_stats_report_at_exit(report);
+}
+
+/*
+ * _exit() and _Exit() skip atexit handlers: the report comes first, as from
+ * exit(). glibc's own, found at setup: a vfork child must not take the
+ * loader's lock, which a thread of its parent may hold.
+ */
+static void (*real_exit)(int) __attribute__((noreturn));
+
+static void __attribute__((noreturn)) leave(int status)
+{
+	rt_stats_exiting();
+	if (real_exit)
+		real_exit(status);
+	for (;;)
+		syscall(SYS_exit_group, status);
+}
+
+SHIM_API void _exit(int status)
+{
+	leave(status);
+}
+
+SHIM_API void _Exit(int status)
+{
+	leave(status);
+}
+
 static void setup(void)
 {
 	char err[256];
 
 	real_create = dlsym(RTLD_NEXT, "pthread_create");
 	real_getattr = dlsym(RTLD_NEXT, "pthread_getattr_np");
+	real_exit = dlsym(RTLD_NEXT, "_exit");
 	if (shim_config_read(&cfg, err, sizeof(err)) < 0) {
 		say("%s; running without the shim", err);
 		cfg = (struct shim_config){ .mode = SHIM_NONE };
@@ -116,8 +152,8 @@ static void setup(void)
 
 		if (fd >= 0)
 			report_fd = fd;
-		rt_stats_report_elsewhere();
-		atexit(report);
+		rt_stats_report_at_exit(report);
+		pthread_atfork(NULL, NULL, forget_counts);
 	}
 }
 

@@ -12,15 +12,14 @@
 
 _Static_assert(sizeof(struct rt_attr) <= sizeof(vthread_attr_t), "vthread_attr_t too small");
 
-/* As glibc: RLIMIT_STACK when it is finite, else a fixed default. */
+/* As glibc: RLIMIT_STACK (at least PTHREAD_STACK_MIN) when it is finite, else 2 MiB. */
 static size_t default_stacksize(void)
 {
 	struct rlimit rl;
 
-	if (getrlimit(RLIMIT_STACK, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
-	    rl.rlim_cur >= PTHREAD_STACK_MIN && rl.rlim_cur <= RT_STACK_MAX)
-		return mm_page_round(rl.rlim_cur);
-	return 8ul << 20;
+	if (getrlimit(RLIMIT_STACK, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY)
+		return 2ul << 20;
+	return rl.rlim_cur < PTHREAD_STACK_MIN ? PTHREAD_STACK_MIN : mm_page_round(rl.rlim_cur);
 }
 
 const struct rt_attr *rt_attr(const vthread_attr_t *a)
@@ -65,7 +64,7 @@ RT_API int vthread_attr_setstacksize(vthread_attr_t *a, size_t size)
 {
 	struct rt_attr *ra = attr_rw(a);
 
-	if (!ra || size < PTHREAD_STACK_MIN || size > RT_STACK_MAX)
+	if (!ra || size < PTHREAD_STACK_MIN)
 		return EINVAL;
 	ra->stacksize = size;
 	ra->stackaddr = NULL;

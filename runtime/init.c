@@ -168,10 +168,10 @@ static int read_env(int *mode)
 		return -ENOSYS;
 	if (!atfork_ready) {
 		pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
-		if (stats)
-			rt_stats_at_exit();
 		atfork_ready = true;
 	}
+	if (stats)
+		rt_stats_at_exit();	/* again in a fork child that starts its own */
 	return 0;
 }
 

@@ -35,9 +35,6 @@ enum rt_exit_counter {
 	RT_EXIT_NR
 };
 
-/* Stacks come from 1 GiB arena regions; larger ones must be given with setstack. */
-#define RT_STACK_MAX	(512ul << 20)
-
 struct rt_attr {
 	uint32_t magic;
 	int detach;
@@ -125,6 +122,11 @@ int rt_env_syscalls(int *mode, char *why, size_t n);
 
 /* init.c */
 int rt_init(void);	/* 0, or -ENOSYS with rt.why set */
+
+/* stack.c: a vthread's stack as the attribute asks, mirrored; put caches or unmaps it */
+int rt_stack_get(struct vthread *vt, const struct rt_attr *a);
+void rt_stack_put(struct vthread *vt);
+size_t rt_stack_bytes(void);	/* mapped for stacks, in use and cached; rt.pool_lock held */
 
 /* vcpu.c: the vCPU pool */
 int rt_vcpu_get(struct hv_vcpu **vc);
@@ -244,7 +246,8 @@ int rt_fault_to_handler(struct vthread *vt, struct hv_exit *ex, uint64_t addr);
 void rt_bad_frame(struct vthread *vt, const hv_regs *r) __attribute__((noreturn));
 void rt_die(struct vthread *vt, const char *what, int err) __attribute__((noreturn));
 
-/* stats.c: registers the VTHREAD_STATS=1 report at exit, unless it goes elsewhere */
+/* stats.c: registers the VTHREAD_STATS=1 report at exit, unless the shim has its own */
 void rt_stats_at_exit(void);
+void rt_stats_exiting(void);	/* the process is ending: the report, once */
 
 #endif

@@ -20,8 +20,10 @@ int rt_create_pthread(pthread_t *th, const vthread_attr_t *attr, pthread_attr_t 
 /* The usable stack and guard size of th if it is a running vthread. */
 bool rt_guest_stack(pthread_t th, void **addr, size_t *size, size_t *guard);
 
-/* The VTHREAD_STATS=1 report goes to fd, when the caller says, not at exit. */
-void rt_stats_report_elsewhere(void);
+/* The report at exit is report(), in place of the VTHREAD_STATS=1 one; it is
+ * printed once, also when the process ends with _exit() (rt_stats_exiting). */
+void rt_stats_report_at_exit(void (*report)(void));
+void rt_stats_exiting(void);
 void rt_stats_print(int fd);
 
 /* Reads a boolean variable: unset, empty or 0 is false, 1 is true; anything

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* Counters: vthread_get_stats() and the VTHREAD_STATS=1 report at exit. */
 #include <errno.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,7 +28,7 @@ RT_API int vthread_get_stats(struct vthread_stats *st)
 		.vcpus = rt.nvcpus,
 		.vcpus_busy = rt.nvcpus - rt.nidle,
 		.memslots = rt.state == RT_READY ? rt.mm.nslots : 0,
-		.runtime_bytes = mm_arena_in_use(),
+		.runtime_bytes = mm_arena_in_use() + rt_stack_bytes(),
 		.exit_syscall = rt.exits[RT_EXIT_SYSCALL],
 		.exit_mirror = rt.exits[RT_EXIT_MIRROR],
 		.exit_fault = rt.exits[RT_EXIT_FAULT],
@@ -67,20 +68,37 @@ void rt_stats_print(int fd)
 		return;
 }
 
-static bool elsewhere;
+/*
+ * The report at exit, printed once however the process ends normally: from
+ * atexit, or before the exit_group a vthread makes (_exit() skips atexit), or
+ * from the shim's _exit(). Only by the process that armed it: a fork child
+ * arms it again if it has its own to say, a vfork child never does.
+ */
+static void (*exit_report)(void);
+static pid_t exit_pid;
+static atomic_flag reported = ATOMIC_FLAG_INIT;
 
-static void at_exit(void)
+void rt_stats_exiting(void)
+{
+	if (exit_report && getpid() == exit_pid && !atomic_flag_test_and_set(&reported))
+		exit_report();
+}
+
+void rt_stats_report_at_exit(void (*report)(void))
+{
+	if (!exit_report)
+		atexit(rt_stats_exiting);
+	exit_report = report;
+	exit_pid = getpid();
+}
+
+static void print_to_stderr(void)
 {
 	rt_stats_print(STDERR_FILENO);
 }
 
-void rt_stats_report_elsewhere(void)
-{
-	elsewhere = true;
-}
-
 void rt_stats_at_exit(void)
 {
-	if (!elsewhere)
-		atexit(at_exit);
+	if (!exit_report || exit_report == print_to_stderr)
+		rt_stats_report_at_exit(print_to_stderr);
 }

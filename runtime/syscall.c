@@ -175,6 +175,9 @@ enum rt_next rt_syscall_forward(struct vthread *vt, hv_regs *r, long moved)
 	case SYS_set_tid_address:	/* the backing thread's is glibc's, for joining it */
 		ret = rt_syscall6(SYS_gettid, 0, 0, 0, 0, 0, 0);
 		break;
+	case SYS_exit_group:	/* _exit() skips atexit, where the report is */
+		rt_stats_exiting();
+		__attribute__((fallthrough));
 	default:
 		if (!rt_path_guest_mask(r->rax)) {
 			ret = rt_syscall6(r->rax, r->rdi, r->rsi, r->rdx, r->r10, r->r8, r->r9);

@@ -7,7 +7,7 @@
  * calls; joining a vthread is joining it.
  *
  * Create, in Akaros' steps: vt_alloc() takes what can run out (the struct, the
- * stack, a vCPU from the pool, vcpu.c); vt_init_ctx() says where the guest
+ * stack, stack.c, a vCPU from the pool, vcpu.c); vt_init_ctx() says where the guest
  * starts; vt_run() registers the vthread and starts its backing thread.
  * vthread_create() composes them, and so does rt_create_pthread() for the shim.
  *
@@ -29,7 +29,6 @@
 #include <asm/prctl.h>
 #include <errno.h>
 #include <stdlib.h>
-#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -101,59 +100,6 @@ static bool registry_has(const struct vthread *vt)
 	return false;
 }
 
-static int stack_alloc(struct vthread *vt, const struct rt_attr *a)
-{
-	if (a->stackaddr) {
-		vt->stack = a->stackaddr;
-		vt->stack_size = a->stacksize;
-		return mm_mirror_range(&rt.mm, vt->stack, vt->stack_size) < 0 ? -EAGAIN : 0;
-	}
-	if (a->guardsize > RT_STACK_MAX)
-		return -EAGAIN;
-	vt->guard = mm_page_round(a->guardsize);
-	vt->stack_size = mm_page_round(a->stacksize) + vt->guard;
-	vt->stack = mm_alloc(&rt.mm, vt->stack_size);
-	if (!vt->stack)
-		return -EAGAIN;
-	vt->own_stack = true;
-	/* The guard turns an overflow into SIGSEGV, as with a pthread's stack. */
-	if (vt->guard)
-		mprotect(vt->stack, vt->guard, PROT_NONE);
-	return 0;
-}
-
-static void stack_free(struct vthread *vt)
-{
-	if (!vt->own_stack)
-		return;
-	if (vt->guard)
-		mprotect(vt->stack, vt->guard, PROT_READ | PROT_WRITE);
-	mm_free(vt->stack, vt->stack_size);
-}
-
-/*
- * Runs inside the vCPU: the start routine under a cancellation buffer of its own,
- * which pthread_exit() and cancellation unwind to once the thread's cleanup
- * handlers have run, as they unwind to start_thread's in a pthread. Not
- * instrumented: its accesses would mirror ASan's shadow of every guest stack.
- */
-__attribute__((no_sanitize("address"))) static void *guest_main(void *p)
-{
-	struct vthread *vt = p;
-	__pthread_unwind_buf_t buf;
-	void *ret;
-
-	if (__sigsetjmp_cancel(buf.__cancel_jmp_buf, 0)) {
-		__pthread_unregister_cancel(&buf);
-		rt_current->unwound = true;
-		hv_guest_end(NULL);
-	}
-	__pthread_register_cancel(&buf);
-	ret = vt->fn(vt->arg);
-	__pthread_unregister_cancel(&buf);
-	return ret;
-}
-
 /*
  * The guest's pthread_exit() left its value in the backing thread's own result
  * (the guest runs on that thread's TLS); finishing the unwind here, to
@@ -165,6 +111,36 @@ static void __attribute__((noreturn)) finish_unwind(void)
 
 	__pthread_register_cancel(&buf);
 	__pthread_unwind_next(&buf);
+}
+
+/*
+ * Runs inside the vCPU: the start routine under a cancellation buffer of its own,
+ * which pthread_exit() and cancellation unwind to once the thread's cleanup
+ * handlers have run, as they unwind to start_thread's in a pthread. A child
+ * forked inside the vthread comes back here natively, with no vthread
+ * (rt_current NULL): its thread ends as the backing pthread would, which ends
+ * the child as its last thread. Not instrumented: its accesses would mirror
+ * ASan's shadow of every guest stack.
+ */
+__attribute__((no_sanitize("address"))) static void *guest_main(void *p)
+{
+	struct vthread *vt = p;
+	__pthread_unwind_buf_t buf;
+	void *ret;
+
+	if (__sigsetjmp_cancel(buf.__cancel_jmp_buf, 0)) {
+		__pthread_unregister_cancel(&buf);
+		if (!rt_current)
+			finish_unwind();
+		rt_current->unwound = true;
+		hv_guest_end(NULL);
+	}
+	__pthread_register_cancel(&buf);
+	ret = vt->fn(vt->arg);
+	__pthread_unregister_cancel(&buf);
+	if (!rt_current)
+		pthread_exit(ret);
+	return ret;
 }
 
 static void *backing_main(void *p)
@@ -191,7 +167,7 @@ static void *backing_main(void *p)
 	rt_ring_detach(vt);
 
 	rt_vcpu_put(vt->vcpu);
-	stack_free(vt);
+	rt_stack_put(vt);
 	unwound = vt->unwound;
 	ret = vt->retval;
 	pthread_mutex_lock(&rt.lock);
@@ -208,7 +184,8 @@ static void *backing_main(void *p)
 }
 
 /* The vthread, its stack and a vCPU: 0, ENOSYS without KVM, EAGAIN when one
- * of them cannot be had (as pthread_create's EAGAIN). */
+ * of them cannot be had, EINVAL when stack and guard sizes overflow together
+ * (as pthread_create). */
 static int vt_alloc(const struct rt_attr *a, struct vthread **out)
 {
 	struct vthread *vt;
@@ -219,7 +196,7 @@ static int vt_alloc(const struct rt_attr *a, struct vthread **out)
 	vt = calloc(1, sizeof(*vt));
 	if (!vt)
 		return EAGAIN;
-	r = stack_alloc(vt, a);
+	r = rt_stack_get(vt, a);
 	if (r < 0)
 		goto err;
 	r = rt_vcpu_get(&vt->vcpu);
@@ -229,16 +206,16 @@ static int vt_alloc(const struct rt_attr *a, struct vthread **out)
 	return 0;
 
 err_stack:
-	stack_free(vt);
+	rt_stack_put(vt);
 err:
 	free(vt);
-	return EAGAIN;
+	return -r;
 }
 
 static void vt_free(struct vthread *vt)
 {
 	rt_vcpu_put(vt->vcpu);
-	stack_free(vt);
+	rt_stack_put(vt);
 	free(vt);
 }
 

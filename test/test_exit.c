@@ -2,10 +2,12 @@
 /* How a vthread ends: return, pthread_exit, vthread_exit, raw exit, exit_group. */
 #define _GNU_SOURCE
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -185,6 +187,97 @@ START_TEST(test_exit_in_a_vthread_ends_the_process)
 
 	ck_assert(WIFEXITED(status));
 	ck_assert_int_eq(WEXITSTATUS(status), 23);
+}
+END_TEST
+
+/*
+ * The main thread's pthread_exit() leaves the process to its other threads: it
+ * ends, status 0, when the last of them ends, in every system-call mode (the
+ * ring's servers must not keep it alive).
+ */
+static int token_pipe[2];
+
+static void *token_after_a_while(void *arg)
+{
+	char c = (char)(intptr_t)arg;
+
+	usleep(20000);
+	if (write(token_pipe[1], &c, 1) != 1)
+		abort();
+	return NULL;
+}
+
+START_TEST(test_main_pthread_exit_ends_the_process_with_its_last_thread)
+{
+	char got[8] = "";
+	int status = 0;
+	pid_t pid;
+
+	require_backend();
+	ck_assert_int_eq(pipe(token_pipe), 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		signal(SIGTERM, SIG_DFL);	/* Check's handler kills the whole group */
+		close(token_pipe[0]);
+		for (intptr_t i = 0; i < 3; i++) {
+			vthread_t vt;
+
+			if (vthread_create(&vt, NULL, token_after_a_while, (void *)('a' + i)) ||
+			    vthread_detach(vt))
+				_exit(99);
+		}
+		pthread_exit(NULL);
+	}
+	close(token_pipe[1]);
+	/* Bounded: a process that outlives its threads is killed and the test fails. */
+	for (int i = 0; i < 300 && waitpid(pid, &status, WNOHANG) == 0; i++)
+		usleep(100000);
+	if (kill(pid, SIGKILL) == 0)
+		waitpid(pid, &status, 0);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+		      "wait status %#x: the process outlived its last thread", status);
+	ck_assert_int_eq(read(token_pipe[0], got, sizeof(got) - 1), 3);
+	close(token_pipe[0]);
+}
+END_TEST
+
+/* _exit() skips atexit; the VTHREAD_STATS=1 report comes anyway, once. */
+static void *underscore_exit(void *arg)
+{
+	_exit((int)(intptr_t)arg);
+}
+
+START_TEST(test_stats_report_comes_when_a_vthread_calls__exit)
+{
+	char out[4096] = "", *report;
+	size_t got = 0;
+	ssize_t n;
+	int p[2], status;
+	pid_t pid;
+
+	require_backend();
+	ck_assert_int_eq(pipe(p), 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		vthread_t vt;
+
+		setenv("VTHREAD_STATS", "1", 1);	/* read when the runtime starts, below */
+		dup2(p[1], STDERR_FILENO);
+		if (vthread_create(&vt, NULL, underscore_exit, (void *)5))
+			_exit(99);
+		vthread_join(vt, NULL);
+		_exit(98);
+	}
+	close(p[1]);
+	while (got < sizeof(out) - 1 && (n = read(p[0], out + got, sizeof(out) - 1 - got)) > 0)
+		got += n;
+	close(p[0]);
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 5);
+	report = strstr(out, "libvthread stats:");
+	ck_assert_msg(report && !strstr(report + 1, "libvthread stats:"), "not one report: %s", out);
 }
 END_TEST
 
@@ -392,6 +485,8 @@ int main(void)
 	tcase_add_test(tc, test_detached_pthread_exit_is_reclaimed);
 	tcase_add_test(tc, test_raw_exit_ends_only_the_vthread);
 	tcase_add_test(tc, test_exit_in_a_vthread_ends_the_process);
+	tcase_add_test(tc, test_main_pthread_exit_ends_the_process_with_its_last_thread);
+	tcase_add_test(tc, test_stats_report_comes_when_a_vthread_calls__exit);
 	tcase_add_test(tc, test_pthread_self_is_the_backing_thread);
 	tcase_add_test(tc, test_deferred_cancellation_at_a_cancellation_point);
 	tcase_add_test(tc, test_asynchronous_cancellation_of_guest_code);

@@ -7,9 +7,11 @@
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <unistd.h>
 
@@ -294,6 +296,141 @@ START_TEST(test_setstack_runs_on_the_given_stack)
 }
 END_TEST
 
+/*
+ * A stack that is not mapped writable: pthread_create() faults in its caller,
+ * writing its thread descriptor at the stack's top; vthread_create() faults the
+ * same way, never later in the guest or in whatever is mapped there by then.
+ * The child reports the signal, its code and whether the address is in the stack.
+ */
+static int segv_pipe[2];
+static char *bad_stack;
+
+static void report_segv(int sig, siginfo_t *si, void *uc)
+{
+	long v[3] = { sig, si->si_code,
+		      (char *)si->si_addr >= bad_stack && (char *)si->si_addr < bad_stack + (1 << 20) };
+
+	(void)uc;
+	if (write(segv_pipe[1], v, sizeof(v)) != sizeof(v))
+		_exit(3);
+	_exit(0);
+}
+
+static void create_on_bad_stack(bool as_vthread, bool mapped, long got[3])
+{
+	pid_t pid;
+	int status;
+
+	ck_assert_int_eq(pipe(segv_pipe), 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		struct sigaction sa = { .sa_sigaction = report_segv, .sa_flags = SA_SIGINFO };
+
+		sigaction(SIGSEGV, &sa, NULL);
+		bad_stack = mmap(NULL, 1 << 20, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (bad_stack == MAP_FAILED || (!mapped && munmap(bad_stack, 1 << 20)))
+			_exit(1);
+		if (as_vthread) {
+			vthread_attr_t a;
+			vthread_t vt;
+
+			vthread_attr_init(&a);
+			vthread_attr_setstack(&a, bad_stack, 1 << 20);
+			vthread_create(&vt, &a, return_arg_plus_one, NULL);
+		} else {
+			pthread_attr_t a;
+			pthread_t th;
+
+			pthread_attr_init(&a);
+			pthread_attr_setstack(&a, bad_stack, 1 << 20);
+			pthread_create(&th, &a, return_arg_plus_one, NULL);
+		}
+		_exit(2);	/* created: no fault */
+	}
+	close(segv_pipe[1]);
+	memset(got, 0, 3 * sizeof(*got));
+	ck_assert_int_eq(read(segv_pipe[0], got, 3 * sizeof(*got)), 3 * sizeof(*got));
+	close(segv_pipe[0]);
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
+START_TEST(test_create_on_a_stack_it_cannot_write_faults_as_pthread_create)
+{
+	bool mapped = _i;	/* 0: not mapped; 1: mapped read-only */
+	long native[3], vthread[3];
+
+	require_backend();
+	create_on_bad_stack(false, mapped, native);
+	create_on_bad_stack(true, mapped, vthread);
+	ck_assert_int_eq(native[0], SIGSEGV);
+	ck_assert_int_eq(native[1], mapped ? SEGV_ACCERR : SEGV_MAPERR);
+	ck_assert_int_eq(vthread[0], native[0]);
+	ck_assert_int_eq(vthread[1], native[1]);
+	ck_assert_int_eq(vthread[2], 1);
+}
+END_TEST
+
+/* Sizes glibc accepts, vthreads accept; what it refuses at create, so do they. */
+static int create_with(bool as_vthread, size_t stack, size_t guard)
+{
+	int r;
+
+	if (as_vthread) {
+		vthread_attr_t a;
+		vthread_t vt;
+
+		ck_assert_int_eq(vthread_attr_init(&a), 0);
+		ck_assert_int_eq(vthread_attr_setstacksize(&a, stack), 0);
+		ck_assert_int_eq(vthread_attr_setguardsize(&a, guard), 0);
+		r = vthread_create(&vt, &a, return_arg_plus_one, (void *)1);
+		if (!r) {
+			void *ret;
+
+			ck_assert_int_eq(vthread_join(vt, &ret), 0);
+			ck_assert_ptr_eq(ret, (void *)2);
+		}
+	} else {
+		pthread_attr_t a;
+		pthread_t th;
+
+		ck_assert_int_eq(pthread_attr_init(&a), 0);
+		ck_assert_int_eq(pthread_attr_setstacksize(&a, stack), 0);
+		ck_assert_int_eq(pthread_attr_setguardsize(&a, guard), 0);
+		r = pthread_create(&th, &a, return_arg_plus_one, (void *)1);
+		if (!r)
+			ck_assert_int_eq(pthread_join(th, NULL), 0);
+	}
+	return r;
+}
+
+START_TEST(test_stack_and_guard_sizes_match_pthread)
+{
+	static const struct {
+		size_t stack, guard;
+		int want;
+	} cases[] = {
+		{ 1ul << 30, 4096, 0 },			/* 1 GiB stack, mapped on demand */
+		{ 1 << 20, 1ul << 40, 0 },		/* 1 TiB guard: address space only */
+		{ 1 << 20, ~0ul - 4096, EINVAL },	/* stack + guard overflow */
+		{ 1ul << 46, 4096, EAGAIN },		/* more than the address space */
+	};
+	struct vthread_stats before = VTHREAD_STATS_INIT, after = VTHREAD_STATS_INIT;
+
+	require_backend();
+	ck_assert_int_eq(create_with(true, 1 << 20, 4096), 0);
+	vthread_get_stats(&before);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		ck_assert_int_eq(create_with(false, cases[i].stack, cases[i].guard), cases[i].want);
+		ck_assert_int_eq(create_with(true, cases[i].stack, cases[i].guard), cases[i].want);
+	}
+	vthread_get_stats(&after);
+	/* A guard is never mirrored: the 1 TiB one would cost 1024 memslots. */
+	ck_assert_uint_le(after.memslots, before.memslots + 4);
+}
+END_TEST
+
 static void *block_on_pipe(void *arg)
 {
 	char c;
@@ -412,6 +549,8 @@ int main(void)
 	tcase_add_test(tc, test_detach_then_join_is_einval);
 	tcase_add_test(tc, test_create_errors_match_pthread);
 	tcase_add_test(tc, test_setstack_runs_on_the_given_stack);
+	tcase_add_loop_test(tc, test_create_on_a_stack_it_cannot_write_faults_as_pthread_create, 0, 2);
+	tcase_add_test(tc, test_stack_and_guard_sizes_match_pthread);
 	tcase_add_test(tc, test_running_out_of_vcpus_gives_eagain_then_recovers);
 	tcase_add_test(tc, test_backend_features_match_what_the_guest_sees);
 	tcase_add_test(tc, test_no_kvm_gives_enosys_with_reason);

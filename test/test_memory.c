@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /* One address space: what the host maps the guest sees, and the other way round. */
 #define _GNU_SOURCE
+#include <pthread.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -204,6 +206,90 @@ START_TEST(test_reservations_are_mirrored_only_when_used)
 }
 END_TEST
 
+/* Resident memory of this process, in bytes. */
+static long resident(void)
+{
+	FILE *f = fopen("/proc/self/statm", "re");
+	long size, pages = -1;
+
+	ck_assert_ptr_nonnull(f);
+	ck_assert_int_eq(fscanf(f, "%ld %ld", &size, &pages), 2);
+	fclose(f);
+	return pages * sysconf(_SC_PAGESIZE);
+}
+
+#define STACK_MIB	32
+#define TOUCH_MIB	24
+
+static pthread_barrier_t touched;
+
+/* Writes TOUCH_MIB of its stack, waits until every one has, then until the
+ * host has measured. */
+static void *touch_stack(void *arg)
+{
+	volatile char big[TOUCH_MIB << 20];
+
+	for (size_t i = 0; i < sizeof(big); i += 4096)
+		big[i] = 1;
+	pthread_barrier_wait(&touched);
+	pthread_barrier_wait(&touched);
+	return arg;
+}
+
+/*
+ * Stacks go back to the system once their vthreads are joined, as glibc's do:
+ * all but the few its cache keeps (40 MiB, here one stack).
+ */
+START_TEST(test_joined_stacks_go_back_to_the_system)
+{
+	enum { N = 8 };
+	vthread_attr_t a;
+	vthread_t vt[N];
+	long before, during, after;
+
+	require_backend();
+	ck_assert_int_eq(vthread_attr_init(&a), 0);
+	ck_assert_int_eq(vthread_attr_setstacksize(&a, STACK_MIB << 20), 0);
+	ck_assert_int_eq(pthread_barrier_init(&touched, NULL, N + 1), 0);
+	before = resident();
+	for (int i = 0; i < N; i++)
+		ck_assert_int_eq(vthread_create(&vt[i], &a, touch_stack, NULL), 0);
+	pthread_barrier_wait(&touched);
+	during = resident();
+	pthread_barrier_wait(&touched);
+	for (int i = 0; i < N; i++)
+		ck_assert_int_eq(vthread_join(vt[i], NULL), 0);
+	after = resident();
+	ck_assert_msg(during - before >= ((long)N * (TOUCH_MIB - 4) << 20),
+		      "resident +%ld MiB with %d stacks touched", (during - before) >> 20, N);
+	ck_assert_msg(after - before <= (40 + 16) << 20,
+		      "resident +%ld MiB after the joins", (after - before) >> 20);
+}
+END_TEST
+
+/* A stack's pages the vthread never touched never become resident, also when
+ * the stack is used again from the cache. */
+START_TEST(test_untouched_stack_pages_stay_unresident)
+{
+	vthread_attr_t a;
+	vthread_t vt;
+	long before;
+
+	require_backend();
+	ck_assert_int_eq(vthread_attr_init(&a), 0);
+	ck_assert_int_eq(vthread_attr_setstacksize(&a, 16 << 20), 0);
+	ck_assert_int_eq(vthread_create(&vt, &a, nothing, NULL), 0);	/* the VM, warm */
+	ck_assert_int_eq(vthread_join(vt, NULL), 0);
+	before = resident();
+	for (int i = 0; i < 4; i++) {
+		ck_assert_int_eq(vthread_create(&vt, &a, nothing, NULL), 0);
+		ck_assert_int_eq(vthread_join(vt, NULL), 0);
+	}
+	ck_assert_msg(resident() - before < 4 << 20, "resident +%ld KiB",
+		      (resident() - before) >> 10);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("memory");
@@ -216,6 +302,8 @@ int main(void)
 	tcase_add_test(tc, test_host_munmap_and_remap_is_seen);
 	tcase_add_test(tc, test_reservations_are_mirrored_only_when_used);
 	tcase_add_test(tc, test_new_mapping_inside_a_mirrored_chunk_is_seen);
+	tcase_add_test(tc, test_joined_stacks_go_back_to_the_system);
+	tcase_add_test(tc, test_untouched_stack_pages_stay_unresident);
 	suite_add_tcase(s, tc);
 	return run_suite(s);
 }

@@ -58,6 +58,70 @@ START_TEST(test_fork_in_a_vthread_continues_as_an_ordinary_process)
 END_TEST
 
 /*
+ * A child forked inside a vthread whose thread then ends (return, pthread_exit,
+ * vthread_exit) ends as a process whose last pthread ended: status 0, after the
+ * thread's cleanup handlers and the process's atexit handlers.
+ */
+static int end_pipe[2];
+
+static void say_char(int c)
+{
+	char b = (char)c;
+
+	if (write(end_pipe[1], &b, 1) != 1)
+		_exit(13);
+}
+
+static void cleanup_says(void *arg)
+{
+	(void)arg;
+	say_char('c');
+}
+
+static void atexit_says(void)
+{
+	say_char('x');
+}
+
+static void *fork_then_end(void *arg)
+{
+	intptr_t how = (intptr_t)arg;
+	pid_t pid = fork();
+	int status = -1;
+
+	if (pid == 0) {
+		atexit(atexit_says);
+		pthread_cleanup_push(cleanup_says, NULL);
+		if (how == 1)
+			pthread_exit(NULL);
+		if (how == 2)
+			vthread_exit(NULL);
+		pthread_cleanup_pop(0);
+		return NULL;
+	}
+	if (pid < 0 || waitpid(pid, &status, 0) != pid)
+		return (void *)-1;
+	return (void *)(intptr_t)status;
+}
+
+START_TEST(test_fork_child_of_a_vthread_ends_with_its_thread)
+{
+	static const char *const said[] = { "x", "cx", "cx" };
+	char got[4] = "";
+	intptr_t status;
+
+	ck_assert_int_eq(pipe(end_pipe), 0);
+	status = run_vthread(fork_then_end, (void *)(intptr_t)_i);
+	close(end_pipe[1]);
+	ck_assert_int_ge(read(end_pipe[0], got, sizeof(got) - 1), 0);
+	close(end_pipe[0]);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+		      "ending by %d: child wait status %#lx", _i, (long)status);
+	ck_assert_str_eq(got, said[_i]);
+}
+END_TEST
+
+/*
  * A fork handler that runs after the runtime's, inside the vthread that forks,
  * and touches memory no vthread has touched: the mirror must map it, page-table
  * pages included, while the runtime's prepare handler holds its locks.
@@ -220,6 +284,7 @@ int main(void)
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, test_fork_in_a_vthread_continues_as_an_ordinary_process);
 	tcase_add_test(tc, test_fork_handler_in_a_vthread_touches_new_memory);
+	tcase_add_loop_test(tc, test_fork_child_of_a_vthread_ends_with_its_thread, 0, 3);
 	tcase_add_test(tc, test_vfork_and_exit_in_a_vthread);
 	tcase_add_test(tc, test_vfork_and_exec_in_a_vthread);
 	tcase_add_test(tc, test_system_in_a_vthread);

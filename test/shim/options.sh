@@ -24,6 +24,15 @@ compare "pthread program" "$prog"
 [ "$(count shim.err '^libvthread-shim: 16 threads as vthreads, 2 as pthreads')" = 1 ] ||
 	fail "not 16 threads as vthreads, and as pthreads the one made inside a vthread and the one refused"
 
+echo "== --stats: one report, also when the program ends with _exit()"
+"$run" --stats -- "$prog" _exit >shim.out 2>shim.err
+cmp -s native.out shim.out || fail "_exit: output differs"
+# one from the program, none from its child, which made no threads
+[ "$(count shim.err '^libvthread-shim: 16 threads as vthreads, 2 as pthreads')" = 1 ] &&
+	[ "$(count shim.err '^libvthread-shim: [0-9]* threads as vthreads')" = 1 ] &&
+	[ "$(count shim.err '^libvthread stats: backend')" = 1 ] ||
+	{ cat shim.err >&2; fail "_exit: not one report"; }
+
 echo "== --match: only the routines named"
 "$run" --log --match 'worker_sum,victim_*' -- "$prog" >shim.out 2>shim.err
 cmp -s native.out shim.out || fail "--match: output differs"
