@@ -191,18 +191,21 @@ START_TEST(test_exit_in_a_vthread_ends_the_process)
 END_TEST
 
 /*
- * The main thread's pthread_exit() leaves the process to its other threads: it
- * ends, status 0, when the last of them ends, in every system-call mode (the
- * ring's servers must not keep it alive).
+ * The main thread's pthread_exit() leaves the process to its other threads:
+ * they go on (the runtime's copies of guest memory must not name the ended
+ * main thread), and it ends, status 0, when the last of them ends, in every
+ * system-call mode (the ring's servers must not keep it alive).
  */
 static int token_pipe[2];
 
+/* After the main thread has ended: a call the runtime copies memory for. */
 static void *token_after_a_while(void *arg)
 {
 	char c = (char)(intptr_t)arg;
+	sigset_t mask;
 
 	usleep(20000);
-	if (write(token_pipe[1], &c, 1) != 1)
+	if (pthread_sigmask(SIG_BLOCK, NULL, &mask) || write(token_pipe[1], &c, 1) != 1)
 		abort();
 	return NULL;
 }

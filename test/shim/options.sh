@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: MIT
 # Our pthread program under the shim, then the shim's selection, its fallbacks
 # and vthread-run's own behaviour.
-# usage: options.sh VTHREAD_RUN WORKDIR PTHREAD_PROG STATIC_PROG
+# usage: options.sh VTHREAD_RUN WORKDIR PTHREAD_PROG STATIC_PROG ATTR_PROG
 set -eu
 run=$1
 work=$2
@@ -11,6 +11,7 @@ prog=$3
 run=$(absolute "$run")
 prog=$(absolute "$prog")
 static_prog=$(absolute "$4")
+attr_prog=$(absolute "$5")
 mkdir -p "$work"
 cd "$work"
 
@@ -90,4 +91,9 @@ grep -q 'is statically linked' shim.err || fail "a static program is not warned 
 "$run" -- true 2>shim.err
 [ ! -s shim.err ] || fail "a dynamic program is warned about"
 set -e
+
+echo "== every attribute combination; semaphores while the main thread has ended"
+compare "attribute combinations" "$attr_prog"
+grep -q '^attributes: 48 combinations, all passed$' shim.out || fail "attribute combinations failed"
+grep -q '^semaphores: 4 consumed; all passed$' shim.out || fail "semaphores failed"
 echo "all passed"
