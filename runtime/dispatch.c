@@ -25,7 +25,7 @@ void rt_resume_sysret(struct vthread *vt, hv_regs *r, long ret)
 
 /* What one dispatch loop remembers between exits. */
 struct dispatch {
-	uint64_t mirror_addr, mirror_rip;	/* the last page mirrored, and who touched it */
+	uint64_t mirror_addr;			/* the last page mirrored */
 	enum rt_exit_counter counter;		/* what this exit counts as */
 };
 
@@ -43,7 +43,6 @@ static bool mirror_fault(struct vthread *vt, struct hv_exit *ex, struct dispatch
 	if (r < 0 && r != -EEXIST)
 		return false;
 	d->mirror_addr = ex->cr2;
-	d->mirror_rip = ex->frame.rip;
 	hv_regs_from_frame(&ex->regs, &ex->frame);
 	rt_resume(vt, &ex->regs, "cannot resume after a page fault");
 	return true;
@@ -52,15 +51,22 @@ static bool mirror_fault(struct vthread *vt, struct hv_exit *ex, struct dispatch
 /*
  * A fault the program may handle: its SIGSEGV (SIGILL...) handler runs in the
  * vthread, else the vthread is reported and the process gets the signal. KVM
- * names no address when the host refuses an access (EFAULT), but when the same
- * instruction has just had its page mirrored, that page is the one refused.
+ * names no address when the host refuses an access (EFAULT): the instruction
+ * says which (decode.c), and the report and the handler get it in cr2.
  */
 static enum rt_next fault(struct vthread *vt, struct hv_exit *ex, struct dispatch *d)
 {
-	uint64_t addr = ex->kind == HV_EXIT_EFAULT && ex->regs.rip == d->mirror_rip ?
-		d->mirror_addr : 0;
+	bool write = false;
+	int code = 0;
 
-	if (!rt_fault_to_handler(vt, ex, addr))
+	(void)d;
+	if (ex->kind == HV_EXIT_EFAULT) {
+		if (rt_fault_address(vt, &ex->regs, &ex->cr2, &code, &write) < 0)
+			ex->cr2 = 0;
+		/* as a pthread's page fault: user mode, write, protection (not absence) */
+		ex->frame.error = 4 | (write ? 2 : 0) | (code == SEGV_ACCERR);
+	}
+	if (!rt_fault_to_handler(vt, ex, code))
 		rt_fault(vt, ex);
 	return RT_RESUME;
 }

@@ -91,8 +91,13 @@ static int describe(struct report *rp, const struct hv_exit *ex, uint64_t *rip)
 			say(rp, ", error code 0x%llx", (unsigned long long)ex->frame.error);
 		break;
 	case HV_EXIT_EFAULT:
-		say(rp, "%s: memory access refused by the host (unmapped or read-only memory;"
-			" this backend does not report the address)", strsignal(signo));
+		if (ex->cr2)
+			say(rp, "%s: memory access refused by the host at address 0x%llx (the"
+				" instruction's; unmapped, read-only or PROT_NONE memory)",
+			    strsignal(signo), (unsigned long long)ex->cr2);
+		else
+			say(rp, "%s: memory access refused by the host (unmapped, read-only or"
+				" PROT_NONE memory; the instruction names no address)", strsignal(signo));
 		break;
 	default:
 		say(rp, "%s: the vCPU stopped (KVM exit reason %u, errno %d)", strsignal(signo),
@@ -162,11 +167,12 @@ static int fault_code(const struct hv_exit *ex)
 	}
 }
 
-int rt_fault_to_handler(struct vthread *vt, struct hv_exit *ex, uint64_t addr)
+int rt_fault_to_handler(struct vthread *vt, struct hv_exit *ex, int code)
 {
 	struct rt_sigtrap trap = { 0 };
 	siginfo_t si = { 0 };
 	hv_regs r = ex->regs;
+	uint64_t addr = ex->cr2;
 
 	if (ex->kind == HV_EXIT_EXCEPTION) {
 		si.si_signo = vectors[ex->vector].name ? vectors[ex->vector].signo : SIGSEGV;
@@ -176,8 +182,8 @@ int rt_fault_to_handler(struct vthread *vt, struct hv_exit *ex, uint64_t addr)
 		hv_regs_from_frame(&r, &ex->frame);
 	} else if (ex->kind == HV_EXIT_EFAULT && addr) {
 		si.si_signo = SIGSEGV;
-		si.si_code = SEGV_ACCERR;
-		trap = (struct rt_sigtrap){ 6, HV_VECTOR_PF, addr };
+		si.si_code = code;
+		trap = (struct rt_sigtrap){ ex->frame.error, HV_VECTOR_PF, addr };
 	} else {
 		return 0;	/* without an address, a handler could only loop */
 	}

@@ -241,8 +241,15 @@ long rt_call_cancellable(struct vthread *vt, const hv_regs *r);
 
 /* fault.c */
 void rt_fault(struct vthread *vt, const struct hv_exit *ex) __attribute__((noreturn));
-/* Enters the guest's handler for the fault's signal, if it has one: 1, else 0. */
-int rt_fault_to_handler(struct vthread *vt, struct hv_exit *ex, uint64_t addr);
+/* Enters the guest's handler for the fault's signal, if it has one: 1, else 0.
+ * An EFAULT exit's address is in cr2 (0: unknown), its page-fault error code in
+ * frame.error, its si_code given. */
+int rt_fault_to_handler(struct vthread *vt, struct hv_exit *ex, int code);
+
+/* decode.c: the address a refused access touched, from the instruction at RIP:
+ * 0 with *addr, *code (SEGV_MAPERR, SEGV_ACCERR) and *write; -ENOENT. */
+int rt_fault_address(const struct vthread *vt, const hv_regs *r, uint64_t *addr, int *code,
+		     bool *write);
 void rt_bad_frame(struct vthread *vt, const hv_regs *r) __attribute__((noreturn));
 void rt_die(struct vthread *vt, const char *what, int err) __attribute__((noreturn));
 

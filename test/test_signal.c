@@ -374,6 +374,97 @@ START_TEST(test_sigsegv_handler_commits_a_reserved_page)
 }
 END_TEST
 
+/*
+ * A page a vthread has already used turns unusable on the host (PROT_NONE,
+ * read-only, unmapped): KVM refuses the access without an address. The
+ * program's handler gets what the kernel gives a pthread for the same access
+ * (code and address), in the vthread, and the access is retried after it.
+ */
+enum { GONE_NONE, GONE_READ_ONLY, GONE_UNMAPPED };
+static char *victim;
+static int gone;
+static siginfo_t fixed_info;
+static bool fixed_in_vthread;
+
+static void fix_page(int sig, siginfo_t *si, void *uc)
+{
+	void *page = (void *)((uintptr_t)si->si_addr & ~4095ul);
+
+	(void)sig, (void)uc;
+	fixed_info = *si;
+	fixed_in_vthread = vthread_self() != NULL;
+	if (gone == GONE_UNMAPPED)
+		mmap(page, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+	else
+		mprotect(page, 4096, PROT_READ | PROT_WRITE);
+	handled++;
+}
+
+static void *use_a_page_that_goes(void *arg)
+{
+	volatile char *page = (volatile char *)victim + 4096;
+	volatile long i = (long)(intptr_t)arg;	/* an indexed operand */
+
+	page[i] = 1;	/* mirrored and present */
+	if (gone == GONE_UNMAPPED)
+		munmap((void *)page, 4096);
+	else
+		mprotect((void *)page, 4096, gone == GONE_NONE ? PROT_NONE : PROT_READ);
+	if (gone == GONE_READ_ONLY) {
+		page[i] = 7;
+		return (void *)(intptr_t)page[i];
+	}
+	return (void *)(intptr_t)(page[i] + 7);	/* 1 + 7; unmapped comes back as zeros */
+}
+
+/* The handler's view of one run, as a vthread or as a pthread; si_addr made
+ * an offset into the pages. */
+static intptr_t run_gone(bool as_vthread, siginfo_t *si, bool *in_vthread)
+{
+	void *arg = (void *)123, *ret = NULL;
+
+	victim = mmap(NULL, 2 * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ck_assert(victim != MAP_FAILED);
+	handled = 0;
+	if (as_vthread) {
+		vthread_t vt;
+
+		ck_assert_int_eq(vthread_create(&vt, NULL, use_a_page_that_goes, arg), 0);
+		ck_assert_int_eq(vthread_join(vt, &ret), 0);
+	} else {
+		pthread_t th;
+
+		ck_assert_int_eq(pthread_create(&th, NULL, use_a_page_that_goes, arg), 0);
+		ck_assert_int_eq(pthread_join(th, &ret), 0);
+	}
+	ck_assert_int_eq(handled, 1);
+	*si = fixed_info;
+	si->si_addr = (void *)((char *)si->si_addr - victim);
+	*in_vthread = fixed_in_vthread;
+	munmap(victim, 2 * 4096);
+	return (intptr_t)ret;
+}
+
+START_TEST(test_sigsegv_on_a_page_the_host_took_away_is_a_pthreads)
+{
+	const intptr_t want = _i == GONE_NONE ? 8 : 7;
+	siginfo_t native, guest;
+	bool in_vthread;
+
+	require_backend();
+	gone = _i;
+	catch(SIGSEGV, fix_page, 0);
+	ck_assert_int_eq(run_gone(false, &native, &in_vthread), want);
+	ck_assert_int_eq(native.si_code, gone == GONE_UNMAPPED ? SEGV_MAPERR : SEGV_ACCERR);
+	ck_assert_int_eq(run_gone(true, &guest, &in_vthread), want);
+	ck_assert(in_vthread);
+	ck_assert_int_eq(guest.si_signo, SIGSEGV);
+	ck_assert_int_eq(guest.si_code, native.si_code);
+	ck_assert_ptr_eq(native.si_addr, (void *)(4096 + 123));
+	ck_assert_ptr_eq(guest.si_addr, native.si_addr);
+}
+END_TEST
+
 static void *use_altstack(void *arg)
 {
 	stack_t ss = { .ss_sp = altstack, .ss_size = sizeof(altstack) }, old;
@@ -500,6 +591,7 @@ int main(void)
 	tcase_add_test(tc, test_setitimer_is_delivered_in_the_vthread);
 	tcase_add_test(tc, test_sigill_handler_edits_the_context_and_returns);
 	tcase_add_test(tc, test_sigsegv_handler_commits_a_reserved_page);
+	tcase_add_loop_test(tc, test_sigsegv_on_a_page_the_host_took_away_is_a_pthreads, 0, 3);
 	tcase_add_test(tc, test_sa_onstack_handler_runs_on_the_sigaltstack);
 	tcase_add_test(tc, test_errno_and_fpu_survive_signals);
 	tcase_add_test(tc, test_default_action_terminates_the_process);
