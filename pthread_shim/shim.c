@@ -37,7 +37,6 @@ enum why {
 	NO_MATCH,
 	UNNAMED,
 	AT_MAX,
-	NESTED,
 	NO_KVM,
 	ATTR,
 	FAILED,
@@ -50,7 +49,6 @@ static const char *const why_text[NWHY] = {
 	[NO_MATCH] = "pthread (no VTHREAD_SHIM_MATCH pattern matches)",
 	[UNNAMED] = "pthread (routine has no symbol name to match)",
 	[AT_MAX] = "pthread (VTHREAD_SHIM_MAX live vthreads reached)",
-	[NESTED] = "pthread (created inside a vthread)",
 	[NO_KVM] = "pthread (no usable KVM)",
 	[ATTR] = "pthread (attributes a vthread cannot honour)",
 	[FAILED] = "pthread (vthread_create failed)",
@@ -198,8 +196,6 @@ static enum why choose(const char *name)
 		if (!shim_config_matches(&cfg, name))
 			return NO_MATCH;
 	}
-	if (vthread_self())
-		return NESTED;	/* the runtime's locks would be taken inside a guest */
 	return AS_VTHREAD;
 }
 
@@ -213,13 +209,15 @@ static bool affinity_set(const pthread_attr_t *pa, cpu_set_t *cpus)
 /*
  * The program's attributes, split: the stack for the vthread, the rest
  * (detach state, scheduling, affinity, signal mask) for its backing thread.
+ * Without a signal mask of its own the thread gets mask, the creator's.
  */
-static int split_attr(const pthread_attr_t *pa, vthread_attr_t *va, pthread_attr_t *host)
+static int split_attr(const pthread_attr_t *pa, const sigset_t *mask, vthread_attr_t *va,
+		      pthread_attr_t *host)
 {
 	struct sched_param sp;
 	size_t size, guard;
 	cpu_set_t cpus;
-	sigset_t mask;
+	sigset_t own;
 	void *lo;
 	int v, r;
 
@@ -249,12 +247,11 @@ static int split_attr(const pthread_attr_t *pa, vthread_attr_t *va, pthread_attr
 	pthread_attr_setscope(host, v);
 	if (affinity_set(pa, &cpus))
 		pthread_attr_setaffinity_np(host, sizeof(cpus), &cpus);
-	if (pthread_attr_getsigmask_np(pa, &mask) == 0)
-		pthread_attr_setsigmask_np(host, &mask);
+	pthread_attr_setsigmask_np(host, pthread_attr_getsigmask_np(pa, &own) == 0 ? &own : mask);
 	return 0;
 }
 
-static enum why create_vthread(pthread_t *th, const pthread_attr_t *attr,
+static enum why create_vthread(pthread_t *th, const pthread_attr_t *attr, const sigset_t *mask,
 			       void *(*fn)(void *), void *arg, int *err)
 {
 	pthread_attr_t def, host;
@@ -271,7 +268,7 @@ static enum why create_vthread(pthread_t *th, const pthread_attr_t *attr,
 		why = NO_KVM;
 	} else if (cfg.max != ULONG_MAX && !vthread_get_stats(&st) && st.vthreads_live >= cfg.max) {
 		why = AT_MAX;
-	} else if (split_attr(attr, &va, &host)) {
+	} else if (split_attr(attr, mask, &va, &host)) {
 		why = ATTR;
 		pthread_attr_destroy(&host);
 	} else {
@@ -288,6 +285,46 @@ static enum why create_vthread(pthread_t *th, const pthread_attr_t *attr,
 	return why;
 }
 
+/*
+ * A thread created inside a vthread: the runtime's locks and allocations must
+ * not be taken in the guest (a mirror fault there needs them), so the vthread
+ * is made on the backing thread, through a host call.
+ */
+struct nested {
+	pthread_t *th;
+	const pthread_attr_t *attr;
+	const sigset_t *mask;
+	void *(*fn)(void *);
+	void *arg;
+	int err;
+	enum why why;
+};
+
+static long create_nested(long p)
+{
+	struct nested *n = (struct nested *)p;
+
+	n->why = create_vthread(n->th, n->attr, n->mask, n->fn, n->arg, &n->err);
+	return 0;
+}
+
+static enum why create(pthread_t *th, const pthread_attr_t *attr, void *(*fn)(void *),
+		       void *arg, int *err)
+{
+	struct nested n = { th, attr, NULL, fn, arg, 0, FAILED };
+	sigset_t mask;
+	long unused;
+
+	/* the creator's mask: the backing thread's, or in a vthread the guest's */
+	pthread_sigmask(SIG_BLOCK, NULL, &mask);
+	if (!vthread_self())
+		return create_vthread(th, attr, &mask, fn, arg, err);
+	n.mask = &mask;
+	vthread_hostcall_long(&unused, (void (*)(void))create_nested, 1, (const long[]){ (long)&n });
+	*err = n.err;
+	return n.why;
+}
+
 SHIM_API int pthread_create(pthread_t *th, const pthread_attr_t *attr,
 			    void *(*fn)(void *), void *arg)
 {
@@ -301,7 +338,7 @@ SHIM_API int pthread_create(pthread_t *th, const pthread_attr_t *attr,
 	name = routine_name(fn);
 	why = choose(name);
 	if (why == AS_VTHREAD)
-		why = create_vthread(th, attr, fn, arg, &err);
+		why = create(th, attr, fn, arg, &err);
 	if (cfg.log) {
 		unsigned long n = ++serial;
 

@@ -366,17 +366,25 @@ static void part_kill_names_stack(void)
 	pthread_attr_destroy(&a);
 }
 
-/* A thread that makes a thread. */
+/* A thread that makes a thread, which starts with its creator's signal mask. */
 void *worker_child(void *arg)
 {
+	sigset_t mask;
+
+	pthread_sigmask(SIG_BLOCK, NULL, &mask);
+	CHECK(sigismember(&mask, SIGUSR2) && !sigismember(&mask, SIGUSR1));
 	return (void *)((intptr_t)arg * 2);
 }
 
 void *worker_parent(void *arg)
 {
 	pthread_t th;
+	sigset_t mask;
 	void *ret;
 
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGUSR2);
+	pthread_sigmask(SIG_BLOCK, &mask, NULL);
 	start(&th, NULL, worker_child, arg);
 	pthread_join(th, &ret);
 	return ret;
