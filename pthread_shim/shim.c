@@ -160,16 +160,6 @@ __attribute__((constructor)) static void shim_init(void)
 	pthread_once(&once, setup);
 }
 
-/* The symbol naming fn exactly, or NULL (a static or stripped routine). */
-static const char *routine_name(void *(*fn)(void *))
-{
-	Dl_info info;
-
-	if (dladdr((void *)fn, &info) && info.dli_sname && info.dli_saddr == (void *)fn)
-		return info.dli_sname;
-	return NULL;
-}
-
 static bool kvm_usable(void)
 {
 	const char *be;
@@ -335,7 +325,7 @@ SHIM_API int pthread_create(pthread_t *th, const pthread_attr_t *attr,
 	pthread_once(&once, setup);
 	if (in_runtime)
 		return real_create(th, attr, fn, arg);
-	name = routine_name(fn);
+	name = shim_routine_name(fn);
 	why = choose(name);
 	if (why == AS_VTHREAD)
 		why = create(th, attr, fn, arg, &err);

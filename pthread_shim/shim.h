@@ -21,4 +21,7 @@ int shim_config_read(struct shim_config *c, char *err, size_t n);
 /* The start routine's name matches one of the globs. */
 bool shim_config_matches(const struct shim_config *c, const char *name);
 
+/* symbols.c: the name of the symbol that starts at fn, static ones too; NULL */
+const char *shim_routine_name(void *(*fn)(void *));
+
 #endif

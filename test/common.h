@@ -7,6 +7,7 @@
 #include <dirent.h>
 #include <signal.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -72,6 +73,18 @@ static inline int count_open_fds(void)
 		n++;
 	closedir(d);
 	return n;
+}
+
+/* Resident memory of this process, in bytes. */
+static inline long resident(void)
+{
+	FILE *f = fopen("/proc/self/statm", "re");
+	long size, pages = -1;
+
+	ck_assert_ptr_nonnull(f);
+	ck_assert_int_eq(fscanf(f, "%ld %ld", &size, &pages), 2);
+	fclose(f);
+	return pages * sysconf(_SC_PAGESIZE);
 }
 
 /* One suite per program; every test runs in its own forked child (Check's default). */

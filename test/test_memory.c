@@ -206,18 +206,6 @@ START_TEST(test_reservations_are_mirrored_only_when_used)
 }
 END_TEST
 
-/* Resident memory of this process, in bytes. */
-static long resident(void)
-{
-	FILE *f = fopen("/proc/self/statm", "re");
-	long size, pages = -1;
-
-	ck_assert_ptr_nonnull(f);
-	ck_assert_int_eq(fscanf(f, "%ld %ld", &size, &pages), 2);
-	fclose(f);
-	return pages * sysconf(_SC_PAGESIZE);
-}
-
 #define STACK_MIB	32
 #define TOUCH_MIB	24
 

@@ -376,6 +376,12 @@ void *worker_child(void *arg)
 	return (void *)((intptr_t)arg * 2);
 }
 
+/* Only in the symbol table, not the dynamic one: --match finds it all the same. */
+static __attribute__((noinline)) void *worker_static(void *arg)
+{
+	return (void *)((intptr_t)arg + 1);
+}
+
 void *worker_parent(void *arg)
 {
 	pthread_t th;
@@ -398,6 +404,9 @@ static void part_nested(void)
 	start(&th, NULL, worker_parent, (void *)21);
 	pthread_join(th, &ret);
 	printf("thread from a thread: %ld\n", (long)ret);
+	start(&th, NULL, worker_static, (void *)41);
+	pthread_join(th, &ret);
+	printf("static routine: %ld\n", (long)ret);
 }
 
 /* Attributes pthread_create refuses: the same error under the shim, whose own
