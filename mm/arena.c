@@ -1,26 +1,28 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Guest-visible runtime memory, in whole pages: page tables, vCPU areas and the
- * IDT (vthread stacks are mappings of their own: runtime/stack.c). It comes from 1 GiB-aligned regions of ours, so each
- * region is one mirror chunk, and it is never unmapped or purged, so memory
- * reused by the next vthread is still mapped by the guest and by KVM's shadow
- * tables. A region is handed out front to back, untouched until used; freed
- * extents wait in an address-ordered list, merged with their neighbours, and
- * are zeroed when taken again. A general-purpose allocator is no help here:
+ * IDT (vthread stacks are mappings of their own: runtime/stack.c). It comes
+ * from 1 GiB-aligned regions of ours, so each region is one mirror chunk, and
+ * it is never unmapped or purged, so memory reused by the next vthread is still
+ * mapped by the guest and by KVM's shadow tables. A region is handed out front
+ * to back, untouched until used; freed extents wait in an address-ordered
+ * list, merged with their neighbours, and are zeroed when taken again. The list
+ * lives in the freed pages themselves, so the arena never calls malloc: page
+ * tables are allocated on the mirror's fault path, which may run while glibc's
+ * fork holds malloc's locks. A general-purpose allocator is no help here:
  * jemalloc's arenas did this job, but its initial-exec TLS does not fit the
  * static TLS a dlopen()ed library may use, so libvthread could not be dlopened.
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <pthread.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 
 #include "mm.h"
 
+/* The head of a freed extent, in its first page. */
 struct extent {
-	char *addr;
 	size_t len;
 	struct extent *next;
 };
@@ -60,17 +62,18 @@ static char *take_freed(size_t size)
 {
 	for (struct extent **e = &freed; *e; e = &(*e)->next) {
 		struct extent *x = *e;
-		char *p = x->addr;
 
 		if (x->len < size)
 			continue;
-		x->addr += size;
-		x->len -= size;
-		if (!x->len) {
+		if (x->len > size) {	/* the rest keeps a head of its own */
+			struct extent *rest = (struct extent *)((char *)x + size);
+
+			*rest = (struct extent){ x->len - size, x->next };
+			*e = rest;
+		} else {
 			*e = x->next;
-			free(x);
 		}
-		return p;
+		return (char *)x;
 	}
 	return NULL;
 }
@@ -120,33 +123,30 @@ void *mm_arena_alloc(size_t size)
 /* Into the address-ordered list, merged with a neighbour on either side. */
 void mm_arena_free(void *addr, size_t size)
 {
-	struct extent **e = &freed, *prev = NULL, *x;
-	char *p = addr;
+	struct extent **e = &freed, *prev = NULL, *x = addr;
 
-	if (!p)
+	if (!addr)
 		return;
 	size = mm_page_round(size);
 	pthread_mutex_lock(&lock);
 	in_use -= size;
-	while (*e && (*e)->addr < p) {
+	while (*e && (char *)*e < (char *)addr) {
 		prev = *e;
 		e = &(*e)->next;
 	}
-	if (prev && prev->addr + prev->len == p) {
+	if (prev && (char *)prev + prev->len == (char *)addr) {
 		prev->len += size;
-		x = prev->next;
-		if (x && prev->addr + prev->len == x->addr) {
-			prev->len += x->len;
-			prev->next = x->next;
-			free(x);
+		if (*e && (char *)prev + prev->len == (char *)*e) {
+			prev->len += (*e)->len;
+			prev->next = (*e)->next;
 		}
-	} else if (*e && p + size == (*e)->addr) {
-		(*e)->addr = p;
-		(*e)->len += size;
-	} else if ((x = malloc(sizeof(*x)))) {
-		*x = (struct extent){ p, size, *e };
+	} else if (*e && (char *)addr + size == (char *)*e) {
+		*x = (struct extent){ size + (*e)->len, (*e)->next };
 		*e = x;
-	}	/* else the extent stays reserved and unused: memory, never safety */
+	} else {
+		*x = (struct extent){ size, *e };
+		*e = x;
+	}
 	pthread_mutex_unlock(&lock);
 }
 

@@ -16,6 +16,7 @@
 #define MM_NCHUNKS	(1u << (47 - MM_CHUNK_SHIFT))
 #define MM_EAGER_MAX	(16ul << 30)	/* larger mappings are mirrored on first use */
 #define MM_MAX_SLOTS	65535	/* 46-bit guest-physical space in 1 GiB slots, slot 0 unused */
+#define MM_SLOTS_BYTES	(MM_MAX_SLOTS * sizeof(struct mm_slot))
 
 static uint64_t slot_gpa(unsigned slot)
 {
@@ -38,7 +39,6 @@ static int chunk_slot(struct mm *mm, uint64_t c)
 {
 	uint64_t base = c << MM_CHUNK_SHIFT;
 	uint64_t size = MM_CHUNK;
-	struct mm_slot *s;
 	unsigned slot;
 	int r;
 
@@ -46,15 +46,6 @@ static int chunk_slot(struct mm *mm, uint64_t c)
 		return slot_of(mm, c);
 	if (mm->nslots == MM_MAX_SLOTS)
 		return -ENOSPC;
-	if (mm->nslots == mm->slots_cap) {
-		unsigned cap = mm->slots_cap ? mm->slots_cap * 2 : 16;
-
-		s = realloc(mm->slots, cap * sizeof(*s));
-		if (!s)
-			return -ENOMEM;
-		mm->slots = s;
-		mm->slots_cap = cap;
-	}
 	if (base + size > MM_USER_TOP)
 		size = MM_USER_TOP - base;
 	slot = mm->nslots;
@@ -205,7 +196,11 @@ int mm_init(struct mm *mm, struct hv *hv)
 	pthread_mutex_init(&mm->lock, &a);
 	pthread_mutexattr_destroy(&a);
 	mm->chunk = calloc(MM_NCHUNKS, sizeof(*mm->chunk));
-	if (!mm->chunk)
+	mm->slots = mmap(NULL, MM_SLOTS_BYTES, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (mm->slots == MAP_FAILED)
+		mm->slots = NULL;
+	if (!mm->chunk || !mm->slots)
 		return -ENOMEM;
 	mm->pml4 = pt_page(mm);
 	return mm->pml4 ? 0 : -ENOMEM;
@@ -218,7 +213,8 @@ void mm_destroy(struct mm *mm)
 	for (unsigned i = 0; i < 256; i++)
 		mm_arena_free(mm->pdpt[i], MM_PAGE_SIZE);
 	mm_arena_free(mm->pml4, MM_PAGE_SIZE);
-	free(mm->slots);
+	if (mm->slots)
+		munmap(mm->slots, MM_SLOTS_BYTES);
 	free(mm->chunk);
 	pthread_mutex_destroy(&mm->lock);
 	memset(mm, 0, sizeof(*mm));

@@ -5,8 +5,9 @@
  * guest-physical address; guest page tables map, in 2 MiB pages, the parts that
  * hold host mappings, so that a guest access elsewhere is a guest page fault with
  * its address. Entries only ever go from not present to present: a present entry
- * rewritten is not seen by a shadow-paging backend. Functions return 0 or -errno
- * and never print.
+ * rewritten is not seen by a shadow-paging backend. The fault path never calls
+ * malloc: a vthread may fault while glibc's fork holds malloc's locks. Functions
+ * return 0 or -errno and never print.
  */
 #ifndef MM_H
 #define MM_H
@@ -35,8 +36,8 @@ struct mm {
 	uint64_t *pml4;
 	uint64_t *pdpt[256];		/* per lower-half PML4 entry */
 	uint32_t *chunk;		/* per chunk: slot + 1, MM_MAPPED once in the tables */
-	struct mm_slot *slots;
-	unsigned nslots, slots_cap;
+	struct mm_slot *slots;		/* every slot KVM allows, reserved at init */
+	unsigned nslots;
 };
 
 /* n rounded up to whole pages */

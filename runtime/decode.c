@@ -5,8 +5,9 @@
  * a stack's guard), KVM_RUN fails with EFAULT and names no address. The
  * instruction at RIP is decoded (Capstone) and every address it may touch is
  * computed from the guest's registers: its memory operands, and the stack slot
- * a push, call, pop or return uses. The first one the host's mapping does not
- * allow is the address, as the kernel would have named it to a pthread.
+ * a push, call, pop or return uses (or RIP itself, when the code cannot be
+ * read). The first one the host's mapping does not allow is the address, as
+ * the kernel would have named it to a pthread.
  */
 #define _GNU_SOURCE
 #include <capstone/capstone.h>
@@ -150,7 +151,9 @@ int rt_fault_address(const struct vthread *vt, const hv_regs *r, uint64_t *addr,
 	/* An instruction near the end of a mapping is shorter than MAX_INSN. */
 	while (len && mm_copy_in(bytes, (void *)(uintptr_t)r->rip, len) < 0)
 		len--;
-	if (!len || cs_open(CS_ARCH_X86, CS_MODE_64, &cs) != CS_ERR_OK)
+	if (!len)	/* the fetch itself was refused */
+		return refused(&(struct touch){ r->rip, 1, false }, addr, code, write);
+	if (cs_open(CS_ARCH_X86, CS_MODE_64, &cs) != CS_ERR_OK)
 		return -ENOENT;
 	cs_option(cs, CS_OPT_DETAIL, CS_OPT_ON);
 	if (cs_disasm(cs, bytes, len, r->rip, 1, &in) == 1)

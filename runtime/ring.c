@@ -275,10 +275,9 @@ static void start_server(void)
 }
 
 /*
- * Servers are started by host threads only: the creator of a ring vthread, or
- * a server asked for company. A backing thread's allocations would land in
- * its malloc arena, which its guest may first touch inside fork(), while
- * glibc holds malloc's locks, which the mirror's bookkeeping needs.
+ * Servers are started outside the guest: by the creator of a ring vthread, or
+ * by a server asked for company. A backing thread handling an exit only asks
+ * (ring.more), keeping thread creation off the guest's system-call path.
  */
 static void add_server(void)
 {

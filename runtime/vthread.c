@@ -43,11 +43,12 @@
  * unpoison "the current stack", which is the guest's while the vthread runs
  * (the runtime's own code between exits calls no such path but a fatal one).
  * What a pthread_exit() left poisoned there must not outlive the stack, whose
- * memory the arena hands out again.
+ * memory the next vthread may get. The guard is no part of it: a guard may be
+ * any size, and its shadow would be written for nothing.
  */
 static void asan_enter_guest_stack(struct vthread *vt)
 {
-	__sanitizer_start_switch_fiber(NULL, vt->stack, vt->stack_size);
+	__sanitizer_start_switch_fiber(NULL, vt->stack + vt->guard, vt->stack_size - vt->guard);
 	__sanitizer_finish_switch_fiber(NULL, &vt->host_stack, &vt->host_stack_size);
 }
 
@@ -55,7 +56,7 @@ static void asan_leave_guest_stack(struct vthread *vt)
 {
 	__sanitizer_start_switch_fiber(NULL, vt->host_stack, vt->host_stack_size);
 	__sanitizer_finish_switch_fiber(NULL, NULL, NULL);
-	ASAN_UNPOISON_MEMORY_REGION(vt->stack, vt->stack_size);
+	ASAN_UNPOISON_MEMORY_REGION(vt->stack + vt->guard, vt->stack_size - vt->guard);
 }
 #else
 static void asan_enter_guest_stack(struct vthread *vt)

@@ -230,6 +230,7 @@ START_TEST(test_main_pthread_exit_ends_the_process_with_its_last_thread)
 			    vthread_detach(vt))
 				_exit(99);
 		}
+		lsan_off = 1;
 		pthread_exit(NULL);
 	}
 	close(token_pipe[1]);

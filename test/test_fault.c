@@ -112,6 +112,32 @@ START_TEST(test_write_to_readonly_memory_raises_sigsegv)
 }
 END_TEST
 
+/* A call into a page unmapped inside a region the guest maps: the fetch itself
+ * is refused, and the report names RIP's page as the address. */
+static char *gone_code;
+
+__attribute__((noinline)) void *call_unmapped(void *arg)
+{
+	(void)arg;
+	gone_code[0] = 1;	/* the region is mirrored */
+	munmap(gone_code + 4096, 4096);
+	((void (*)(void))(gone_code + 4096))();
+	return NULL;
+}
+
+START_TEST(test_call_into_unmapped_code_names_the_address)
+{
+	char report[4096], where[64];
+
+	require_backend();
+	gone_code = mmap(NULL, 2 * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ck_assert(gone_code != MAP_FAILED);
+	ck_assert_int_eq(crash_in_child(call_unmapped, report, sizeof(report)), SIGSEGV);
+	snprintf(where, sizeof(where), "refused by the host at address %p", (void *)(gone_code + 4096));
+	ck_assert_msg(strstr(report, where), "%s", report);
+}
+END_TEST
+
 __attribute__((noinline)) void *execute_ud2(void *arg)
 {
 	(void)arg;
@@ -181,6 +207,7 @@ int main(void)
 	tcase_add_test(tc, test_null_dereference_raises_sigsegv_with_report);
 	tcase_add_test(tc, test_fault_in_a_mirrored_chunk_names_the_address);
 	tcase_add_test(tc, test_write_to_readonly_memory_raises_sigsegv);
+	tcase_add_test(tc, test_call_into_unmapped_code_names_the_address);
 	tcase_add_test(tc, test_invalid_opcode_raises_sigill);
 	tcase_add_test(tc, test_divide_error_raises_sigfpe);
 	tcase_add_test(tc, test_stack_overflow_hits_the_guard_page);

@@ -328,6 +328,9 @@ static void create_on_bad_stack(bool as_vthread, bool mapped, long got[3])
 		struct sigaction sa = { .sa_sigaction = report_segv, .sa_flags = SA_SIGINFO };
 
 		sigaction(SIGSEGV, &sa, NULL);
+		/* the runtime's first allocations before the hole, which they might fill */
+		if (as_vthread && !vthread_backend())
+			_exit(4);
 		bad_stack = mmap(NULL, 1 << 20, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 		if (bad_stack == MAP_FAILED || (!mapped && munmap(bad_stack, 1 << 20)))
 			_exit(1);

@@ -90,6 +90,7 @@ static void *fork_then_end(void *arg)
 	int status = -1;
 
 	if (pid == 0) {
+		lsan_off = 1;
 		atexit(atexit_says);
 		pthread_cleanup_push(cleanup_says, NULL);
 		if (how == 1)
