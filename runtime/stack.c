@@ -11,7 +11,6 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <stdlib.h>
-#include <string.h>
 #include <sys/mman.h>
 
 #include "rt.h"
@@ -26,7 +25,7 @@ struct cached {
 
 /* Under rt.pool_lock, which fork's handlers hold across it. */
 static struct cached *cache;	/* the newest first */
-static size_t cache_bytes, mapped_bytes;
+static size_t mapped_bytes;
 
 static struct cached *cache_take(size_t size, size_t guard)
 {
@@ -36,7 +35,6 @@ static struct cached *cache_take(size_t size, size_t guard)
 		if (x->size != size || x->guard != guard)
 			continue;
 		*c = x->next;
-		cache_bytes -= size;
 		return x;
 	}
 	return NULL;
@@ -56,7 +54,6 @@ static void cache_trim(void)
 		struct cached *x = *c;
 
 		*c = x->next;
-		cache_bytes -= x->size;
 		mapped_bytes -= x->size;
 		munmap(x->addr, x->size);
 		free(x);
@@ -85,6 +82,13 @@ static int stack_map(struct vthread *vt, size_t usable, size_t guard)
 	return 0;
 }
 
+/* Not instrumented: ASan would report memory that is not the caller's heap
+ * where the kernel raises the fault a pthread gets. */
+__attribute__((no_sanitize("address"))) static void touch(volatile char *p)
+{
+	*p = *p;
+}
+
 /*
  * A stack for vt as the attribute asks: 0; -EINVAL when stack and guard
  * overflow together, -EAGAIN without memory (pthread_create's answers). A
@@ -93,13 +97,6 @@ static int stack_map(struct vthread *vt, size_t usable, size_t guard)
  * creator, as pthread_create() does, instead of in the guest later, or in
  * whatever comes to be mapped there meanwhile.
  */
-/* Not instrumented: ASan would report memory that is not the caller's heap
- * where the kernel raises the fault a pthread gets. */
-__attribute__((no_sanitize("address"))) static void touch(volatile char *p)
-{
-	*p = *p;
-}
-
 int rt_stack_get(struct vthread *vt, const struct rt_attr *a)
 {
 	size_t usable = mm_page_round(a->stacksize), guard = mm_page_round(a->guardsize);
@@ -154,7 +151,6 @@ void rt_stack_put(struct vthread *vt)
 	*c = (struct cached){ vt->stack, vt->stack_size, vt->guard, NULL };
 	c->next = cache;
 	cache = c;
-	cache_bytes += c->size;
 	cache_trim();
 	pthread_mutex_unlock(&rt.pool_lock);
 }

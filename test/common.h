@@ -88,6 +88,17 @@ static inline int count_open_fds(void)
 	return n;
 }
 
+/* Reads fd to its end, or until buf (len > 0) is full: NUL-terminated. */
+static inline void read_all(int fd, char *buf, size_t len)
+{
+	size_t got = 0;
+	ssize_t n;
+
+	while (got < len - 1 && (n = read(fd, buf + got, len - 1 - got)) > 0)
+		got += n;
+	buf[got] = 0;
+}
+
 /* Resident memory of this process, in bytes. */
 static inline long resident(void)
 {

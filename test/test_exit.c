@@ -254,9 +254,7 @@ static void *underscore_exit(void *arg)
 
 START_TEST(test_stats_report_comes_when_a_vthread_calls__exit)
 {
-	char out[4096] = "", *report;
-	size_t got = 0;
-	ssize_t n;
+	char out[4096], *report;
 	int p[2], status;
 	pid_t pid;
 
@@ -275,8 +273,7 @@ START_TEST(test_stats_report_comes_when_a_vthread_calls__exit)
 		_exit(98);
 	}
 	close(p[1]);
-	while (got < sizeof(out) - 1 && (n = read(p[0], out + got, sizeof(out) - 1 - got)) > 0)
-		got += n;
+	read_all(p[0], out, sizeof(out));
 	close(p[0]);
 	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
 	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 5);

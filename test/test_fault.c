@@ -17,8 +17,6 @@ static int crash_in_child(void *(*fn)(void *), char *report, size_t len)
 {
 	struct rlimit no_core = { 0, 0 };
 	int p[2], status;
-	size_t got = 0;
-	ssize_t n;
 	pid_t pid;
 
 	ck_assert_int_eq(pipe(p), 0);
@@ -36,9 +34,7 @@ static int crash_in_child(void *(*fn)(void *), char *report, size_t len)
 		_exit(101);	/* survived: the test fails on the exit status */
 	}
 	close(p[1]);
-	while (got < len - 1 && (n = read(p[0], report + got, len - 1 - got)) > 0)
-		got += n;
-	report[got] = 0;
+	read_all(p[0], report, len);
 	close(p[0]);
 	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
 	ck_assert_msg(WIFSIGNALED(status), "child exited with %d, report: %s",
