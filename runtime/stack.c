@@ -109,8 +109,8 @@ int rt_stack_get(struct vthread *vt, const struct rt_attr *a)
 		vt->stack_size = a->stacksize;
 		return mm_mirror_range(&rt.mm, vt->stack, vt->stack_size) < 0 ? -EAGAIN : 0;
 	}
-	if (a->guardsize && !guard)
-		return -EINVAL;	/* rounding wrapped */
+	if (usable < a->stacksize || guard < a->guardsize)
+		return -EINVAL;	/* rounding up to a page wrapped */
 	pthread_mutex_lock(&rt.pool_lock);
 	c = cache_take(usable + guard, guard);
 	pthread_mutex_unlock(&rt.pool_lock);

@@ -417,6 +417,7 @@ START_TEST(test_stack_and_guard_sizes_match_pthread)
 		{ 1ul << 30, 4096, 0 },			/* 1 GiB stack, mapped on demand */
 		{ 1 << 20, 1ul << 40, 0 },		/* 1 TiB guard: address space only */
 		{ 1 << 20, ~0ul - 4096, EINVAL },	/* stack + guard overflow */
+		{ SIZE_MAX, 4096, EINVAL },		/* a stack size that wraps */
 		{ 1ul << 46, 4096, EAGAIN },		/* more than the address space */
 	};
 	struct vthread_stats before = VTHREAD_STATS_INIT, after = VTHREAD_STATS_INIT;
