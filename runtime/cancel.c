@@ -3,39 +3,20 @@
  * pthread_cancel() of a vthread blocked in a forwarded call. glibc interrupts
  * a thread blocked at a cancellation point with SIGCANCEL, whose handler
  * unwinds the stack it interrupted: for a vthread that must be the guest's,
- * never the runtime's frames on the host. So SIGCANCEL's handler is ours. On a
- * backing thread in a forwarded call it only ends the call early and keeps the
- * signal, which is then delivered in the guest, where glibc's handler runs;
- * anywhere else it is glibc's handler. glibc installs that handler on the
- * first pthread_cancel(), and only then: cancelling a helper thread that
- * ignores cancellation makes it do so now, before ours replaces it.
+ * never the runtime's frames on the host. So SIGCANCEL is routed as the
+ * program's signals are (sigaction.c): on a backing thread in a forwarded call
+ * it ends the call and glibc's handler runs in the guest; anywhere else
+ * glibc's handler runs in place. glibc installs that handler on the first
+ * pthread_cancel(), and only then: cancelling a helper thread that ignores
+ * cancellation makes it do so now, before it is routed.
  */
 #define _GNU_SOURCE
 #include <semaphore.h>
 #include <signal.h>
-#include <sys/syscall.h>
-#include <ucontext.h>
 
 #include "rt.h"
 
-
-static struct rt_ksigaction glibc;
 static bool ready;
-
-static void on_sigcancel(int sig, siginfo_t *si, void *ctx)
-{
-	struct vthread *vt = rt_current;
-	greg_t *rip = &((ucontext_t *)ctx)->uc_mcontext.gregs[REG_RIP];
-
-	if (!vt || !vt->waiting) {
-		((void (*)(int, siginfo_t *, void *))glibc.handler)(sig, si, ctx);
-		return;
-	}
-	vt->kick_info = *si;
-	if (*rip >= (greg_t)(uintptr_t)rt_wait_check && *rip < (greg_t)(uintptr_t)rt_wait_done)
-		*rip = (greg_t)(uintptr_t)rt_wait_skip;
-	vt->kicked = 1;
-}
 
 static void *ignore_cancel(void *p)
 {
@@ -71,7 +52,7 @@ void rt_cancel_init(void)
 
 	if (rt_sigaction_raw(RT_SIGCANCEL, NULL, &ka) < 0)
 		return;
-	if (ka.handler == (void *)on_sigcancel) {	/* a fork child's */
+	if (ka.handler == (void *)rt_action_entry) {	/* a fork child's */
 		ready = true;
 		return;
 	}
@@ -82,9 +63,7 @@ void rt_cancel_init(void)
 	}
 	if (ka.handler == SIG_DFL || ka.handler == SIG_IGN || !(ka.flags & SA_SIGINFO))
 		return;	/* not glibc's: SIGCANCEL stays blocked in forwarded calls */
-	glibc = ka;
-	ka.handler = (void *)on_sigcancel;
-	ready = rt_sigaction_raw(RT_SIGCANCEL, &ka, NULL) == 0;
+	ready = rt_action_route(RT_SIGCANCEL, &ka) == 0;
 }
 
 bool rt_cancel_ready(void)
@@ -92,7 +71,7 @@ bool rt_cancel_ready(void)
 	return ready;
 }
 
-long rt_call_cancellable(struct vthread *vt, const hv_regs *r)
+long rt_call_interruptible(struct vthread *vt, const hv_regs *r)
 {
 	const long call[7] = { r->rax, r->rdi, r->rsi, r->rdx, r->r10, r->r8, r->r9 };
 	long ret;

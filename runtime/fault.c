@@ -191,7 +191,7 @@ int rt_fault_to_handler(struct vthread *vt, struct hv_exit *ex, int code)
 	/* A blocked or default fault signal kills, as the kernel forces it. */
 	if (!rt_signal_caught(vt, si.si_signo))
 		return 0;
-	return rt_signal_deliver(vt, &si, &r, vt->mask, &trap) == 1;
+	return rt_signal_deliver(vt, &si, &r, vt->mask, &trap, NULL) == 1;
 }
 
 void rt_bad_frame(struct vthread *vt, const hv_regs *r)

@@ -59,6 +59,14 @@ enum rt_thread_state {
 	RT_THREAD_EXITED,	/* ended while joinable: vthread_join or _detach frees it */
 };
 
+/* The kernel's struct sigaction, which carries the restorer of whoever installed it. */
+struct rt_ksigaction {
+	void *handler;
+	unsigned long flags;
+	void *restorer;
+	uint64_t mask;
+};
+
 struct vthread {
 	struct vthread *prev, *next;	/* registry of handles, under rt.lock */
 	enum rt_thread_state state;	/* under rt.lock */
@@ -81,10 +89,11 @@ struct vthread {
 	const void *host_stack;		/* for ASan, while the guest runs */
 	size_t host_stack_size;
 	bool signals_held;		/* blocked in KVM_RUN until a stub exits */
-	volatile bool waiting;		/* in a forwarded call pthread_cancel may end */
+	volatile bool waiting;		/* in a forwarded call a signal may end */
 	bool on_host;			/* running a host call's function */
-	volatile uint8_t kicked;	/* SIGCANCEL came during it ... */
-	siginfo_t kick_info;		/* ... with this, for the guest */
+	volatile uint8_t kicked;	/* a signal came during it ... */
+	siginfo_t kick_info;		/* ... with this, for the guest ... */
+	struct rt_ksigaction kick_action;	/* ... under this action */
 };
 
 /* What a fault adds to a signal's ucontext. */
@@ -211,8 +220,9 @@ void rt_signal_unblock_host(const struct vthread *vt);
 int rt_signal_set_mask(struct vthread *vt, uint64_t mask);
 /* The guest accepts sig and has a handler for it. */
 bool rt_signal_caught(const struct vthread *vt, int sig);
+/* Under action ka, or the current one when ka is NULL. */
 int rt_signal_deliver(struct vthread *vt, siginfo_t *si, hv_regs *r, uint64_t saved_mask,
-		      const struct rt_sigtrap *trap);
+		      const struct rt_sigtrap *trap, const struct rt_ksigaction *ka);
 int rt_signal_pending(struct vthread *vt);
 /* After the exit of a stub rt_signal_pending held signals back for. */
 int rt_signal_release(struct vthread *vt);
@@ -220,24 +230,22 @@ int rt_signal_release(struct vthread *vt);
 int rt_signal_suspend(struct vthread *vt, hv_regs *r, uint64_t during);
 int rt_signal_return(struct vthread *vt, hv_regs *r);
 
-/* The kernel's struct sigaction, which carries the restorer glibc installed. */
-struct rt_ksigaction {
-	void *handler;
-	unsigned long flags;
-	void *restorer;
-	uint64_t mask;
-};
 #define RT_SA_RESTORER	0x04000000	/* <asm/signal.h>; glibc hides it */
 #define RT_SIGCANCEL	32		/* glibc's; SIGRTMIN is after its two */
 
 long rt_sigaction_raw(int sig, const struct rt_ksigaction *act, struct rt_ksigaction *old);
+/* sigaction.c: the kernel's action for sig as the program set it (rt_action_entry
+ * stands for the program's handler); installing ka routes it through rt_action_entry. */
+int rt_action_get(int sig, struct rt_ksigaction *ka);
+long rt_action_route(int sig, const struct rt_ksigaction *ka);
+void rt_action_entry(int sig, siginfo_t *si, void *ctx);
 
-/* cancel.c: SIGCANCEL's handler is the runtime's once rt_cancel_init() has run. */
+/* cancel.c: SIGCANCEL is routed through rt_action_entry once rt_cancel_init() has run. */
 void rt_cancel_init(void);
 bool rt_cancel_ready(void);
 /* A forwarded call that may wait, made with the guest's signal mask: its result,
- * or RT_CALL_NOT_MADE. vt->kicked says whether SIGCANCEL came meanwhile. */
-long rt_call_cancellable(struct vthread *vt, const hv_regs *r);
+ * or RT_CALL_NOT_MADE. vt->kicked says whether a signal came meanwhile. */
+long rt_call_interruptible(struct vthread *vt, const hv_regs *r);
 
 /* fault.c */
 void rt_fault(struct vthread *vt, const struct hv_exit *ex) __attribute__((noreturn));

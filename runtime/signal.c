@@ -37,16 +37,11 @@ long rt_sigaction_raw(int sig, const struct rt_ksigaction *act, struct rt_ksigac
 	return rt_syscall6(SYS_rt_sigaction, sig, (long)act, (long)old, sizeof(uint64_t), 0, 0);
 }
 
-static long get_action(int sig, struct rt_ksigaction *ka)
-{
-	return rt_sigaction_raw(sig, NULL, ka);
-}
-
 bool rt_signal_caught(const struct vthread *vt, int sig)
 {
 	struct rt_ksigaction ka;
 
-	return !(vt->mask & BIT(sig)) && get_action(sig, &ka) == 0 &&
+	return !(vt->mask & BIT(sig)) && rt_action_get(sig, &ka) == 0 &&
 	       ka.handler != SIG_DFL && ka.handler != SIG_IGN;
 }
 
@@ -172,7 +167,7 @@ static void load_gregs(hv_regs *r, const greg_t *g)
 }
 
 int rt_signal_deliver(struct vthread *vt, siginfo_t *si, hv_regs *r, uint64_t saved_mask,
-		      const struct rt_sigtrap *trap)
+		      const struct rt_sigtrap *trap, const struct rt_ksigaction *action)
 {
 	struct kvm_xsave *x = &vt->xsave;	/* only rt.xsave_size bytes travel */
 	int sig = si->si_signo;
@@ -182,7 +177,11 @@ int rt_signal_deliver(struct vthread *vt, siginfo_t *si, hv_regs *r, uint64_t sa
 	stack_t ss;
 	int e;
 
-	if (get_action(sig, &ka) < 0 || ka.handler == SIG_IGN)
+	if (action)
+		ka = *action;
+	else if (rt_action_get(sig, &ka) < 0)
+		return 0;
+	if (ka.handler == SIG_IGN)
 		return 0;
 	if (ka.handler == SIG_DFL) {
 		default_action(sig, si);
@@ -221,7 +220,7 @@ int rt_signal_deliver(struct vthread *vt, siginfo_t *si, hv_regs *r, uint64_t sa
 		e = hv_vcpu_reset_fpu(vt->vcpu);	/* handlers start with a clean FPU */
 	if (e < 0)
 		return e;
-	if (ka.flags & SA_RESETHAND) {
+	if ((ka.flags & SA_RESETHAND) && !action) {	/* a given one was reset already */
 		ka.handler = SIG_DFL;
 		ka.flags &= ~SA_RESETHAND;
 		rt_sigaction_raw(sig, &ka, NULL);
@@ -255,7 +254,7 @@ int rt_signal_pending(struct vthread *vt)
 	}
 	if (!take(~vt->mask, &si, false))
 		return 0;
-	return rt_signal_deliver(vt, &si, &r, vt->mask, NULL);
+	return rt_signal_deliver(vt, &si, &r, vt->mask, NULL, NULL);
 }
 
 int rt_signal_release(struct vthread *vt)
@@ -274,7 +273,7 @@ int rt_signal_suspend(struct vthread *vt, hv_regs *r, uint64_t during)
 	for (;;) {
 		take(~during, &si, true);
 		vt->mask = during;
-		e = rt_signal_deliver(vt, &si, r, saved, NULL);
+		e = rt_signal_deliver(vt, &si, r, saved, NULL, NULL);
 		if (e)
 			return e;	/* a handler runs, then the call returns EINTR */
 		vt->mask = saved;

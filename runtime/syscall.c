@@ -85,9 +85,9 @@ static long guest_sigpending(struct vthread *vt, uint64_t *set, long size)
 }
 
 /*
- * SIGCANCEL ended a call early: it is delivered in the guest after the call or,
- * if the call had not completed, at its `syscall` instruction, so that the
- * call is made again if the handler returns (the kernel's SA_RESTART).
+ * A signal ended a call early (sigaction.c): it is delivered in the guest after
+ * the call or, if the call had not completed, at its `syscall` instruction, so
+ * that the call is made again if the handler returns (the kernel's SA_RESTART).
  */
 static void kicked(struct vthread *vt, hv_regs *r, long ret)
 {
@@ -98,11 +98,11 @@ static void kicked(struct vthread *vt, hv_regs *r, long ret)
 		hv_regs_restart_syscall(r, r->rax);	/* RAX still holds the call's number */
 	else
 		hv_regs_sysret(r, ret);
-	e = rt_signal_deliver(vt, &vt->kick_info, r, vt->mask, NULL);
+	e = rt_signal_deliver(vt, &vt->kick_info, r, vt->mask, NULL, &vt->kick_action);
 	if (!e)
 		e = hv_vcpu_set_regs(vt->vcpu, r);
 	if (e < 0)
-		rt_die(vt, "cannot deliver a cancellation", e);
+		rt_die(vt, "cannot enter a signal handler", e);
 }
 
 /*
@@ -118,10 +118,10 @@ static long forward_waiting(struct vthread *vt, const hv_regs *r, long moved)
 	rest.rdx -= moved;
 	if (r->rax == SYS_pread64 || r->rax == SYS_pwrite64)
 		rest.r10 += moved;
-	ret = rt_call_cancellable(vt, &rest);
+	ret = rt_call_interruptible(vt, &rest);
 	if (!moved)
 		return ret;
-	return ret < 0 ? moved : ret + moved;
+	return ret < 0 ? moved : ret + moved;	/* also when a signal stopped the rest */
 }
 
 enum rt_next rt_syscall_forward(struct vthread *vt, hv_regs *r, long moved)

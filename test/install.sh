@@ -23,12 +23,15 @@ echo "== fully static, with pkg-config --static, defining rt and mm_init itself"
 	$(pkg-config --cflags --static --libs vthread)
 "$dest/consumer-static"
 
-echo "== exports: the header's functions, each in a version node"
+echo "== exports: the header's functions, each in a version node, and the interposed signal functions"
 nm -D --defined-only "$so" | awk '$2 == "T" { print $3 }' | sort > "$dest/exports"
-sed 's/@.*//' "$dest/exports" > "$dest/exported"
+grep -v '@@GLIBC_2.2.5$' "$dest/exports" | sed 's/@.*//' > "$dest/exported"
 grep -o '\<vthread_[a-z_]*(' "$header" | tr -d '(' | sort -u > "$dest/declared"
 diff -u "$dest/declared" "$dest/exported"
-! grep -v '@@VTHREAD_' "$dest/exports"
+! grep -v '@@VTHREAD_\|@@GLIBC_2.2.5$' "$dest/exports"
+grep '@@GLIBC_2.2.5$' "$dest/exports" > "$dest/interposed"
+printf '%s@@GLIBC_2.2.5\n' bsd_signal sigaction siginterrupt signal sysv_signal |
+	diff -u - "$dest/interposed"
 wc -l < "$dest/exported" | sed 's/$/ functions, each versioned/'
 
 echo "== tools: --version"

@@ -3,6 +3,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <pthread.h>
+#include <setjmp.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -227,18 +228,27 @@ static void *read_blocked(void *arg)
 	return (void *)(intptr_t)c;
 }
 
+/* Starts fn on the known stack and sends it SIGUSR1 once it blocks in read(pipefd[0]). */
+static vthread_t interrupt_blocked(void *(*fn)(void *), void *arg)
+{
+	vthread_t vt;
+
+	ck_assert_int_eq(pipe(pipefd), 0);
+	vt = start_on_known_stack(fn, arg);
+	while (!started)
+		usleep(100);
+	usleep(50000);		/* let it block */
+	ck_assert_int_eq(pthread_kill(backing, SIGUSR1), 0);
+	return vt;
+}
+
 static intptr_t interrupt_read(int flags)
 {
 	vthread_t vt;
 	void *ret;
 
 	catch(SIGUSR1, note, flags);
-	ck_assert_int_eq(pipe(pipefd), 0);
-	ck_assert_int_eq(vthread_create(&vt, NULL, read_blocked, NULL), 0);
-	while (!started)
-		usleep(100);
-	usleep(50000);		/* let it block in read() */
-	ck_assert_int_eq(pthread_kill(backing, SIGUSR1), 0);
+	vt = interrupt_blocked(read_blocked, NULL);
 	while (!handled)
 		usleep(100);
 	usleep(20000);
@@ -258,6 +268,142 @@ START_TEST(test_without_sa_restart_a_blocked_read_fails_eintr)
 {
 	require_backend();
 	ck_assert_int_eq(interrupt_read(0), -EINTR);
+}
+END_TEST
+
+/*
+ * A handler for a signal that interrupts a blocked call runs in the vthread's
+ * context as anywhere else: on its stack or sigaltstack, with its registers in
+ * the ucontext, and free to leave by siglongjmp.
+ */
+enum { IN_PLACE, ON_ALTSTACK, LONGJMP };
+static sigjmp_buf env;
+static atomic_uintptr_t context_sp;
+
+static void note_context(int sig, siginfo_t *si, void *uc)
+{
+	context_sp = (uintptr_t)((ucontext_t *)uc)->uc_mcontext.gregs[REG_RSP];
+	note(sig, si, uc);
+}
+
+static void jump(int sig, siginfo_t *si, void *uc)
+{
+	note(sig, si, uc);
+	siglongjmp(env, 1);
+}
+
+static void *read_blocked_in(void *arg)
+{
+	stack_t ss = { .ss_sp = altstack, .ss_size = sizeof(altstack) }, old;
+	int mode = (int)(intptr_t)arg;
+	sigset_t mask;
+	char c = 0;
+
+	if (mode == ON_ALTSTACK && sigaltstack(&ss, &old))
+		return (void *)-1;
+	if (mode == LONGJMP && sigsetjmp(env, 1)) {
+		pthread_sigmask(SIG_SETMASK, NULL, &mask);
+		if (sigismember(&mask, SIGUSR1))
+			return (void *)-2;	/* siglongjmp restores the mask */
+		if (read(pipefd[0], &c, 1) != 1)	/* the vthread goes on, calls and all */
+			return (void *)-3;
+		return (void *)(intptr_t)c;
+	}
+	backing = pthread_self();
+	started = 1;
+	if (read(pipefd[0], &c, 1) != 1)
+		c = 'E';
+	if (mode == ON_ALTSTACK)
+		sigaltstack(&old, NULL);
+	return (void *)(intptr_t)c;
+}
+
+START_TEST(test_handler_for_a_signal_in_a_blocked_call_runs_in_the_vthread)
+{
+	int mode = _i;
+	vthread_t vt;
+	void *ret;
+
+	require_backend();
+	catch(SIGUSR1, mode == LONGJMP ? jump : note_context,
+	      SA_RESTART | (mode == ON_ALTSTACK ? SA_ONSTACK : 0));
+	vt = interrupt_blocked(read_blocked_in, (void *)(intptr_t)mode);
+	while (!handled)
+		usleep(100);
+	ck_assert_int_eq(write(pipefd[1], "x", 1), 1);
+	ck_assert_int_eq(vthread_join(vt, &ret), 0);
+	ck_assert_int_eq((intptr_t)ret, 'x');
+	ck_assert_int_eq(handled, 1);
+	if (mode == ON_ALTSTACK) {
+		ck_assert(on((void *)handler_sp, altstack, sizeof(altstack)));
+	} else {
+		ck_assert(on((void *)handler_sp, stack, sizeof(stack)));
+	}
+	if (mode == IN_PLACE)
+		ck_assert(on((void *)context_sp, stack, sizeof(stack)));
+}
+END_TEST
+
+/* SA_RESETHAND: the handler runs once, in the vthread, and the action is SIG_DFL after. */
+static void *read_then_action(void *arg)
+{
+	struct sigaction now;
+	char c;
+
+	(void)arg;
+	backing = pthread_self();
+	started = 1;
+	if (read(pipefd[0], &c, 1) != -1 || errno != EINTR)
+		return (void *)-1;
+	sigaction(SIGUSR1, NULL, &now);
+	return (void *)(intptr_t)(now.sa_handler == SIG_DFL);
+}
+
+START_TEST(test_sa_resethand_in_a_blocked_call_runs_the_handler_once)
+{
+	vthread_t vt;
+	void *ret;
+
+	require_backend();
+	catch(SIGUSR1, note, SA_RESETHAND);
+	vt = interrupt_blocked(read_then_action, NULL);
+	ck_assert_int_eq(vthread_join(vt, &ret), 0);
+	ck_assert_int_eq((intptr_t)ret, 1);
+	ck_assert_int_eq(handled, 1);
+	ck_assert(on((void *)handler_sp, stack, sizeof(stack)));
+}
+END_TEST
+
+/* The runtime routes handlers through its own; the program sees its own, everywhere. */
+static void plain(int sig)
+{
+	(void)sig;
+}
+
+static void *swap_handler(void *arg)
+{
+	struct sigaction now;
+
+	(void)arg;
+	sigaction(SIGUSR1, NULL, &now);
+	if (now.sa_sigaction != note || !(now.sa_flags & SA_SIGINFO))
+		return (void *)-1;
+	return (void *)(intptr_t)((void *)signal(SIGUSR1, plain) == (void *)note);
+}
+
+START_TEST(test_sigaction_shows_the_programs_handlers)
+{
+	struct sigaction now;
+
+	require_backend();
+	catch(SIGUSR1, note, 0);
+	ck_assert_int_eq(run_vthread(swap_handler, NULL), 1);
+	ck_assert_int_eq(sigaction(SIGUSR1, NULL, &now), 0);
+	ck_assert(now.sa_handler == plain);
+	ck_assert(!(now.sa_flags & SA_SIGINFO) && (now.sa_flags & SA_RESTART));
+	ck_assert_int_eq(raise(SIGUSR1), 0);
+	ck_assert_int_eq(sigaction(32, NULL, &now), -1);
+	ck_assert_int_eq(errno, EINVAL);
 }
 END_TEST
 
@@ -587,6 +733,10 @@ int main(void)
 	tcase_add_test(tc, test_sigsuspend_returns_eintr_after_the_handler);
 	tcase_add_test(tc, test_sa_restart_restarts_a_blocked_read);
 	tcase_add_test(tc, test_without_sa_restart_a_blocked_read_fails_eintr);
+	tcase_add_loop_test(tc, test_handler_for_a_signal_in_a_blocked_call_runs_in_the_vthread,
+			    IN_PLACE, LONGJMP + 1);
+	tcase_add_test(tc, test_sa_resethand_in_a_blocked_call_runs_the_handler_once);
+	tcase_add_test(tc, test_sigaction_shows_the_programs_handlers);
 	tcase_add_test(tc, test_alarm_is_delivered_in_the_vthread);
 	tcase_add_test(tc, test_setitimer_is_delivered_in_the_vthread);
 	tcase_add_test(tc, test_sigill_handler_edits_the_context_and_returns);
