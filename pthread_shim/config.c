@@ -49,7 +49,7 @@ int shim_config_read(struct shim_config *c, char *err, size_t n)
 
 		errno = 0;
 		c->max = strtoul(max, &end, 10);
-		if (*end || errno || *max == '-' || c->max == ULONG_MAX)
+		if (*end || errno || *max == '-')	/* ULONG_MAX: no limit, as unset */
 			return rt_env_bad(err, n, "VTHREAD_SHIM_MAX", max, "expected a number of threads");
 	}
 	if (!mode || !*mode)

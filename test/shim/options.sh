@@ -87,6 +87,9 @@ set +e
 "$run" -- sh -c 'kill -TERM $$'; [ $? = 143 ] || fail "death by signal not passed on"
 "$run" -- /nonexistent/program 2>/dev/null; [ $? = 127 ] || fail "missing program: not 127"
 "$run" --max many -- true 2>/dev/null; [ $? = 125 ] || fail "--max many: not 125"
+"$run" --max 18446744073709551616 -- true 2>/dev/null; [ $? = 125 ] || fail "--max 2^64: not 125"
+"$run" --max 18446744073709551615 -- "$prog" >shim.out 2>shim.err || fail "--max 2^64-1: failed"
+cmp -s native.out shim.out && [ ! -s shim.err ] || fail "--max 2^64-1: the shim refused it"
 "$run" 2>/dev/null; [ $? = 125 ] || fail "no program: not 125"
 "$run" -- "$static_prog" 2>shim.err
 grep -q 'is statically linked' shim.err || fail "a static program is not warned about"
