@@ -119,6 +119,7 @@ struct hv_vcpu {
 	struct kvm_sregs sregs;		/* as last set */
 	bool ring_entry;		/* MSR_LSTAR is hv_guest_syscall_ring */
 	bool gs_moved;			/* GS base is not the ring slot */
+	uint32_t pkru_offset;		/* of PKRU in the XSAVE area; 0: no CR4.PKE */
 };
 
 /* Where guest memory sits, for the vCPU's architectural setup. */

@@ -5,6 +5,7 @@
  * string and memory functions glibc picked for the host CPU (AVX and up), so
  * the guest gets the host's XCR0 wherever KVM allows it.
  */
+#include <cpuid.h>
 #include <errno.h>
 #include <sys/ioctl.h>
 
@@ -58,6 +59,31 @@ static int host_tsc(struct hv_vcpu *vc)
 	return hv_set_msr(vc, MSR_IA32_TSC, __builtin_ia32_rdtsc());
 }
 
+/* The host kernel enabled protection keys (CPUID.7.ECX.OSPKE). */
+static bool host_ospke(void)
+{
+	unsigned a, b, c, d;
+
+	return __get_cpuid_count(7, 0, &a, &b, &c, &d) && (c & (1u << 4));
+}
+
+/*
+ * Protection keys, where KVM and the host have them: glibc's pkey_get and
+ * pkey_set execute RDPKRU and WRPKRU, which raise #UD without CR4.PKE, and a
+ * program that got a key from pkey_alloc() (on the host) uses them. Guest
+ * pages are supervisor pages, which PKRU does not restrict.
+ */
+static void enable_pkeys(struct hv_vcpu *vc, uint64_t xcr0)
+{
+	const struct kvm_cpuid_entry2 *l7 = hv_cpuid_leaf(vc->hv, 7, 0);
+	const struct kvm_cpuid_entry2 *pk = hv_cpuid_leaf(vc->hv, 0xd, 9);
+
+	if (l7 && (l7->ecx & (1u << 3)) && pk && pk->ebx && (xcr0 & XFEATURE_PKRU) && host_ospke()) {
+		vc->sregs.cr4 |= CR4_PKE;
+		vc->pkru_offset = pk->ebx;
+	}
+}
+
 static int std_vcpu_setup(struct hv_vcpu *vc, const struct hv_layout *lay)
 {
 	const struct kvm_cpuid_entry2 *l1 = hv_cpuid_leaf(vc->hv, 1, 0);
@@ -75,6 +101,7 @@ static int std_vcpu_setup(struct hv_vcpu *vc, const struct hv_layout *lay)
 		return 0;	/* no XSAVE for the guest: SSE only */
 	xcr0 = host_xcr0() & ((uint64_t)xs->edx << 32 | xs->eax);
 	vc->sregs.cr4 |= CR4_OSXSAVE;
+	enable_pkeys(vc, xcr0);
 	if (ioctl(vc->fd, KVM_SET_SREGS, &vc->sregs) < 0)
 		return -errno;
 	xcrs.xcrs[0].xcr = 0;

@@ -256,6 +256,25 @@ int hv_vcpu_set_syscall_entry(struct hv_vcpu *vc, bool ring)
 	return r;
 }
 
+/* A thread starts with its creator's PKRU: the backing thread's, read here. */
+static int inherit_pkru(struct hv_vcpu *vc)
+{
+	struct kvm_xsave x;
+	uint64_t bv;
+	uint32_t pkru;
+	int r;
+
+	__asm__ volatile(".byte 0x0f, 0x01, 0xee" : "=a"(pkru) : "c"(0) : "rdx");	/* rdpkru */
+	r = hv_vcpu_get_xsave(vc, &x);
+	if (r < 0)
+		return r;
+	memcpy((char *)x.region + vc->pkru_offset, &pkru, sizeof(pkru));
+	memcpy(&bv, (char *)x.region + 512, sizeof(bv));	/* XSTATE_BV */
+	bv |= XFEATURE_PKRU;
+	memcpy((char *)x.region + 512, &bv, sizeof(bv));
+	return hv_vcpu_set_xsave(vc, &x);
+}
+
 int hv_vcpu_start(struct hv_vcpu *vc, void *(*fn)(void *), void *arg,
 		  void *stack_top, uint64_t fs_base)
 {
@@ -274,6 +293,8 @@ int hv_vcpu_start(struct hv_vcpu *vc, void *(*fn)(void *), void *arg,
 		r = hv_vcpu_set_gs_base(vc, (uintptr_t)hv_vcpu_ring(vc));
 	if (!r)
 		r = hv_vcpu_reset_fpu(vc);
+	if (!r && vc->pkru_offset)
+		r = inherit_pkru(vc);
 	if (!r)
 		r = hv_vcpu_set_regs(vc, &regs);
 	return r;

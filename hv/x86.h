@@ -18,6 +18,8 @@
 #define CR0_GUEST	0x80050033ull	/* PE MP ET NE WP AM PG */
 #define CR4_GUEST	0x10620ull	/* PAE OSFXSR OSXMMEXCPT FSGSBASE */
 #define CR4_OSXSAVE	(1ull << 18)
+#define CR4_PKE		(1ull << 22)
+#define XFEATURE_PKRU	(1ull << 9)
 #define EFER_GUEST	0xd01ull	/* SCE LME LMA NXE */
 /* `syscall` at CPL0 loads CS = 0x10, SS = 0x18; sysret would give 0x33/0x2b. */
 #define STAR_GUEST	0x0023001000000000ull

@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "common.h"
@@ -209,6 +210,44 @@ START_TEST(test_errno_of_failed_call_inside_vthread)
 }
 END_TEST
 
+/*
+ * Protection keys: glibc's pkey_get and pkey_set execute RDPKRU and WRPKRU, in
+ * the vthread, on the rights it started with, its creator's.
+ */
+static int key;
+
+static void *use_pkey(void *arg)
+{
+	(void)arg;
+	if (pkey_get(key) != PKEY_DISABLE_WRITE)
+		return (void *)1;
+	if (pkey_set(key, PKEY_DISABLE_ACCESS))
+		return (void *)2;
+	return (void *)(intptr_t)(pkey_get(key) == PKEY_DISABLE_ACCESS ? 0 : 3);
+}
+
+static void *alloc_pkey(void *arg)
+{
+	(void)arg;
+	return (void *)(intptr_t)(pkey_alloc(0, 0) < 0 ? errno : 0);
+}
+
+START_TEST(test_protection_keys_as_in_a_pthread)
+{
+	require_backend();
+	key = pkey_alloc(0, PKEY_DISABLE_WRITE);
+	if (key < 0) {	/* no PKU here: the vthread is refused as the host thread was */
+		int e = errno;
+
+		ck_assert_int_eq(run_vthread(alloc_pkey, NULL), e);
+		return;
+	}
+	ck_assert_int_eq(run_vthread(use_pkey, NULL), 0);
+	ck_assert_int_eq(pkey_get(key), PKEY_DISABLE_WRITE);	/* the creator's own */
+	ck_assert_int_eq(pkey_free(key), 0);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("libc");
@@ -222,6 +261,7 @@ int main(void)
 	tcase_add_test(tc, test_mutex_shared_by_vthreads_and_pthreads);
 	tcase_add_test(tc, test_thread_locals_are_fresh_per_vthread);
 	tcase_add_test(tc, test_errno_of_failed_call_inside_vthread);
+	tcase_add_test(tc, test_protection_keys_as_in_a_pthread);
 	suite_add_tcase(s, tc);
 	return run_suite(s);
 }
