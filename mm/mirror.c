@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "mm.h"
 
@@ -169,7 +171,7 @@ int mm_mirror_range(struct mm *mm, const void *addr, size_t len)
  */
 int mm_mirror_process(struct mm *mm)
 {
-	FILE *f = fopen("/proc/self/maps", "re");
+	FILE *f = fopen("/proc/self/maps", "rce");	/* c: no cancellation points */
 	unsigned long lo, hi;
 	char line[512], perms[5];
 	int r = 0;
@@ -236,10 +238,15 @@ void mm_free(void *p, size_t size)
 	mm_arena_free(p, size);
 }
 
-/* msync fails with ENOMEM exactly when part of the range is not mapped. */
+/*
+ * msync fails with ENOMEM exactly when part of the range is not mapped. The
+ * system call itself: glibc's msync is a cancellation point, and the backing
+ * thread that handles a fault shares its cancellation state with the guest.
+ */
 static bool host_mapped(uint64_t gva)
 {
-	return msync((void *)(uintptr_t)(gva & ~(MM_PAGE_SIZE - 1)), MM_PAGE_SIZE, MS_ASYNC) == 0 || errno != ENOMEM;
+	return syscall(SYS_msync, gva & ~(MM_PAGE_SIZE - 1), MM_PAGE_SIZE, MS_ASYNC) == 0 ||
+	       errno != ENOMEM;
 }
 
 int mm_fault(struct mm *mm, uint64_t gva)

@@ -100,7 +100,7 @@ static size_t touches(const struct vthread *vt, const hv_regs *r, const cs_insn 
 /* The host's protection of the page at a: PROT_* bits, or -1 when unmapped. */
 static int host_prot(uint64_t a)
 {
-	FILE *f = fopen("/proc/self/maps", "re");
+	FILE *f = fopen("/proc/self/maps", "rce");	/* c: no cancellation points */
 	unsigned long lo, hi;
 	char line[512], perms[5];
 	int prot = -1;

@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -352,6 +353,41 @@ START_TEST(test_asynchronous_cancellation_of_guest_code)
 }
 END_TEST
 
+/*
+ * A cancellation pending while the runtime handles the vthread's exits (here a
+ * first touch of fresh memory, which the mirror maps) waits, as for a pthread,
+ * for the vthread's next cancellation point: the runtime, which shares the
+ * thread's cancellation state, must call none itself.
+ */
+static atomic_int touched;
+
+static void *cancel_self_then_touch(void *arg)
+{
+	size_t len = 64ul << 20;
+	char *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	(void)arg;
+	if (p == MAP_FAILED)
+		return NULL;
+	pthread_cancel(pthread_self());		/* deferred: pending until a cancellation point */
+	for (size_t i = 0; i < len; i += 2 << 20)
+		p[i] = 1;
+	touched = 1;
+	pthread_testcancel();
+	return NULL;
+}
+
+START_TEST(test_pending_cancellation_waits_for_a_cancellation_point)
+{
+	void *ret;
+
+	require_backend();
+	ret = (void *)run_vthread(cancel_self_then_touch, NULL);
+	ck_assert_ptr_eq(ret, PTHREAD_CANCELED);
+	ck_assert_int_eq(touched, 1);
+}
+END_TEST
+
 /* Cancellation of a vthread blocked in a forwarded call, as of a pthread. */
 enum block { IN_READ, IN_COND_WAIT, IN_SLEEP, CANCEL_DISABLED };
 
@@ -491,6 +527,7 @@ int main(void)
 	tcase_add_test(tc, test_pthread_self_is_the_backing_thread);
 	tcase_add_test(tc, test_deferred_cancellation_at_a_cancellation_point);
 	tcase_add_test(tc, test_asynchronous_cancellation_of_guest_code);
+	tcase_add_test(tc, test_pending_cancellation_waits_for_a_cancellation_point);
 	tcase_add_test(tc, test_cancel_blocked_in_read);
 	tcase_add_test(tc, test_cancel_blocked_in_cond_wait);
 	tcase_add_test(tc, test_cancel_blocked_in_sleep);
