@@ -79,6 +79,7 @@ struct vthread {
 	char *stack;			/* lowest address, guard included if ours */
 	size_t stack_size, guard;
 	bool own_stack;
+	int *started;			/* set to 1 when the guest runs, if not NULL */
 	bool ring;			/* system calls may take the ring (ring.c) */
 	bool unwound;			/* ended by pthread_exit() or cancellation */
 	int guest_errno;		/* the guest's errno while the runtime runs */

@@ -28,6 +28,8 @@
 #define _GNU_SOURCE
 #include <asm/prctl.h>
 #include <errno.h>
+#include <linux/futex.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -137,6 +139,8 @@ __attribute__((no_sanitize("address"))) static void *guest_main(void *p)
 		hv_guest_end(NULL);
 	}
 	__pthread_register_cancel(&buf);
+	if (vt->started && __atomic_exchange_n(vt->started, 1, __ATOMIC_RELEASE) == 2)
+		syscall(SYS_futex, vt->started, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
 	ret = vt->fn(vt->arg);
 	__pthread_unregister_cancel(&buf);
 	if (!rt_current)
@@ -239,12 +243,36 @@ static void vt_init_ctx(struct vthread *vt, const struct rt_attr *a, void *(*fn)
  * so that a detached vthread cannot end and be freed before its pthread_t is
  * stored in *th. On failure vt is freed and pthread_create's error returned.
  */
+/* host makes a thread that preempts its creator: a real-time policy above the creator's. */
+static bool outranks_creator(const pthread_attr_t *host)
+{
+	struct sched_param n, c;
+	int inherit, policy;
+
+	if (pthread_attr_getinheritsched(host, &inherit) || inherit != PTHREAD_EXPLICIT_SCHED ||
+	    pthread_attr_getschedpolicy(host, &policy) ||
+	    (policy != SCHED_FIFO && policy != SCHED_RR) || pthread_attr_getschedparam(host, &n))
+		return false;
+	policy = sched_getscheduler(0) & ~SCHED_RESET_ON_FORK;
+	if (policy != SCHED_FIFO && policy != SCHED_RR)
+		return true;
+	return sched_getparam(0, &c) == 0 && n.sched_priority > c.sched_priority;
+}
+
+/*
+ * A pthread that outranks its creator runs before pthread_create returns. A
+ * vthread on a pooled vCPU first waits in KVM_RUN for an RCU grace period (KVM
+ * synchronizes when a vCPU's thread changes), in which its creator would run
+ * on: so the creator waits until the guest runs.
+ */
 static int vt_run(struct vthread *vt, pthread_attr_t *host, enum rt_thread_state state,
 		  pthread_t *th)
 {
-	int r;
+	bool wait = outranks_creator(host);
+	int started = 0, r;
 
 	pthread_attr_setstacksize(host, RT_HOST_STACK);
+	vt->started = wait ? &started : NULL;
 	pthread_mutex_lock(&rt.lock);
 	vt->id = ++rt.next_id;
 	vt->state = state;
@@ -260,6 +288,10 @@ static int vt_run(struct vthread *vt, pthread_attr_t *host, enum rt_thread_state
 		return r;
 	}
 	rt.created++;
+	if (wait && __atomic_compare_exchange_n(&started, &(int){ 0 }, 2, false, __ATOMIC_ACQUIRE,
+						__ATOMIC_ACQUIRE))
+		while (__atomic_load_n(&started, __ATOMIC_ACQUIRE) == 2)
+			syscall(SYS_futex, &started, FUTEX_WAIT_PRIVATE, 2, NULL, NULL, 0);
 	return 0;
 }
 
