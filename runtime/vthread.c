@@ -237,12 +237,6 @@ static void vt_init_ctx(struct vthread *vt, const struct rt_attr *a, void *(*fn)
 	rt_ring_prepare(vt);
 }
 
-/*
- * Registers the vthread in state and starts its backing thread with host's
- * attributes, its stack replaced by the runtime's. Both happen under rt.lock,
- * so that a detached vthread cannot end and be freed before its pthread_t is
- * stored in *th. On failure vt is freed and pthread_create's error returned.
- */
 /* host makes a thread that preempts its creator: a real-time policy above the creator's. */
 static bool outranks_creator(const pthread_attr_t *host)
 {
@@ -260,6 +254,11 @@ static bool outranks_creator(const pthread_attr_t *host)
 }
 
 /*
+ * Registers the vthread in state and starts its backing thread with host's
+ * attributes, its stack replaced by the runtime's. Both happen under rt.lock,
+ * so that a detached vthread cannot end and be freed before its pthread_t is
+ * stored in *th. On failure vt is freed and pthread_create's error returned.
+ *
  * A pthread that outranks its creator runs before pthread_create returns. A
  * vthread on a pooled vCPU first waits in KVM_RUN for an RCU grace period (KVM
  * synchronizes when a vCPU's thread changes), in which its creator would run
