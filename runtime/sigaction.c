@@ -69,25 +69,24 @@ static void write_action(int sig, const struct rt_ksigaction *ka)
 	atomic_fetch_add(&actions[sig - 1].seq, 1);
 }
 
-/* The kernel's action as the program set it: rt_action_entry() stands for its handler. */
-static void show(int sig, struct rt_ksigaction *ka)
+/* A kernel action ka that is rt_action_entry() as the program set it, p. */
+static void show(struct rt_ksigaction *ka, const struct rt_ksigaction *p)
 {
-	struct rt_ksigaction p;
-
-	if (ka->handler != (void *)rt_action_entry)
-		return;
-	read_action(sig, &p);
-	ka->handler = p.handler;
-	ka->flags = (ka->flags & ~(unsigned long)SA_SIGINFO) | (p.flags & SA_SIGINFO);
+	ka->handler = p->handler;
+	ka->flags = (ka->flags & ~(unsigned long)SA_SIGINFO) | (p->flags & SA_SIGINFO);
 }
 
 int rt_action_get(int sig, struct rt_ksigaction *ka)
 {
+	struct rt_ksigaction p;
 	long r = rt_sigaction_raw(sig, NULL, ka);
 
 	if (r < 0)
 		return (int)r;
-	show(sig, ka);
+	if (ka->handler == (void *)rt_action_entry) {
+		read_action(sig, &p);
+		show(ka, &p);
+	}
 	return 0;
 }
 
@@ -159,10 +158,8 @@ static long route(int sig, const struct rt_ksigaction *ka, struct rt_ksigaction 
 	r = rt_sigaction_raw(sig, &k, old);
 	if (r < 0 && routed)
 		write_action(sig, &prev);
-	if (r == 0 && old && old->handler == (void *)rt_action_entry) {
-		old->handler = prev.handler;
-		old->flags = (old->flags & ~(unsigned long)SA_SIGINFO) | (prev.flags & SA_SIGINFO);
-	}
+	if (r == 0 && old && old->handler == (void *)rt_action_entry)
+		show(old, &prev);
 	atomic_flag_clear(&lock);
 	set_mask(mask);
 	return r;

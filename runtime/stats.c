@@ -65,8 +65,8 @@ void rt_stats_print(int fd)
 		     s.exit_mirror, s.exit_fault, s.exit_end, s.exit_signal, s.exit_null, s.exit_ring,
 		     s.exit_hostcall, s.exit_other, s.syscalls_ring,
 		     rt.syscallmode == VTHREAD_SYSCALL_RING ? "ring" : "exit");
-	if (n > 0 && rt_syscall6(SYS_write, fd, (long)buf, n, 0, 0, 0) < 0)	/* not a cancellation point */
-		return;
+	if (n > 0)
+		rt_syscall6(SYS_write, fd, (long)buf, n, 0, 0, 0);	/* not a cancellation point */
 }
 
 /*

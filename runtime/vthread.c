@@ -139,8 +139,10 @@ __attribute__((no_sanitize("address"))) static void *guest_main(void *p)
 		hv_guest_end(NULL);
 	}
 	__pthread_register_cancel(&buf);
-	if (vt->started && __atomic_exchange_n(vt->started, 1, __ATOMIC_RELEASE) == 2)
-		syscall(SYS_futex, vt->started, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+	if (vt->started) {
+		__atomic_store_n(vt->started, 1, __ATOMIC_RELEASE);
+		rt_syscall6(SYS_futex, (long)vt->started, FUTEX_WAKE_PRIVATE, 1, 0, 0, 0);
+	}
 	ret = vt->fn(vt->arg);
 	__pthread_unregister_cancel(&buf);
 	if (!rt_current)
@@ -287,10 +289,8 @@ static int vt_run(struct vthread *vt, pthread_attr_t *host, enum rt_thread_state
 		return r;
 	}
 	rt.created++;
-	if (wait && __atomic_compare_exchange_n(&started, &(int){ 0 }, 2, false, __ATOMIC_ACQUIRE,
-						__ATOMIC_ACQUIRE))
-		while (__atomic_load_n(&started, __ATOMIC_ACQUIRE) == 2)
-			syscall(SYS_futex, &started, FUTEX_WAIT_PRIVATE, 2, NULL, NULL, 0);
+	while (wait && !__atomic_load_n(&started, __ATOMIC_ACQUIRE))
+		rt_syscall6(SYS_futex, (long)&started, FUTEX_WAIT_PRIVATE, 0, 0, 0, 0);
 	return 0;
 }
 
