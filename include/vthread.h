@@ -16,8 +16,8 @@
 /* The version of this header; vthread_version() gives the library's. */
 #define VTHREAD_VERSION_MAJOR 0
 #define VTHREAD_VERSION_MINOR 2
-#define VTHREAD_VERSION_PATCH 2
-#define VTHREAD_VERSION "0.2.2"
+#define VTHREAD_VERSION_PATCH 3
+#define VTHREAD_VERSION "0.2.3"
 /* True when this header is version major.minor.patch or later. */
 #define VTHREAD_CHECK_VERSION(major, minor, patch)				\
 	(VTHREAD_VERSION_MAJOR > (major) ||					\
@@ -170,7 +170,7 @@ struct vthread_stats {
 	unsigned long vthreads_live;	/* created and not yet joined or reaped */
 	unsigned long vcpus;		/* vCPUs created; they are pooled and reused */
 	unsigned long vcpus_busy;
-	unsigned long memslots;
+	unsigned long memslots;		/* in KVM now: chunks of unmapped memory lose theirs */
 	unsigned long runtime_bytes;	/* runtime memory guests see: tables, stacks (cached too) */
 	/* guest exits, by reason */
 	unsigned long exit_syscall;	/* forwarded system calls */

@@ -14,7 +14,6 @@
 #define PTE_P	(1ull << 0)
 #define PTE_RW	(1ull << 1)
 #define PTE_PS	(1ull << 7)
-#define MM_MAPPED	(1u << 31)
 #define MM_NCHUNKS	(1u << (47 - MM_CHUNK_SHIFT))
 #define MM_EAGER_MAX	(16ul << 30)	/* larger mappings are mirrored on first use */
 #define MM_MAX_SLOTS	65535	/* 46-bit guest-physical space in 1 GiB slots, slot 0 unused */
@@ -33,10 +32,13 @@ static uint64_t pte_flags(struct mm *mm)
 /* The memslot of a chunk that has one. */
 static unsigned slot_of(struct mm *mm, uint64_t c)
 {
-	return (mm->chunk[c] & ~MM_MAPPED) - 1;
+	return (mm->chunk[c] & ~(MM_CHUNK_LINKED | MM_CHUNK_SEEN)) - 1;
 }
 
-/* Gives the chunk a memslot (guest-physical backing) if it has none; lock held. */
+/*
+ * Gives the chunk a memslot (guest-physical backing) if it has none, a deleted
+ * one first: KVM dropped every translation to its addresses with it. Lock held.
+ */
 static int chunk_slot(struct mm *mm, uint64_t c)
 {
 	uint64_t base = c << MM_CHUNK_SHIFT;
@@ -46,16 +48,23 @@ static int chunk_slot(struct mm *mm, uint64_t c)
 
 	if (mm->chunk[c])
 		return slot_of(mm, c);
-	if (mm->nslots == MM_MAX_SLOTS)
+	if (mm->free)
+		slot = mm->free - 1;
+	else if (mm->nslots == MM_MAX_SLOTS)
 		return -ENOSPC;
+	else
+		slot = mm->nslots;
 	if (base + size > MM_USER_TOP)
 		size = MM_USER_TOP - base;
-	slot = mm->nslots;
 	r = hv_set_memslot(mm->hv, slot, slot_gpa(slot), size, (void *)(uintptr_t)base);
 	if (r < 0)
 		return r;
-	mm->slots[slot] = (struct mm_slot){ .hva = base };
-	mm->nslots++;
+	if (slot == mm->nslots)
+		mm->nslots++;
+	else
+		mm->free = mm->slots[slot].next;
+	mm->slots[slot].hva = base;
+	mm->live++;
 	mm->chunk[c] = slot + 1;
 	return slot;
 }
@@ -63,7 +72,7 @@ static int chunk_slot(struct mm *mm, uint64_t c)
 uint64_t mm_gpa(struct mm *mm, const void *hva)
 {
 	uint64_t a = (uintptr_t)hva;
-	uint32_t e = mm->chunk[a >> MM_CHUNK_SHIFT] & ~MM_MAPPED;
+	uint32_t e = mm->chunk[a >> MM_CHUNK_SHIFT] & ~(MM_CHUNK_LINKED | MM_CHUNK_SEEN);
 
 	return e ? slot_gpa(e - 1) + (a & (MM_CHUNK - 1)) : 0;
 }
@@ -89,9 +98,10 @@ static int chunk_link(struct mm *mm, uint64_t c, bool whole)
 {
 	unsigned i4 = c >> 9, i3 = c & 511;
 	uint64_t flags = pte_flags(mm);
+	struct mm_slot *s;
 	int slot;
 
-	if (mm->chunk[c] & MM_MAPPED)
+	if (mm->chunk[c] & MM_CHUNK_LINKED)
 		return 0;
 	slot = chunk_slot(mm, c);
 	if (slot < 0)
@@ -104,25 +114,51 @@ static int chunk_link(struct mm *mm, uint64_t c, bool whole)
 		mm->pdpt[i4] = pdpt;
 		__atomic_store_n(&mm->pml4[i4], mm_gpa(mm, pdpt) | flags, __ATOMIC_RELEASE);
 	}
-	if (whole && mm->hv->huge_1g) {
+	s = &mm->slots[slot];
+	s->huge = whole && mm->hv->huge_1g;
+	if (s->huge) {
 		__atomic_store_n(&mm->pdpt[i4][i3], slot_gpa(slot) | flags | PTE_PS,
 				 __ATOMIC_RELEASE);
 	} else {
-		uint64_t *pd = pt_page(mm);
-
-		if (!pd)
+		if (!s->pd && !(s->pd = pt_page(mm)))
 			return -ENOMEM;
-		mm->slots[slot].pd = pd;
-		__atomic_store_n(&mm->pdpt[i4][i3], mm_gpa(mm, pd) | flags, __ATOMIC_RELEASE);
+		__atomic_store_n(&mm->pdpt[i4][i3], mm_gpa(mm, s->pd) | flags, __ATOMIC_RELEASE);
 	}
-	mm->chunk[c] |= MM_MAPPED;
+	mm->chunk[c] |= MM_CHUNK_LINKED;
 	return 0;
 }
 
 /* The page directory of a linked chunk, NULL when a 1 GiB entry maps it. */
 static uint64_t *chunk_pd(struct mm *mm, uint64_t c)
 {
-	return mm->slots[slot_of(mm, c)].pd;
+	struct mm_slot *s = &mm->slots[slot_of(mm, c)];
+
+	return s->huge ? NULL : s->pd;
+}
+
+/*
+ * The entry goes first, so that the walks KVM redoes once the slot's
+ * translations are gone find nothing there. The page directory, kept for the
+ * slot's next chunk, is cleared only then, and a chunk whose slot KVM would not
+ * delete is linked again, with the same entries, at its next fault.
+ */
+void mm_chunk_drop(struct mm *mm, uint64_t c)
+{
+	unsigned slot = slot_of(mm, c);
+	struct mm_slot *s = &mm->slots[slot];
+
+	if (mm->chunk[c] & MM_CHUNK_LINKED)
+		__atomic_store_n(&mm->pdpt[c >> 9][c & 511], 0, __ATOMIC_RELEASE);
+	mm->chunk[c] = slot + 1;
+	if (hv_set_memslot(mm->hv, slot, slot_gpa(slot), 0, (void *)(uintptr_t)s->hva) < 0)
+		return;
+	if (s->pd)
+		memset(s->pd, 0, MM_PAGE_SIZE);
+	s->hva = MM_SLOT_FREE;
+	s->next = mm->free;
+	mm->free = slot + 1;
+	mm->live--;
+	mm->chunk[c] = 0;
 }
 
 static bool pde_present(struct mm *mm, uint64_t gva)
@@ -130,7 +166,7 @@ static bool pde_present(struct mm *mm, uint64_t gva)
 	uint64_t c = gva >> MM_CHUNK_SHIFT;
 	uint64_t *pd;
 
-	if (!(mm->chunk[c] & MM_MAPPED))
+	if (!(mm->chunk[c] & MM_CHUNK_LINKED))
 		return false;
 	pd = chunk_pd(mm, c);
 	return !pd || (pd[(gva >> 21) & 511] & PTE_P);
@@ -144,6 +180,8 @@ int mm_mirror_range(struct mm *mm, const void *addr, size_t len)
 	if (end > MM_USER_TOP)
 		end = MM_USER_TOP;
 	pthread_mutex_lock(&mm->lock);
+	if (mm->live >= mm->collect_at)
+		mm_collect(mm);	/* a failure leaves more slots than needed, no more */
 	for (uint64_t c = a >> MM_CHUNK_SHIFT; !r && (c << MM_CHUNK_SHIFT) < end; c++) {
 		uint64_t lo = c << MM_CHUNK_SHIFT, hi = lo + MM_CHUNK;
 		bool whole = (uintptr_t)addr <= lo && end >= (hi < MM_USER_TOP ? hi : MM_USER_TOP);
@@ -193,6 +231,7 @@ int mm_init(struct mm *mm, struct hv *hv)
 
 	memset(mm, 0, sizeof(*mm));
 	mm->hv = hv;
+	mm->collect_at = MM_COLLECT_MIN;
 	pthread_mutexattr_init(&a);
 	pthread_mutexattr_settype(&a, PTHREAD_MUTEX_RECURSIVE);
 	pthread_mutex_init(&mm->lock, &a);

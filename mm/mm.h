@@ -5,9 +5,11 @@
  * guest-physical address; guest page tables map, in 2 MiB pages, the parts that
  * hold host mappings, so that a guest access elsewhere is a guest page fault with
  * its address. Entries only ever go from not present to present: a present entry
- * rewritten is not seen by a shadow-paging backend. The fault path never calls
- * malloc: a vthread may fault while glibc's fork holds malloc's locks. Functions
- * return 0 or -errno and never print.
+ * rewritten is not seen by a shadow-paging backend. The one exception is a chunk
+ * with nothing mapped left, whose memslot is deleted (collect.c): deleting a slot
+ * makes KVM drop every translation through it on every vCPU. The fault path never
+ * calls malloc: a vthread may fault while glibc's fork holds malloc's locks.
+ * Functions return 0 or -errno and never print.
  */
 #ifndef MM_H
 #define MM_H
@@ -26,18 +28,29 @@
 #define MM_USER_TOP	0x7ffffffff000ull
 
 struct mm_slot {
-	uint64_t hva;	/* chunk base */
-	uint64_t *pd;	/* its page directory, NULL with 1 GiB pages */
+	uint64_t hva;	/* chunk base; MM_SLOT_FREE once deleted */
+	uint64_t *pd;	/* page directory, kept with the slot for its next chunk */
+	bool huge;	/* a 1 GiB entry maps the chunk, not pd */
+	unsigned next;	/* a free slot: the next free one + 1 */
 };
+
+#define MM_SLOT_FREE	UINT64_MAX
+/* struct mm's chunk entries: slot + 1, and these */
+#define MM_CHUNK_LINKED	(1u << 31)	/* in the guest tables */
+#define MM_CHUNK_SEEN	(1u << 30)	/* mapped, by collect.c's reading of the maps */
+#define MM_COLLECT_MIN	64		/* live slots below which none is collected */
 
 struct mm {
 	pthread_mutex_t lock;		/* recursive: a page-table page may need a slot */
 	struct hv *hv;
 	uint64_t *pml4;
 	uint64_t *pdpt[256];		/* per lower-half PML4 entry */
-	uint32_t *chunk;		/* per chunk: slot + 1, MM_MAPPED once in the tables */
+	uint32_t *chunk;		/* per chunk: slot + 1 and MM_CHUNK_ flags */
 	struct mm_slot *slots;		/* every slot KVM allows, reserved at init */
-	unsigned nslots;
+	unsigned nslots;		/* slots ever made, free ones included */
+	unsigned live;			/* slots in KVM now */
+	unsigned free;			/* the first free slot + 1 */
+	unsigned collect_at;		/* live slots that make the next collection */
 };
 
 /* n rounded up to whole pages */
@@ -58,10 +71,18 @@ void mm_arena_unlock(void);
 void mm_arena_fork_child(void);
 size_t mm_arena_in_use(void);
 
+/*
+ * collect.c: deletes the memslots of chunks that have nothing mapped any more;
+ * lock held, no chunk being linked. 0 or -errno.
+ */
+int mm_collect(struct mm *mm);
+
 /* mirror.c */
 int mm_init(struct mm *mm, struct hv *hv);
 /* Forgets the VM's tables without ioctls; for a fork child and for init failure. */
 void mm_destroy(struct mm *mm);
+/* Unlinks a chunk that has a slot and deletes the slot; lock held. */
+void mm_chunk_drop(struct mm *mm, uint64_t c);
 int mm_mirror_range(struct mm *mm, const void *addr, size_t len);
 int mm_mirror_process(struct mm *mm);
 uint64_t mm_gpa(struct mm *mm, const void *hva);

@@ -138,7 +138,7 @@ static int init_locked(int mode)
 	rt_ring_init(mode);
 	if (rt.debug)
 		fprintf(stderr, "libvthread: backend %s, %u memslots, native probe %ld us, "
-			"exit %ld us, system calls by %s\n", rt.hv.be->name, rt.mm.nslots, ns / 1000,
+			"exit %ld us, system calls by %s\n", rt.hv.be->name, rt.mm.live, ns / 1000,
 			rt.exit_ns / 1000, rt.syscallmode == VTHREAD_SYSCALL_RING ? "ring" : "exit");
 	rt_vcpu_put(first);
 	return 0;

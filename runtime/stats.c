@@ -28,7 +28,7 @@ RT_API int vthread_get_stats(struct vthread_stats *st)
 		.vthreads_live = rt.live,
 		.vcpus = rt.nvcpus,
 		.vcpus_busy = rt.nvcpus - rt.nidle,
-		.memslots = rt.state == RT_READY ? rt.mm.nslots : 0,
+		.memslots = rt.state == RT_READY ? rt.mm.live : 0,
 		.runtime_bytes = mm_arena_in_use() + rt_stack_bytes(),
 		.exit_syscall = rt.exits[RT_EXIT_SYSCALL],
 		.exit_mirror = rt.exits[RT_EXIT_MIRROR],

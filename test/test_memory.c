@@ -206,6 +206,66 @@ START_TEST(test_reservations_are_mirrored_only_when_used)
 }
 END_TEST
 
+/*
+ * Chunks mapped and unmapped in turn, each once touched by the guest: their
+ * memslots are deleted and reused, and the pages that stay mapped meanwhile keep
+ * their contents (a translation left over from a deleted slot would write into
+ * whatever chunk its guest-physical addresses back next).
+ */
+#define CHURN_BASE	0x2c0000000000ull
+#define CHURN_PLACES	150
+#define CHURN_ROUNDS	400
+#define CHURN_WINDOW	6
+
+UNINSTRUMENTED static void *churn_chunks(void *arg)
+{
+	volatile uint64_t *live[CHURN_WINDOW] = { 0 };
+	uint64_t tag[CHURN_WINDOW] = { 0 };
+
+	(void)arg;
+	for (uint64_t i = 0; i < CHURN_ROUNDS + CHURN_WINDOW; i++) {
+		unsigned w = i % CHURN_WINDOW;
+
+		for (unsigned k = 0; k < CHURN_WINDOW; k++)
+			if (live[k] && *live[k] != tag[k])
+				return (void *)(uintptr_t)(1000 + i);
+		if (live[w] && munmap((void *)live[w], 4096))
+			return (void *)1;
+		live[w] = NULL;
+		if (i >= CHURN_ROUNDS)
+			continue;
+		live[w] = mmap((void *)(CHURN_BASE + ((i % CHURN_PLACES) << 30)), 4096,
+			       PROT_READ | PROT_WRITE,
+			       MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+		if (live[w] == MAP_FAILED)
+			return (void *)2;
+		*live[w] = tag[w] = 0x5eed0000 + i;
+	}
+	return NULL;
+}
+
+START_TEST(test_memslots_of_unmapped_chunks_are_deleted_and_reused)
+{
+	struct vthread_stats before = VTHREAD_STATS_INIT, after = VTHREAD_STATS_INIT;
+	unsigned long bound;
+
+	require_backend();
+	warm_up();
+	vthread_get_stats(&before);
+	ck_assert_int_eq(run_vthread(churn_chunks, NULL), 0);
+	vthread_get_stats(&after);
+	/*
+	 * The runtime's promise: live slots within twice the chunks mapped, or 64,
+	 * give or take the slots one fault adds. Without deletion: one per place.
+	 */
+	bound = 2 * (before.memslots + CHURN_WINDOW);
+	ck_assert_uint_le(after.memslots, (bound > 64 ? bound : 64) + 2);
+	ck_assert_uint_lt(after.memslots, before.memslots + CHURN_PLACES);
+	/* A place used again after its chunk lost its slot faults and is linked again. */
+	ck_assert_uint_ge(after.exit_mirror, before.exit_mirror + CHURN_ROUNDS);
+}
+END_TEST
+
 #define STACK_MIB	32
 #define TOUCH_MIB	24
 #ifdef __SANITIZE_ADDRESS__	/* ASan's shadow of what was touched stays resident */
@@ -297,6 +357,7 @@ int main(void)
 	tcase_add_test(tc, test_new_mapping_inside_a_mirrored_chunk_is_seen);
 	tcase_add_test(tc, test_joined_stacks_go_back_to_the_system);
 	tcase_add_test(tc, test_untouched_stack_pages_stay_unresident);
+	tcase_add_test(tc, test_memslots_of_unmapped_chunks_are_deleted_and_reused);
 	suite_add_tcase(s, tc);
 	return run_suite(s);
 }
