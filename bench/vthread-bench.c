@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <json-c/json.h>
+#include <linux/userfaultfd.h>
 #include <math.h>
 #include <pthread.h>
 #include <signal.h>
@@ -20,8 +21,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -136,6 +139,160 @@ static void body_random_access(struct job *j)
 	j->ns = (now_ns() - t) / j->n;
 	if (sum == 1)
 		abort();
+}
+
+/*
+ * Dirty tracking: per interval, n random 8-byte writes over the page-aligned
+ * 256 MiB inside random_area, then a collect into a bitmap. A vthread uses
+ * vthread_dirty_*; a pthread has soft-dirty bits or, on Linux 6.7+,
+ * userfaultfd's asynchronous write protection with PAGEMAP_SCAN, whichever is
+ * faster in that sample.
+ */
+#ifndef PAGEMAP_SCAN	/* Linux 6.7's ABI, for older headers */
+struct page_region {
+	uint64_t start, end, categories;
+};
+struct pm_scan_arg {
+	uint64_t size, flags, start, end, walk_end, vec, vec_len, max_pages;
+	uint64_t category_inverted, category_mask, category_anyof_mask, return_mask;
+};
+#define PAGEMAP_SCAN		_IOWR('f', 16, struct pm_scan_arg)
+#define PAGE_IS_WRITTEN		(1 << 1)
+#define PM_SCAN_WP_MATCHING	(1 << 0)
+#define PM_SCAN_CHECK_WPASYNC	(1 << 1)
+#endif
+#ifndef UFFD_FEATURE_WP_ASYNC
+#define UFFD_FEATURE_WP_UNPOPULATED	(1 << 13)
+#define UFFD_FEATURE_WP_ASYNC		(1 << 15)
+#endif
+
+#define DIRTY_INTERVALS	20
+#define DIRTY_LEN	(RANDOM_BYTES - 4096)
+#define DIRTY_PAGES	(DIRTY_LEN / 4096)
+static uint64_t dirty_bits[(DIRTY_PAGES + 63) / 64];
+static int pagemap_fd = -1, clear_refs_fd = -1;
+
+static uint64_t *dirty_base(void)
+{
+	return (uint64_t *)(((uintptr_t)random_area + 4095) & ~4095ul);
+}
+
+static void dirty_writes(long n, uint64_t *x)
+{
+	uint64_t *base = dirty_base();
+
+	for (long i = 0; i < n; i++) {
+		*x ^= *x << 13, *x ^= *x >> 7, *x ^= *x << 17;
+		base[*x % (DIRTY_LEN / 8)] = i;
+	}
+}
+
+static void soft_dirty_collect(void)
+{
+	static uint64_t pm[DIRTY_PAGES];
+
+	if (pread(pagemap_fd, pm, sizeof(pm), (uintptr_t)dirty_base() / 4096 * 8) != sizeof(pm))
+		abort();
+	memset(dirty_bits, 0, sizeof(dirty_bits));
+	for (size_t i = 0; i < DIRTY_PAGES; i++)
+		dirty_bits[i / 64] |= (pm[i] >> 55 & 1) << (i % 64);
+	if (pwrite(clear_refs_fd, "4", 1, 0) != 1)
+		abort();
+}
+
+/* 0, or -1 where the kernel lacks asynchronous write protection. */
+static int uffd_arm(void)
+{
+	struct uffdio_api api = { .api = UFFD_API,
+				  .features = UFFD_FEATURE_WP_ASYNC | UFFD_FEATURE_WP_UNPOPULATED };
+	struct uffdio_register reg = { .range = { (uintptr_t)dirty_base(), DIRTY_LEN },
+				       .mode = UFFDIO_REGISTER_MODE_WP };
+	struct uffdio_writeprotect wp = { .range = reg.range, .mode = UFFDIO_WRITEPROTECT_MODE_WP };
+	int fd = syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+
+	if (fd < 0)
+		return -1;
+	if (ioctl(fd, UFFDIO_API, &api) || ioctl(fd, UFFDIO_REGISTER, &reg) ||
+	    ioctl(fd, UFFDIO_WRITEPROTECT, &wp)) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+static void uffd_collect(void)
+{
+	static struct page_region r[4096];
+	struct pm_scan_arg a = {
+		.size = sizeof(a), .flags = PM_SCAN_WP_MATCHING | PM_SCAN_CHECK_WPASYNC,
+		.start = (uintptr_t)dirty_base(), .end = (uintptr_t)dirty_base() + DIRTY_LEN,
+		.vec = (uintptr_t)r, .vec_len = 4096,
+		.category_mask = PAGE_IS_WRITTEN, .return_mask = PAGE_IS_WRITTEN,
+	};
+	long n;
+
+	memset(dirty_bits, 0, sizeof(dirty_bits));
+	do {
+		n = ioctl(pagemap_fd, PAGEMAP_SCAN, &a);
+		if (n < 0)
+			abort();
+		for (long i = 0; i < n; i++)
+			for (uint64_t p = r[i].start; p < r[i].end; p += 4096) {
+				size_t k = (p - (uintptr_t)dirty_base()) / 4096;
+
+				dirty_bits[k / 64] |= 1ull << (k % 64);
+			}
+		a.start = a.walk_end;
+	} while (a.walk_end < a.end);
+}
+
+enum { DIRTY_KVM, DIRTY_SOFT, DIRTY_UFFD };
+static int dirty_how;
+static bool have_soft_dirty, have_uffd_async;
+
+/* What this kernel offers a pthread: soft-dirty bits that work, and WP_ASYNC. */
+static void dirty_probe(void)
+{
+	uint64_t *page = dirty_base(), e = 0;
+	int fd = uffd_arm();
+
+	if (pwrite(clear_refs_fd, "4", 1, 0) == 1) {
+		*(volatile uint64_t *)page = 2;
+		have_soft_dirty = pread(pagemap_fd, &e, 8, (uintptr_t)page / 4096 * 8) == 8 &&
+				  (e >> 55 & 1);
+	}
+	have_uffd_async = fd >= 0;
+	if (fd >= 0)
+		close(fd);
+}
+
+static void body_dirty(struct job *j)
+{
+	uint64_t x = 88172645463325252ull;
+	int fd = -1;
+	double t;
+
+	if (dirty_how == DIRTY_KVM && vthread_dirty_start(dirty_base(), DIRTY_LEN))
+		abort();
+	if (dirty_how == DIRTY_SOFT && pwrite(clear_refs_fd, "4", 1, 0) != 1)
+		abort();
+	if (dirty_how == DIRTY_UFFD && (fd = uffd_arm()) < 0)
+		abort();
+	t = now_ns();
+	for (int i = 0; i < DIRTY_INTERVALS; i++) {
+		dirty_writes(j->n, &x);
+		if (dirty_how == DIRTY_KVM) {
+			if (vthread_dirty_collect(dirty_base(), DIRTY_LEN, dirty_bits))
+				abort();
+		} else {
+			(dirty_how == DIRTY_SOFT ? soft_dirty_collect : uffd_collect)();
+		}
+	}
+	j->ns = (now_ns() - t) / DIRTY_INTERVALS;
+	if (dirty_how == DIRTY_KVM)
+		vthread_dirty_stop(dirty_base(), DIRTY_LEN);
+	if (fd >= 0)
+		close(fd);	/* unregisters the range */
 }
 
 /* Ping-pong: the measured thread and a partner pthread take turns on one line. */
@@ -338,6 +495,35 @@ static double s_random(enum kind k)
 	return one_body(k, body_random_access, ops(2 << 20));
 }
 
+static double dirty_sample(enum kind k, long n)
+{
+	double soft = INFINITY, uffd = INFINITY;
+
+	if (k == VTHREAD) {
+		dirty_how = DIRTY_KVM;
+		return one_body(k, body_dirty, n);
+	}
+	if (have_soft_dirty) {
+		dirty_how = DIRTY_SOFT;
+		soft = one_body(k, body_dirty, n);
+	}
+	if (have_uffd_async) {
+		dirty_how = DIRTY_UFFD;
+		uffd = one_body(k, body_dirty, n);
+	}
+	return uffd < soft ? uffd : soft;
+}
+
+static double s_dirty_100(enum kind k)
+{
+	return dirty_sample(k, 100);
+}
+
+static double s_dirty_10k(enum kind k)
+{
+	return dirty_sample(k, 10000);
+}
+
 static double s_create_join(enum kind k)
 {
 	long n = ops(200);
@@ -481,6 +667,10 @@ static struct row rows[] = {
 	  .sample = s_first_touch, .samples = 11 },
 	{ .name = "random-access", .what = "random 8-byte reads over 256 MiB, per read",
 	  .sample = s_random, .samples = 11 },
+	{ .name = "dirty-100", .what = "100 random 8-byte writes over 256 MiB, then collect the pages written, per interval",
+	  .sample = s_dirty_100, .samples = 11 },
+	{ .name = "dirty-10k", .what = "10,000 random 8-byte writes over 256 MiB, then collect the pages written, per interval",
+	  .sample = s_dirty_10k, .samples = 11 },
 	{ .name = "ping-pong", .what = "cache-line round trip with a host pthread",
 	  .sample = s_pingpong, .samples = 11 },
 	{ .name = "mutex", .what = "contended pthread_mutex lock/unlock between two threads of a kind, per pair",
@@ -1150,6 +1340,19 @@ int main(int argc, char **argv)
 	}
 	random_area = malloc(RANDOM_BYTES);
 	memset(random_area, 1, RANDOM_BYTES);
+	pagemap_fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+	clear_refs_fd = open("/proc/self/clear_refs", O_WRONLY | O_CLOEXEC);
+	if (pagemap_fd < 0 || clear_refs_fd < 0) {
+		fprintf(stderr, "vthread-bench: /proc/self/pagemap or clear_refs: %s\n", strerror(errno));
+		return 1;
+	}
+	dirty_probe();
+	for (size_t i = 0; i < NROWS && !have_soft_dirty && !have_uffd_async; i++)
+		if (rows[i].wanted && (rows[i].sample == s_dirty_100 || rows[i].sample == s_dirty_10k)) {
+			fprintf(stderr, "vthread-bench: this kernel has neither working soft-dirty bits "
+				"nor userfaultfd's WP_ASYNC: no native side for the dirty rows\n");
+			return 1;
+		}
 	if (ffi_prep_cif(&empty_cif, FFI_DEFAULT_ABI, 0, &ffi_type_void, NULL) != FFI_OK)
 		abort();
 	uname(&u);

@@ -164,7 +164,11 @@ enum hv_ring_stop hv_ring_unwind(struct hv_vcpu *vc, hv_regs *r);
 int hv_open(struct hv *hv, const char *dev, struct hv_vcpu *first, char *why, size_t whylen);
 void hv_close(struct hv *hv);
 const struct kvm_cpuid_entry2 *hv_cpuid_leaf(const struct hv *hv, uint32_t fn, uint32_t index);
-int hv_set_memslot(struct hv *hv, uint32_t slot, uint64_t gpa, uint64_t size, void *hva);
+/* size 0 deletes the slot; flags: KVM_MEM_LOG_DIRTY_PAGES or 0 */
+int hv_set_memslot(struct hv *hv, uint32_t slot, uint64_t gpa, uint64_t size, void *hva,
+		   uint32_t flags);
+/* The slot's pages written by guests since the last call, one bit per page; clears it. */
+int hv_get_dirty_log(struct hv *hv, uint32_t slot, uint64_t *bitmap);
 int hv_vcpu_create(struct hv *hv, struct hv_vcpu *vc, int id);
 void hv_vcpu_destroy(struct hv_vcpu *vc);
 int hv_vcpu_run(struct hv_vcpu *vc, struct hv_exit *ex);

@@ -125,16 +125,30 @@ void hv_close(struct hv *hv)
 	hv->vm_fd = hv->kvm_fd = -1;
 }
 
-int hv_set_memslot(struct hv *hv, uint32_t slot, uint64_t gpa, uint64_t size, void *hva)
+int hv_set_memslot(struct hv *hv, uint32_t slot, uint64_t gpa, uint64_t size, void *hva,
+		   uint32_t flags)
 {
 	struct kvm_userspace_memory_region mr = {
 		.slot = slot,
+		.flags = flags,
 		.guest_phys_addr = gpa,
 		.memory_size = size,
 		.userspace_addr = (uintptr_t)hva,
 	};
 
 	return ioctl(hv->vm_fd, KVM_SET_USER_MEMORY_REGION, &mr) < 0 ? -errno : 0;
+}
+
+/*
+ * Without KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2, KVM swaps the bitmap out and
+ * write-protects the pages again in one call, so a racing guest write lands in
+ * this bitmap or the next one.
+ */
+int hv_get_dirty_log(struct hv *hv, uint32_t slot, uint64_t *bitmap)
+{
+	struct kvm_dirty_log log = { .slot = slot, .dirty_bitmap = bitmap };
+
+	return ioctl(hv->vm_fd, KVM_GET_DIRTY_LOG, &log) < 0 ? -errno : 0;
 }
 
 int hv_vcpu_create(struct hv *hv, struct hv_vcpu *vc, int id)

@@ -11,13 +11,14 @@
 
 #include <pthread.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <ffi.h>
 
 /* The version of this header; vthread_version() gives the library's. */
 #define VTHREAD_VERSION_MAJOR 0
-#define VTHREAD_VERSION_MINOR 2
-#define VTHREAD_VERSION_PATCH 3
-#define VTHREAD_VERSION "0.2.3"
+#define VTHREAD_VERSION_MINOR 3
+#define VTHREAD_VERSION_PATCH 0
+#define VTHREAD_VERSION "0.3.0"
 /* True when this header is version major.minor.patch or later. */
 #define VTHREAD_CHECK_VERSION(major, minor, patch)				\
 	(VTHREAD_VERSION_MAJOR > (major) ||					\
@@ -156,6 +157,33 @@ enum {
 	VTHREAD_FEAT_HUGE_1G = 1 << 2,
 };
 unsigned vthread_backend_features(void);
+
+/*
+ * Dirty-page tracking of [addr, addr + len): addr and len whole 4 KiB pages,
+ * memory the process maps when tracking starts. What is reported are writes
+ * made by vthreads, every one of them, exactly, with KVM's dirty log and no
+ * guest exit; writes made by host threads are NOT reported. To get those too,
+ * track the host side with soft-dirty bits (write 4 to /proc/self/clear_refs,
+ * read bit 55 of /proc/self/pagemap) or userfaultfd's write-protect mode.
+ * Callable from host threads and vthreads (there, one exit per call). Tracked
+ * ranges may not overlap; tracking ends with vthread_dirty_stop, or in a fork
+ * child, which starts untracked (the parent's tracking goes on).
+ * Errors: EINVAL (unaligned, len 0), ENOMEM (outside the address space, or a
+ * page the process has not mapped), EBUSY (overlaps a tracked range), ENOSYS
+ * (no usable KVM), EAGAIN (out of memory or memory slots).
+ */
+int vthread_dirty_start(void *addr, size_t len);
+/*
+ * For [addr, addr + len) inside one tracked range: sets bit i (bitmap[i / 64]
+ * >> (i % 64)) for each page i written by a vthread since the start or since
+ * the previous collect of that page, clears the others of the (len / 4096 + 63)
+ * / 64 words, and starts a new interval. A write racing the collect is in this
+ * bitmap or the next one, never in none. EINVAL: not inside a tracked range,
+ * NULL bitmap, unaligned.
+ */
+int vthread_dirty_collect(void *addr, size_t len, uint64_t *bitmap);
+/* Ends the tracking started with exactly this range; EINVAL: no such range. */
+int vthread_dirty_stop(void *addr, size_t len);
 
 /*
  * Process-wide counters: what VTHREAD_STATS=1 prints at exit, and vcpus_busy. The

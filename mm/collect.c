@@ -83,7 +83,7 @@ int mm_collect(struct mm *mm)
 			continue;
 		if (mm->chunk[c] & MM_CHUNK_SEEN)
 			mm->chunk[c] &= ~MM_CHUNK_SEEN;
-		else if (!r)
+		else if (!r && !mm->slots[slot].tracked)	/* its log would be lost */
 			mm_chunk_drop(mm, c);
 	}
 	mm->collect_at = mm->live * 2 > MM_COLLECT_MIN ? mm->live * 2 : MM_COLLECT_MIN;

@@ -29,34 +29,30 @@ static uint64_t pte_flags(struct mm *mm)
 	return PTE_P | PTE_RW | mm->hv->be->pte_user;
 }
 
-/* The memslot of a chunk that has one. */
-static unsigned slot_of(struct mm *mm, uint64_t c)
-{
-	return (mm->chunk[c] & ~(MM_CHUNK_LINKED | MM_CHUNK_SEEN)) - 1;
-}
-
-/*
- * Gives the chunk a memslot (guest-physical backing) if it has none, a deleted
- * one first: KVM dropped every translation to its addresses with it. Lock held.
- */
-static int chunk_slot(struct mm *mm, uint64_t c)
+/* A chunk's bytes: the last one stops at the end of user space. */
+static uint64_t chunk_size(uint64_t c)
 {
 	uint64_t base = c << MM_CHUNK_SHIFT;
-	uint64_t size = MM_CHUNK;
+
+	return base + MM_CHUNK > MM_USER_TOP ? MM_USER_TOP - base : MM_CHUNK;
+}
+
+/* A deleted slot first: KVM dropped every translation to its addresses with it. */
+int mm_chunk_slot(struct mm *mm, uint64_t c)
+{
+	uint64_t base = c << MM_CHUNK_SHIFT;
 	unsigned slot;
 	int r;
 
 	if (mm->chunk[c])
-		return slot_of(mm, c);
+		return mm_slot_of(mm, c);
 	if (mm->free)
 		slot = mm->free - 1;
 	else if (mm->nslots == MM_MAX_SLOTS)
 		return -ENOSPC;
 	else
 		slot = mm->nslots;
-	if (base + size > MM_USER_TOP)
-		size = MM_USER_TOP - base;
-	r = hv_set_memslot(mm->hv, slot, slot_gpa(slot), size, (void *)(uintptr_t)base);
+	r = hv_set_memslot(mm->hv, slot, slot_gpa(slot), chunk_size(c), (void *)(uintptr_t)base, 0);
 	if (r < 0)
 		return r;
 	if (slot == mm->nslots)
@@ -67,6 +63,14 @@ static int chunk_slot(struct mm *mm, uint64_t c)
 	mm->live++;
 	mm->chunk[c] = slot + 1;
 	return slot;
+}
+
+int mm_chunk_flags(struct mm *mm, uint64_t c, uint32_t flags)
+{
+	unsigned slot = mm_slot_of(mm, c);
+
+	return hv_set_memslot(mm->hv, slot, slot_gpa(slot), chunk_size(c),
+			      (void *)(uintptr_t)(c << MM_CHUNK_SHIFT), flags);
 }
 
 uint64_t mm_gpa(struct mm *mm, const void *hva)
@@ -82,7 +86,7 @@ static uint64_t *pt_page(struct mm *mm)
 {
 	uint64_t *p = mm_arena_alloc(MM_PAGE_SIZE);
 
-	if (p && chunk_slot(mm, (uintptr_t)p >> MM_CHUNK_SHIFT) < 0) {
+	if (p && mm_chunk_slot(mm, (uintptr_t)p >> MM_CHUNK_SHIFT) < 0) {
 		mm_arena_free(p, MM_PAGE_SIZE);
 		return NULL;
 	}
@@ -103,7 +107,7 @@ static int chunk_link(struct mm *mm, uint64_t c, bool whole)
 
 	if (mm->chunk[c] & MM_CHUNK_LINKED)
 		return 0;
-	slot = chunk_slot(mm, c);
+	slot = mm_chunk_slot(mm, c);
 	if (slot < 0)
 		return slot;
 	if (!mm->pdpt[i4]) {
@@ -131,7 +135,7 @@ static int chunk_link(struct mm *mm, uint64_t c, bool whole)
 /* The page directory of a linked chunk, NULL when a 1 GiB entry maps it. */
 static uint64_t *chunk_pd(struct mm *mm, uint64_t c)
 {
-	struct mm_slot *s = &mm->slots[slot_of(mm, c)];
+	struct mm_slot *s = &mm->slots[mm_slot_of(mm, c)];
 
 	return s->huge ? NULL : s->pd;
 }
@@ -144,13 +148,13 @@ static uint64_t *chunk_pd(struct mm *mm, uint64_t c)
  */
 void mm_chunk_drop(struct mm *mm, uint64_t c)
 {
-	unsigned slot = slot_of(mm, c);
+	unsigned slot = mm_slot_of(mm, c);
 	struct mm_slot *s = &mm->slots[slot];
 
 	if (mm->chunk[c] & MM_CHUNK_LINKED)
 		__atomic_store_n(&mm->pdpt[c >> 9][c & 511], 0, __ATOMIC_RELEASE);
 	mm->chunk[c] = slot + 1;
-	if (hv_set_memslot(mm->hv, slot, slot_gpa(slot), 0, (void *)(uintptr_t)s->hva) < 0)
+	if (hv_set_memslot(mm->hv, slot, slot_gpa(slot), 0, (void *)(uintptr_t)s->hva, 0) < 0)
 		return;
 	if (s->pd)
 		memset(s->pd, 0, MM_PAGE_SIZE);
@@ -192,7 +196,7 @@ int mm_mirror_range(struct mm *mm, const void *addr, size_t len)
 			continue;
 		for (uint64_t v = lo > a ? lo : a; v < end && v < hi; v += 1ull << 21) {
 			unsigned i = (v >> 21) & 511;
-			uint64_t gpa = slot_gpa(slot_of(mm, c)) + (v - lo);
+			uint64_t gpa = slot_gpa(mm_slot_of(mm, c)) + (v - lo);
 
 			if (!(pd[i] & PTE_P))
 				__atomic_store_n(&pd[i], gpa | pte_flags(mm) | PTE_PS, __ATOMIC_RELEASE);
@@ -249,6 +253,7 @@ int mm_init(struct mm *mm, struct hv *hv)
 
 void mm_destroy(struct mm *mm)
 {
+	mm_dirty_forget(mm);
 	for (unsigned i = 0; i < mm->nslots; i++)
 		mm_arena_free(mm->slots[i].pd, MM_PAGE_SIZE);
 	for (unsigned i = 0; i < 256; i++)
@@ -282,25 +287,25 @@ void mm_free(void *p, size_t size)
  * system call itself: glibc's msync is a cancellation point, and the backing
  * thread that handles a fault shares its cancellation state with the guest.
  */
-static bool host_mapped(uint64_t gva)
+bool mm_host_mapped(uint64_t lo, uint64_t hi)
 {
-	return syscall(SYS_msync, gva & ~(MM_PAGE_SIZE - 1), MM_PAGE_SIZE, MS_ASYNC) == 0 ||
-	       errno != ENOMEM;
+	return syscall(SYS_msync, lo, hi - lo, MS_ASYNC) == 0 || errno != ENOMEM;
 }
 
 int mm_fault(struct mm *mm, uint64_t gva)
 {
+	uint64_t page = gva & ~(MM_PAGE_SIZE - 1);
 	int r;
 
 	if (gva >= MM_USER_TOP)
 		return -EFAULT;
 	pthread_mutex_lock(&mm->lock);
-	if (!host_mapped(gva))
+	if (!mm_host_mapped(page, page + MM_PAGE_SIZE))
 		r = -EFAULT;
 	else if (pde_present(mm, gva))
 		r = -EEXIST;
 	else
-		r = mm_mirror_range(mm, (void *)(uintptr_t)(gva & ~(MM_PAGE_SIZE - 1)), MM_PAGE_SIZE);
+		r = mm_mirror_range(mm, (void *)(uintptr_t)page, MM_PAGE_SIZE);
 	pthread_mutex_unlock(&mm->lock);
 	return r;
 }

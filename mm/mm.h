@@ -32,6 +32,8 @@ struct mm_slot {
 	uint64_t *pd;	/* page directory, kept with the slot for its next chunk */
 	bool huge;	/* a 1 GiB entry maps the chunk, not pd */
 	unsigned next;	/* a free slot: the next free one + 1 */
+	unsigned tracked;	/* dirty-tracked ranges in the chunk: KVM logs its writes */
+	uint64_t *logged;	/* pages KVM logged and no collect has taken yet */
 };
 
 #define MM_SLOT_FREE	UINT64_MAX
@@ -51,7 +53,15 @@ struct mm {
 	unsigned live;			/* slots in KVM now */
 	unsigned free;			/* the first free slot + 1 */
 	unsigned collect_at;		/* live slots that make the next collection */
+	struct mm_dirty *dirty;		/* dirty-tracked ranges */
+	uint64_t *dirty_scratch;	/* one slot's dirty log, as KVM hands it out */
 };
+
+/* The memslot of a chunk that has one. */
+static inline unsigned mm_slot_of(const struct mm *mm, uint64_t c)
+{
+	return (mm->chunk[c] & ~(MM_CHUNK_LINKED | MM_CHUNK_SEEN)) - 1;
+}
 
 /* n rounded up to whole pages */
 static inline size_t mm_page_round(size_t n)
@@ -77,12 +87,29 @@ size_t mm_arena_in_use(void);
  */
 int mm_collect(struct mm *mm);
 
+/*
+ * dirty.c: dirty-page tracking of page-aligned ranges the process maps, with
+ * KVM's dirty log; 0, -EBUSY (overlap), -ENOMEM (unmapped), -EINVAL (not a
+ * tracked range), or what KVM says.
+ */
+int mm_dirty_start(struct mm *mm, uint64_t lo, uint64_t hi);
+int mm_dirty_collect(struct mm *mm, uint64_t lo, uint64_t hi, uint64_t *bitmap);
+int mm_dirty_stop(struct mm *mm, uint64_t lo, uint64_t hi);
+/* What mm_destroy leaves behind of it. */
+void mm_dirty_forget(struct mm *mm);
+
 /* mirror.c */
 int mm_init(struct mm *mm, struct hv *hv);
 /* Forgets the VM's tables without ioctls; for a fork child and for init failure. */
 void mm_destroy(struct mm *mm);
+/* The chunk's memslot, made if it has none: the slot, or -errno; lock held. */
+int mm_chunk_slot(struct mm *mm, uint64_t c);
+/* Sets a chunk's memslot flags (KVM_MEM_LOG_DIRTY_PAGES); lock held. */
+int mm_chunk_flags(struct mm *mm, uint64_t c, uint32_t flags);
 /* Unlinks a chunk that has a slot and deletes the slot; lock held. */
 void mm_chunk_drop(struct mm *mm, uint64_t c);
+/* Whether [lo, hi) is all mapped by the process. */
+bool mm_host_mapped(uint64_t lo, uint64_t hi);
 int mm_mirror_range(struct mm *mm, const void *addr, size_t len);
 int mm_mirror_process(struct mm *mm);
 uint64_t mm_gpa(struct mm *mm, const void *hva);

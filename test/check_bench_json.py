@@ -14,7 +14,7 @@ import sys
 import tempfile
 
 ROWS = ["syscall", "syscall-ring", "exit-floor", "create-join", "first-vthread", "compute",
-        "first-touch", "random-access", "ping-pong", "mutex", "pipe-write", "pipe-write-ring",
+        "first-touch", "random-access", "dirty-100", "dirty-10k", "ping-pong", "mutex", "pipe-write", "pipe-write-ring",
         "hostcall", "vthread-call"]
 
 # Under QEMU (test/lanes/kvm-or-lane) the whole quick run takes over 5 minutes:
