@@ -126,16 +126,21 @@ static void body_first_touch(struct job *j)
 #define RANDOM_BYTES (256ul << 20)
 static uint64_t *random_area;
 
+/* xorshift64: the random addresses of the memory rows */
+static uint64_t next_random(uint64_t *x)
+{
+	*x ^= *x << 13, *x ^= *x >> 7, *x ^= *x << 17;
+	return *x;
+}
+
 static void body_random_access(struct job *j)
 {
 	uint64_t x = 88172645463325252ull, sum = 0;
 	size_t words = RANDOM_BYTES / 8;
 	double t = now_ns();
 
-	for (long i = 0; i < j->n; i++) {
-		x ^= x << 13, x ^= x >> 7, x ^= x << 17;
-		sum += random_area[x % words];
-	}
+	for (long i = 0; i < j->n; i++)
+		sum += random_area[next_random(&x) % words];
 	j->ns = (now_ns() - t) / j->n;
 	if (sum == 1)
 		abort();
@@ -181,10 +186,8 @@ static void dirty_writes(long n, uint64_t *x)
 {
 	uint64_t *base = dirty_base();
 
-	for (long i = 0; i < n; i++) {
-		*x ^= *x << 13, *x ^= *x >> 7, *x ^= *x << 17;
-		base[*x % (DIRTY_LEN / 8)] = i;
-	}
+	for (long i = 0; i < n; i++)
+		base[next_random(x) % (DIRTY_LEN / 8)] = i;
 }
 
 static void soft_dirty_collect(void)

@@ -75,10 +75,9 @@ int mm_chunk_flags(struct mm *mm, uint64_t c, uint32_t flags)
 
 uint64_t mm_gpa(struct mm *mm, const void *hva)
 {
-	uint64_t a = (uintptr_t)hva;
-	uint32_t e = mm->chunk[a >> MM_CHUNK_SHIFT] & ~(MM_CHUNK_LINKED | MM_CHUNK_SEEN);
+	uint64_t a = (uintptr_t)hva, c = a >> MM_CHUNK_SHIFT;
 
-	return e ? slot_gpa(e - 1) + (a & (MM_CHUNK - 1)) : 0;
+	return mm->chunk[c] ? slot_gpa(mm_slot_of(mm, c)) + (a & (MM_CHUNK - 1)) : 0;
 }
 
 /* A page-table page: it needs guest-physical backing, not a guest-virtual mapping. */

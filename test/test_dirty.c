@@ -287,8 +287,6 @@ int main(void)
 {
 	Suite *s = suite_create("dirty");
 	TCase *volume = tcase_create("volume"), *tc = tcase_create("dirty");
-	SRunner *sr;
-	int failed;
 
 	/* Tens of thousands of pages each: the VMX lane (Bochs) leaves them out. */
 	tcase_set_tags(volume, "volume");
@@ -302,9 +300,5 @@ int main(void)
 	tcase_add_test(tc, test_a_vthread_collects_its_own_writes);
 	tcase_add_test(tc, test_bad_ranges_get_the_errors_the_header_names);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return run_suite(s);
 }
