@@ -52,6 +52,7 @@ struct job {
 	void (*fn)(struct job *);
 	long n;			/* operations */
 	int mode;		/* a vthread's VTHREAD_SYSCALL_* */
+	vthread_fault_fn fault;	/* a vthread's fault handler */
 	double ns;		/* result: per operation */
 };
 
@@ -298,6 +299,155 @@ static void body_dirty(struct job *j)
 		close(fd);	/* unregisters the range */
 }
 
+/*
+ * Appel and Li's virtual-memory primitives, as Dune measured them: a pthread
+ * has mprotect and a SIGSEGV handler, a vthread vthread_mprotect and its fault
+ * handler. The handler unprotects the faulting page; in appel1 it also
+ * protects the page of the fault before.
+ */
+#define VM_PAGES	100
+#define VM_BYTES	(VM_PAGES * 4096ul)
+static char *vm_area;
+static int (*vm_protect)(void *, size_t, int);
+static bool vm_appel1;
+static char *vm_prev;
+
+static void vm_fix(void *addr)
+{
+	char *page = (char *)((uintptr_t)addr & ~4095ul);
+
+	if (vm_protect(page, 4096, PROT_READ | PROT_WRITE))
+		abort();
+	if (vm_appel1) {
+		if (vm_prev && vm_protect(vm_prev, 4096, PROT_READ))
+			abort();
+		vm_prev = page;
+	}
+}
+
+static void vm_segv(int sig, siginfo_t *si, void *uc)
+{
+	(void)sig, (void)uc;
+	vm_fix(si->si_addr);
+}
+
+static int vm_fault(const struct vthread_fault *f, void *ctx)
+{
+	(void)ctx;
+	vm_fix(f->addr);
+	return VTHREAD_FAULT_RETRY;
+}
+
+/* Every page writable for both kinds, protected again with the kind's call. */
+static void vm_reset(int prot)
+{
+	if (mprotect(vm_area, VM_BYTES, PROT_READ | PROT_WRITE) ||
+	    vthread_mprotect(vm_area, VM_BYTES, PROT_READ | PROT_WRITE) ||
+	    vm_protect(vm_area, VM_BYTES, prot))
+		abort();
+	vm_prev = NULL;
+}
+
+static void vm_protect_all(int prot)
+{
+	if (vm_protect(vm_area, VM_BYTES, prot))
+		abort();
+}
+
+static void vm_protect_first(void)
+{
+	if (vm_protect(vm_area, 4096, PROT_READ))
+		abort();
+}
+
+static void vm_write_first(void)
+{
+	vm_area[0]++;
+}
+
+static void vm_unprotect_all(void)
+{
+	vm_protect_all(PROT_READ | PROT_WRITE);
+}
+
+static void vm_protect_all_ro(void)
+{
+	vm_protect_all(PROT_READ);
+}
+
+/* prot1: protect a page, write it: the fault, the handler's unprotect, the write. */
+static void body_prot1(struct job *j)
+{
+	double t;
+
+	vm_reset(PROT_READ | PROT_WRITE);
+	t = now_ns();
+	for (long i = 0; i < j->n; i++) {
+		vm_protect_first();
+		vm_write_first();
+	}
+	j->ns = (now_ns() - t) / j->n;
+}
+
+/* trap and protN: per round, one step timed and the step that undoes it not. */
+static double vm_timed(struct job *j, void (*timed)(void), void (*untimed)(void))
+{
+	double sum = 0;
+
+	vm_reset(PROT_READ | PROT_WRITE);
+	for (long i = 0; i < j->n; i++) {
+		double t;
+
+		untimed();
+		t = now_ns();
+		timed();
+		sum += now_ns() - t;
+	}
+	return sum / j->n;
+}
+
+/* trap: the write alone, fault and handler included. */
+static void body_trap(struct job *j)
+{
+	j->ns = vm_timed(j, vm_write_first, vm_protect_first);
+}
+
+/* protN: one call protecting 100 pages. */
+static void body_protn(struct job *j)
+{
+	j->ns = vm_timed(j, vm_protect_all_ro, vm_unprotect_all);
+}
+
+/* appel1: writes to random pages of 100 protected ones, per write. */
+static void body_appel1(struct job *j)
+{
+	uint64_t x = 88172645463325252ull;
+	double t;
+
+	vm_reset(PROT_READ);
+	vm_appel1 = true;
+	t = now_ns();
+	for (long i = 0; i < j->n; i++)
+		vm_area[next_random(&x) % VM_PAGES * 4096]++;
+	j->ns = (now_ns() - t) / j->n;
+	vm_appel1 = false;
+}
+
+/* appel2: protect 100 pages with one call, write each, per page. */
+static void body_appel2(struct job *j)
+{
+	double t;
+
+	vm_reset(PROT_READ | PROT_WRITE);
+	t = now_ns();
+	for (long i = 0; i < j->n; i++) {
+		vm_protect_all_ro();
+		for (int p = 0; p < VM_PAGES; p++)
+			vm_area[p * 4096]++;
+	}
+	j->ns = (now_ns() - t) / (j->n * VM_PAGES);
+}
+
 /* Ping-pong: the measured thread and a partner pthread take turns on one line. */
 static volatile long turn __attribute__((aligned(64)));
 
@@ -398,6 +548,7 @@ static void start(enum kind k, struct job *j, pthread_t *pt, vthread_t *vt)
 
 	vthread_attr_init(&a);
 	vthread_attr_setsyscallmode(&a, j->mode);
+	vthread_attr_setfaulthandler(&a, j->fault, NULL);
 	r = k == PTHREAD ? pthread_create(pt, NULL, run_job, j) : vthread_create(vt, &a, run_job, j);
 	vthread_attr_destroy(&a);
 
@@ -525,6 +676,50 @@ static double s_dirty_100(enum kind k)
 static double s_dirty_10k(enum kind k)
 {
 	return dirty_sample(k, 10000);
+}
+
+/* The Appel-Li rows: each kind protects with its own call and handles its faults. */
+static double vm_sample(enum kind k, void (*fn)(struct job *), long n)
+{
+	struct sigaction sa = { .sa_sigaction = vm_segv, .sa_flags = SA_SIGINFO | SA_NODEFER };
+	struct job j = { .fn = fn, .n = n, .fault = vm_fault };
+	pthread_t pt;
+	vthread_t vt;
+
+	if (!vm_area) {
+		vm_area = mmap(NULL, VM_BYTES, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (vm_area == MAP_FAILED || sigaction(SIGSEGV, &sa, NULL))
+			abort();
+	}
+	vm_protect = k == PTHREAD ? mprotect : vthread_mprotect;
+	start(k, &j, &pt, &vt);
+	finish(k, pt, vt);
+	return j.ns;
+}
+
+static double s_prot1(enum kind k)
+{
+	return vm_sample(k, body_prot1, ops(2000));
+}
+
+static double s_protn(enum kind k)
+{
+	return vm_sample(k, body_protn, ops(2000));
+}
+
+static double s_trap(enum kind k)
+{
+	return vm_sample(k, body_trap, ops(2000));
+}
+
+static double s_appel1(enum kind k)
+{
+	return vm_sample(k, body_appel1, ops(2000));
+}
+
+static double s_appel2(enum kind k)
+{
+	return vm_sample(k, body_appel2, ops(20));
 }
 
 static double s_create_join(enum kind k)
@@ -674,6 +869,16 @@ static struct row rows[] = {
 	  .sample = s_dirty_100, .samples = 11 },
 	{ .name = "dirty-10k", .what = "10,000 random 8-byte writes over 256 MiB, then collect the pages written, per interval",
 	  .sample = s_dirty_10k, .samples = 11 },
+	{ .name = "prot1", .what = "protect a page, write it: fault, handler unprotects, write retried (Appel-Li)",
+	  .sample = s_prot1, .samples = 11 },
+	{ .name = "protN", .what = "protect 100 pages with one call (Appel-Li), per call",
+	  .sample = s_protn, .samples = 11 },
+	{ .name = "trap", .what = "a write to a protected page: fault, handler unprotects, write retried (Appel-Li)",
+	  .sample = s_trap, .samples = 11 },
+	{ .name = "appel1", .what = "writes to random pages of 100 protected: handler unprotects, protects the last (Appel-Li)",
+	  .sample = s_appel1, .samples = 11 },
+	{ .name = "appel2", .what = "protect 100 pages with one call, write each: handler unprotects (Appel-Li), per page",
+	  .sample = s_appel2, .samples = 11 },
 	{ .name = "ping-pong", .what = "cache-line round trip with a host pthread",
 	  .sample = s_pingpong, .samples = 11 },
 	{ .name = "mutex", .what = "contended pthread_mutex lock/unlock between two threads of a kind, per pair",

@@ -7,6 +7,7 @@
  * on its own and the `ud2` after each exit is never reached.
  */
 #include "guest_abi.h"
+#include "x86.h"
 
 	.text
 
@@ -147,18 +148,117 @@ hv_guest_probe:
 	.size hv_guest_probe, . - hv_guest_probe
 
 /* IDT gates 0..31, all on IST1 so that the frame never lands in the red zone
- * below the interrupted code's RSP. Each stub exits with its vector in the port. */
-	.globl hv_guest_vectors
-	.hidden hv_guest_vectors
+ * below the interrupted code's RSP. Each stub exits with its vector in the port,
+ * but for page faults, which may be handled in the guest (hv_guest_pf). Up to
+ * hv_guest_vectors_end the vCPU is on the IST stack (hv/stub.c). */
+	.globl hv_guest_vectors, hv_guest_vectors_end
+	.hidden hv_guest_vectors, hv_guest_vectors_end
 	.type hv_guest_vectors, @function
 	.balign HV_VECTOR_STUB
 hv_guest_vectors:
 	.irp v, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31	/* HV_NR_VECTORS */
 	.balign HV_VECTOR_STUB
+	.if \v == HV_VECTOR_PF
+	jmp hv_guest_pf
+	.else
 	outb %al, $(HV_PORT_VECTOR0 + \v)
 	ud2
+	.endif
 	.endr
+
+/*
+ * A page fault while hv_guest_pf_fast is set, on the stack the runtime gave the
+ * vCPU (struct hv_fault_cfg, found from the IST stack's top): the frame and CR2
+ * are copied below the red zone there (struct hv_fault_rec, less the registers),
+ * and the `iretq` enters hv_guest_fault_entry on that stack, off the IST stack,
+ * which a fault in the handler would overwrite. Anywhere else the fault exits.
+ */
+#define PF_CFG	(HV_AREA_FAULT - HV_AREA_IST - HV_IST_SIZE + 48)	/* from RSP at entry */
+hv_guest_pf:
+	cmpl $0, hv_guest_pf_fast(%rip)
+	je 2f
+	pushq %rax
+	pushq %rcx
+	movq 16+32(%rsp), %rax			/* the interrupted RSP */
+	subq $(HV_RED_ZONE + HV_FAULT_REC), %rax
+	andq $-16, %rax
+	cmpq 16+PF_CFG(%rsp), %rax		/* within the vthread's stack? */
+	jb 1f
+	cmpq 16+PF_CFG+8(%rsp), %rax
+	jae 1f
+	leaq 16(%rsp), %rcx
+	movq %rcx, 0(%rax)			/* frame_at */
+	movq %cr2, %rcx
+	movq %rcx, 8(%rax)			/* cr2 */
+	leaq 16+PF_CFG(%rsp), %rcx
+	movq %rcx, 16(%rax)			/* cfg */
+	movq $0, 24(%rax)			/* injected: no */
+	.irp w, 0,1,2,3,4,5			/* the error code and the frame */
+	movq 16+8*\w(%rsp), %rcx
+	movq %rcx, 32+8*\w(%rax)
+	.endr
+	leaq hv_guest_fault_entry(%rip), %rcx
+	movq %rcx, 16+8(%rsp)			/* the frame now returns to the entry ... */
+	movq %rax, 16+32(%rsp)			/* ... on the vthread's stack */
+	popq %rcx
+	popq %rax
+	addq $8, %rsp				/* the error code */
+	iretq
+1:	popq %rcx
+	popq %rax
+2:	outb %al, $(HV_PORT_VECTOR0 + HV_VECTOR_PF)
+	ud2
+hv_guest_pf_forward:				/* RSP at the record: back to the frame */
+	movq (%rsp), %rsp
+	jmp 2b
+hv_guest_vectors_end:
 	.size hv_guest_vectors, . - hv_guest_vectors
+
+/*
+ * The guest's page-fault path, on the vthread's stack: saves every register and
+ * the FPU state (the handler is any C code), calls rt_guest_fault, restores, and
+ * resumes the access with `iretq` from the record, or exits with the fault.
+ * Ordinary code: a signal may be delivered here.
+ */
+	.globl hv_guest_fault_entry
+	.hidden hv_guest_fault_entry
+	.type hv_guest_fault_entry, @function
+hv_guest_fault_entry:
+	cld
+	.irp r, r15,r14,r13,r12,r11,r10,r9,r8,rbp,rdi,rsi,rdx,rcx,rbx,rax
+	pushq %\r
+	.endr
+	movq %rsp, %rbx
+	subq hv_guest_xsave_size(%rip), %rsp
+	andq $-64, %rsp
+	movl $-1, %eax
+	movl $-1, %edx
+	cmpl $0, hv_guest_xsave(%rip)
+	je 1f
+	.irp o, 520,528,536,544,552,560,568	/* XSAVE leaves the header's rest as it was */
+	movq $0, \o(%rsp)
+	.endr
+	xsave64 (%rsp)
+	jmp 2f
+1:	fxsave64 (%rsp)
+2:	movq %rbx, %rdi
+	call rt_guest_fault
+	movl $-1, %eax
+	movl $-1, %edx
+	cmpl $0, hv_guest_xsave(%rip)
+	je 3f
+	xrstor64 (%rsp)
+	jmp 4f
+3:	fxrstor64 (%rsp)
+4:	movq %rbx, %rsp
+	.irp r, rax,rbx,rcx,rdx,rsi,rdi,rbp,r8,r9,r10,r11,r12,r13,r14,r15
+	popq %\r
+	.endr
+	cmpq $0, (%rsp)				/* frame_at: 0 resumes the access */
+	jne hv_guest_pf_forward
+	addq $40, %rsp				/* frame_at, cr2, cfg, injected, the error code */
+	iretq
+	.size hv_guest_fault_entry, . - hv_guest_fault_entry
 
 /* What the ring stub reads, written by the runtime (runtime/ring.c). */
 	.data
@@ -170,6 +270,16 @@ hv_ring_calls:			/* bit n: call n may take the ring */
 hv_ring_spin:			/* TSC ticks a guest spins before exiting */
 	.quad 0
 hv_ring_awake:			/* servers awake; none: every call exits */
+	.long 0
+
+	.globl hv_guest_pf_fast, hv_guest_xsave, hv_guest_xsave_size
+	.hidden hv_guest_pf_fast, hv_guest_xsave, hv_guest_xsave_size
+	.balign 8
+hv_guest_xsave_size:		/* bytes of FPU state the fault path saves */
+	.quad 512
+hv_guest_pf_fast:		/* page faults may be handled in the guest */
+	.long 0
+hv_guest_xsave:			/* XSAVE, else FXSAVE */
 	.long 0
 
 	.section .note.GNU-stack, "", @progbits

@@ -20,6 +20,8 @@
 #define HV_PROBE_LOOPS	20000
 #define HV_SYSCALL_LEN	2	/* bytes of the `syscall` instruction */
 #define HV_RED_ZONE	128	/* below RSP, the interrupted code's (SysV ABI) */
+#define HV_FAULT_REC	80	/* struct hv_fault_rec less its registers */
+#define HV_FAULT_SLACK	4096	/* stack the #PF stub leaves below for the handler */
 
 /*
  * The ring slot (struct hv_ring_slot), one per vCPU, which the guest reaches

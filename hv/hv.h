@@ -24,6 +24,11 @@ extern const char hv_guest_syscall_ring[];	/* MSR_LSTAR in ring mode */
 extern uint8_t hv_ring_calls[HV_RING_NR_MAX / 8];
 extern uint64_t hv_ring_spin;
 extern volatile uint32_t hv_ring_awake;
+/* Page faults: the #PF stub hands faults on a vthread's stack to hv_guest_fault_entry
+ * while hv_guest_pf_fast is set; the entry saves the FPU state with XSAVE (or
+ * FXSAVE when hv_guest_xsave is 0) in hv_guest_xsave_size bytes. */
+extern uint32_t hv_guest_pf_fast, hv_guest_xsave;
+extern uint64_t hv_guest_xsave_size;
 
 /* A call vthread_hostcall() asks the backing thread to make (hv_guest_hostcall). */
 struct hv_hostcall;
@@ -41,6 +46,39 @@ struct hv_ring_slot {
 _Static_assert(__builtin_offsetof(struct hv_ring_slot, args) == HV_RING_ARG0, "ring slot");
 _Static_assert(__builtin_offsetof(struct hv_ring_slot, deadline) == HV_RING_DEADLINE, "ring slot");
 _Static_assert(sizeof(struct hv_ring_slot) == HV_RING_SIZE, "ring slot");
+
+/* Per vCPU, in its area: where the #PF stub may hand a fault to the guest. */
+struct hv_fault_cfg {
+	uint64_t lo, hi;	/* the vthread's stack, as the stub may use it */
+	volatile uint8_t held;	/* signals wait for an exit (rt_signal_pending) */
+};
+
+/* The interrupt frame the CPU pushed on the IST stack. */
+struct hv_frame {
+	uint64_t error;		/* 0 for vectors without an error code */
+	uint64_t rip, cs, rflags, rsp, ss;
+};
+
+/*
+ * What the #PF stub leaves on the vthread's stack, below the red zone, for
+ * rt_guest_fault (called by hv_guest_fault_entry, in the guest): the
+ * interrupted code's registers and fault. Setting frame_at to 0 resumes the
+ * access; else hv_fault_forward has put the frame back and the fault exits as
+ * any page fault does.
+ */
+struct hv_fault_rec {
+	uint64_t rax, rbx, rcx, rdx, rsi, rdi, rbp, r8, r9, r10, r11, r12, r13, r14, r15;
+	uint64_t frame_at;	/* the frame on the IST stack */
+	uint64_t cr2;
+	struct hv_fault_cfg *cfg;
+	uint64_t injected;	/* by the runtime, for a page the process has not mapped */
+	struct hv_frame frame;
+};
+_Static_assert(__builtin_offsetof(struct hv_fault_rec, frame_at) == 15 * 8, "fault record");
+_Static_assert(sizeof(struct hv_fault_rec) - 15 * 8 == HV_FAULT_REC, "fault record");
+void rt_guest_fault(struct hv_fault_rec *f);
+/* In the guest: makes the fault f exit as the stub would have. */
+void hv_fault_forward(struct hv_fault_rec *f);
 
 /* Guest-visible per-vCPU memory, page aligned, supplied by the caller. */
 #define HV_VCPU_AREA_SIZE	(4 * 4096)
@@ -60,12 +98,6 @@ enum hv_exit_kind {
 	HV_EXIT_SIGNAL,		/* KVM_RUN interrupted by a host signal (regs not read) */
 	HV_EXIT_EFAULT,		/* guest touched host memory it may not (address unknown) */
 	HV_EXIT_FAIL,		/* triple fault, entry failure, internal error, unknown */
-};
-
-/* The interrupt frame the CPU pushed on the IST stack. */
-struct hv_frame {
-	uint64_t error;		/* 0 for vectors without an error code */
-	uint64_t rip, cs, rflags, rsp, ss;
 };
 
 /* The registers of the code an exception interrupted: the stub's, with the frame's. */
@@ -108,6 +140,7 @@ struct hv {
 	int run_size;
 	int max_vcpus;
 	bool huge_1g;			/* 1 GiB guest pages work */
+	bool guest_xsave;		/* guests may execute XSAVE */
 	struct kvm_cpuid2 *cpuid;	/* what guests are given */
 };
 
@@ -120,6 +153,8 @@ struct hv_vcpu {
 	bool ring_entry;		/* MSR_LSTAR is hv_guest_syscall_ring */
 	bool gs_moved;			/* GS base is not the ring slot */
 	uint32_t pkru_offset;		/* of PKRU in the XSAVE area; 0: no CR4.PKE */
+	volatile uint32_t in_run;	/* in KVM_RUN (the runtime's dispatch loop) */
+	uint64_t ran_gen;		/* mm's flush_gen when it last left KVM_RUN */
 };
 
 /* Where guest memory sits, for the vCPU's architectural setup. */
@@ -196,6 +231,16 @@ struct hv_ring_slot *hv_vcpu_ring(struct hv_vcpu *vc);
 int hv_vcpu_set_syscall_entry(struct hv_vcpu *vc, bool ring);
 /* The guest's own GS base, until the vCPU's next hv_vcpu_start. */
 int hv_vcpu_set_gs_base(struct hv_vcpu *vc, uint64_t base);
+/* The stack on which the #PF stub may hand faults to the guest's handler. */
+void hv_vcpu_set_fault_stack(struct hv_vcpu *vc, uint64_t lo, uint64_t hi);
+/* Signals wait: the fault path exits at its next step. */
+void hv_vcpu_fault_held(struct hv_vcpu *vc);
+/*
+ * Points r at hv_guest_fault_entry for the fault f (error, cr2 and frame set),
+ * on its stack as the #PF stub would: fills in the rest of f and returns where
+ * its HV_FAULT_REC bytes from frame_at go, or 0 where the stub would not.
+ */
+uint64_t hv_vcpu_fault_entry(struct hv_vcpu *vc, hv_regs *r, struct hv_fault_rec *f);
 /* Points the vCPU at fn(arg) on the given stack, returning to hv_guest_return. */
 int hv_vcpu_start(struct hv_vcpu *vc, void *(*fn)(void *), void *arg,
 		  void *stack_top, uint64_t fs_base);

@@ -23,6 +23,8 @@ static int pvm_detect(struct hv *hv, struct hv_vcpu *vc)
 
 static int pvm_vcpu_setup(struct hv_vcpu *vc, const struct hv_layout *lay)
 {
+	/* XSAVE is not emulated: the guest runs with the host's XCR0 (PLATFORM.md 2). */
+	vc->hv->guest_xsave = true;
 	/* Refused (silently, by KVM) when the page has no memslot. */
 	return hv_set_msr(vc, MSR_PVM_CONTROL, (lay->area_gpa + HV_AREA_PVM) | PVM_NATIVE);
 }

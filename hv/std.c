@@ -101,6 +101,7 @@ static int std_vcpu_setup(struct hv_vcpu *vc, const struct hv_layout *lay)
 		return 0;	/* no XSAVE for the guest: SSE only */
 	xcr0 = host_xcr0() & ((uint64_t)xs->edx << 32 | xs->eax);
 	vc->sregs.cr4 |= CR4_OSXSAVE;
+	vc->hv->guest_xsave = true;
 	enable_pkeys(vc, xcr0);
 	if (ioctl(vc->fd, KVM_SET_SREGS, &vc->sregs) < 0)
 		return -errno;

@@ -7,6 +7,7 @@
 #include "hv.h"
 
 /* Points of the ring stub; guest.S's comment says what holds between them. */
+extern const char hv_guest_vectors_end[];
 extern const char hv_guest_ring_posted[], hv_guest_ring_done[], hv_guest_ring_below[],
 	hv_guest_ring_pushed[], hv_guest_ring_above[], hv_guest_ring_end[];
 
@@ -17,7 +18,7 @@ static bool within(uint64_t rip, const char *lo, const char *hi)
 
 enum hv_stub hv_stub_at(uint64_t rip)
 {
-	if (within(rip, hv_guest_vectors, hv_guest_vectors + HV_NR_VECTORS * HV_VECTOR_STUB))
+	if (within(rip, hv_guest_vectors, hv_guest_vectors_end))
 		return HV_STUB_VECTOR;
 	if (rip == (uintptr_t)hv_guest_syscall)
 		return HV_STUB_SYSCALL;

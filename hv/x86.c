@@ -299,3 +299,55 @@ int hv_vcpu_start(struct hv_vcpu *vc, void *(*fn)(void *), void *arg,
 		r = hv_vcpu_set_regs(vc, &regs);
 	return r;
 }
+
+static struct hv_fault_cfg *fault_cfg(struct hv_vcpu *vc)
+{
+	return (struct hv_fault_cfg *)((char *)vc->area + HV_AREA_FAULT);
+}
+
+void hv_vcpu_set_fault_stack(struct hv_vcpu *vc, uint64_t lo, uint64_t hi)
+{
+	struct hv_fault_cfg *c = fault_cfg(vc);
+
+	c->lo = lo + HV_FAULT_SLACK < hi ? lo + HV_FAULT_SLACK : hi;
+	c->hi = hi;
+	c->held = 0;
+}
+
+void hv_vcpu_fault_held(struct hv_vcpu *vc)
+{
+	fault_cfg(vc)->held = 1;
+}
+
+/* Runs in the guest, after whatever faults the handler took: the frame they
+ * overwrote on the IST stack, and CR2, are put back for the exit. Must not
+ * fault itself (a fault here would be forwarded after its cause was gone): not
+ * instrumented, as ASan's shadow of the IST stack may not be mirrored. */
+__attribute__((no_sanitize("address"))) void hv_fault_forward(struct hv_fault_rec *f)
+{
+	volatile uint64_t *ist = (uint64_t *)(uintptr_t)f->frame_at;
+	const uint64_t *w = &f->frame.error;
+
+	for (int i = 0; i < 6; i++)
+		ist[i] = w[i];
+	__asm__ volatile("mov %0, %%cr2" : : "r"(f->cr2) : "memory");
+}
+
+extern const char hv_guest_fault_entry[];
+
+uint64_t hv_vcpu_fault_entry(struct hv_vcpu *vc, hv_regs *r, struct hv_fault_rec *f)
+{
+	struct hv_fault_cfg *c = fault_cfg(vc);
+	uint64_t sp = (f->frame.rsp - HV_RED_ZONE - HV_FAULT_REC) & ~15ull;
+
+	if (!hv_guest_pf_fast || sp < c->lo || sp >= c->hi)
+		return 0;
+	f->frame_at = (uintptr_t)vc->area + HV_AREA_IST + HV_IST_SIZE - sizeof(f->frame);
+	f->cfg = c;
+	f->frame.cs = SEL_CODE;
+	f->frame.ss = SEL_DATA;
+	r->rsp = sp;
+	r->rip = (uintptr_t)hv_guest_fault_entry;
+	r->rflags = f->frame.rflags;
+	return sp;
+}

@@ -30,6 +30,7 @@
 #define HV_AREA_GDT	0x1000
 #define HV_AREA_TSS	0x1100
 #define HV_AREA_RING	0x1800	/* the ring slot; the guest's GS base */
+#define HV_AREA_FAULT	0x1900	/* struct hv_fault_cfg */
 #define HV_AREA_IST	0x2000
 #define HV_IST_SIZE	0x2000
 

@@ -16,9 +16,9 @@
 
 /* The version of this header; vthread_version() gives the library's. */
 #define VTHREAD_VERSION_MAJOR 0
-#define VTHREAD_VERSION_MINOR 3
+#define VTHREAD_VERSION_MINOR 4
 #define VTHREAD_VERSION_PATCH 0
-#define VTHREAD_VERSION "0.3.0"
+#define VTHREAD_VERSION "0.4.0"
 /* True when this header is version major.minor.patch or later. */
 #define VTHREAD_CHECK_VERSION(major, minor, patch)				\
 	(VTHREAD_VERSION_MAJOR > (major) ||					\
@@ -110,6 +110,29 @@ int vthread_attr_setsyscallmode(vthread_attr_t *attr, int mode);	/* EINVAL: no s
 int vthread_attr_getsyscallmode(const vthread_attr_t *attr, int *mode);
 
 /*
+ * A fault handler runs inside the faulting vthread, in its context (on its own
+ * stack, below the red zone, with every register and the FPU state saved), when
+ * one of its accesses breaks a protection set by vthread_mprotect or touches a
+ * page the process has not mapped. RETRY runs the access again (the handler
+ * fixed its cause, e.g. with vthread_mprotect); SIGNAL goes on as without a
+ * handler: the program's SIGSEGV handler, or the report and SIGSEGV. On
+ * kvm_intel and kvm_amd a fault on a protection, which the handler fixes,
+ * makes no guest exit; one on unmapped memory costs the exit that finds it
+ * unmapped. Faults taken on another stack than the vthread's own (sigaltstack,
+ * a coroutine's) go straight to SIGSEGV. vthread_attr_setfaulthandler: fn NULL
+ * removes it; EINVAL: attr not initialised.
+ */
+struct vthread_fault {
+	void *addr;		/* the address the access touched */
+	unsigned long ip;	/* the faulting instruction */
+	int access;		/* PROT_READ, PROT_WRITE or PROT_EXEC: what was attempted */
+};
+enum { VTHREAD_FAULT_RETRY = 0, VTHREAD_FAULT_SIGNAL = 1 };
+typedef int (*vthread_fault_fn)(const struct vthread_fault *f, void *ctx);
+int vthread_attr_setfaulthandler(vthread_attr_t *attr, vthread_fault_fn fn, void *ctx);
+int vthread_attr_getfaulthandler(const vthread_attr_t *attr, vthread_fault_fn *fn, void **ctx);
+
+/*
  * Calls across the boundary, described with libffi (any signature: doubles,
  * structs by value, long double, variadic with ffi_prep_cif_var).
  *
@@ -157,6 +180,26 @@ enum {
 	VTHREAD_FEAT_HUGE_1G = 1 << 2,
 };
 unsigned vthread_backend_features(void);
+
+/*
+ * Guest-side protection of [addr, addr + len), addr page-aligned, len rounded
+ * up to whole pages: what every vthread of the process sees from then on, as
+ * mprotect(2) sets it for threads: PROT_NONE, or PROT_READ, PROT_WRITE and
+ * PROT_EXEC combined (on x86, write and exec imply read). Host threads keep
+ * the host's protection, and a vthread never gets more than the host allows:
+ * a vthread's write to host-read-only memory faults whatever the guest side
+ * says. Protections belong to addresses: they outlive an munmap until the
+ * 1 GiB range holds nothing mapped, and a fork child starts without them.
+ * Callable from host threads and vthreads, also inside a fault handler. From a
+ * vthread, a change to 2 MiB that already hold protected pages is made in the
+ * guest without an exit, unless it takes rights away while another vCPU may
+ * cache the old ones; the first change in a 2 MiB range, and such a
+ * shoot-down, cost an exit and a flush of every vCPU's translations.
+ * Errors: EINVAL (unaligned addr, unknown prot bits), ENOMEM (outside the
+ * address space, or a page the process has not mapped), ENOSYS (no usable
+ * KVM), EAGAIN (out of memory or memory slots).
+ */
+int vthread_mprotect(void *addr, size_t len, int prot);
 
 /*
  * Dirty-page tracking of [addr, addr + len): addr and len whole 4 KiB pages,

@@ -11,23 +11,10 @@
 
 #include "mm.h"
 
-#define PTE_P	(1ull << 0)
-#define PTE_RW	(1ull << 1)
-#define PTE_PS	(1ull << 7)
 #define MM_NCHUNKS	(1u << (47 - MM_CHUNK_SHIFT))
 #define MM_EAGER_MAX	(16ul << 30)	/* larger mappings are mirrored on first use */
-#define MM_MAX_SLOTS	65535	/* 46-bit guest-physical space in 1 GiB slots, slot 0 unused */
+#define MM_MAX_SLOTS	MM_FLUSH_SLOT	/* KVM's 32764, less protect.c's */
 #define MM_SLOTS_BYTES	(MM_MAX_SLOTS * sizeof(struct mm_slot))
-
-static uint64_t slot_gpa(unsigned slot)
-{
-	return (uint64_t)(slot + 1) << MM_CHUNK_SHIFT;	/* GPA 0 stays unbacked */
-}
-
-static uint64_t pte_flags(struct mm *mm)
-{
-	return PTE_P | PTE_RW | mm->hv->be->pte_user;
-}
 
 /* A chunk's bytes: the last one stops at the end of user space. */
 static uint64_t chunk_size(uint64_t c)
@@ -52,7 +39,7 @@ int mm_chunk_slot(struct mm *mm, uint64_t c)
 		return -ENOSPC;
 	else
 		slot = mm->nslots;
-	r = hv_set_memslot(mm->hv, slot, slot_gpa(slot), chunk_size(c), (void *)(uintptr_t)base, 0);
+	r = hv_set_memslot(mm->hv, slot, mm_slot_gpa(slot), chunk_size(c), (void *)(uintptr_t)base, 0);
 	if (r < 0)
 		return r;
 	if (slot == mm->nslots)
@@ -69,7 +56,7 @@ int mm_chunk_flags(struct mm *mm, uint64_t c, uint32_t flags)
 {
 	unsigned slot = mm_slot_of(mm, c);
 
-	return hv_set_memslot(mm->hv, slot, slot_gpa(slot), chunk_size(c),
+	return hv_set_memslot(mm->hv, slot, mm_slot_gpa(slot), chunk_size(c),
 			      (void *)(uintptr_t)(c << MM_CHUNK_SHIFT), flags);
 }
 
@@ -77,7 +64,7 @@ uint64_t mm_gpa(struct mm *mm, const void *hva)
 {
 	uint64_t a = (uintptr_t)hva, c = a >> MM_CHUNK_SHIFT;
 
-	return mm->chunk[c] ? slot_gpa(mm_slot_of(mm, c)) + (a & (MM_CHUNK - 1)) : 0;
+	return mm->chunk[c] ? mm_slot_gpa(mm_slot_of(mm, c)) + (a & (MM_CHUNK - 1)) : 0;
 }
 
 /* A page-table page: it needs guest-physical backing, not a guest-virtual mapping. */
@@ -95,12 +82,12 @@ static uint64_t *pt_page(struct mm *mm)
 /*
  * Links the chunk into the guest tables: one 1 GiB entry when the whole chunk is
  * mapped and the CPU allows it, else an empty page directory whose 2 MiB entries
- * turn present as host mappings are seen (pde_present). No present entry changes.
+ * turn present as host mappings are seen (mm_pde_present). No present entry changes.
  */
 static int chunk_link(struct mm *mm, uint64_t c, bool whole)
 {
 	unsigned i4 = c >> 9, i3 = c & 511;
-	uint64_t flags = pte_flags(mm);
+	uint64_t flags = mm_pte_flags(mm);
 	struct mm_slot *s;
 	int slot;
 
@@ -120,7 +107,7 @@ static int chunk_link(struct mm *mm, uint64_t c, bool whole)
 	s = &mm->slots[slot];
 	s->huge = whole && mm->hv->huge_1g;
 	if (s->huge) {
-		__atomic_store_n(&mm->pdpt[i4][i3], slot_gpa(slot) | flags | PTE_PS,
+		__atomic_store_n(&mm->pdpt[i4][i3], mm_slot_gpa(slot) | flags | MM_PTE_PS,
 				 __ATOMIC_RELEASE);
 	} else {
 		if (!s->pd && !(s->pd = pt_page(mm)))
@@ -153,10 +140,11 @@ void mm_chunk_drop(struct mm *mm, uint64_t c)
 	if (mm->chunk[c] & MM_CHUNK_LINKED)
 		__atomic_store_n(&mm->pdpt[c >> 9][c & 511], 0, __ATOMIC_RELEASE);
 	mm->chunk[c] = slot + 1;
-	if (hv_set_memslot(mm->hv, slot, slot_gpa(slot), 0, (void *)(uintptr_t)s->hva, 0) < 0)
+	if (hv_set_memslot(mm->hv, slot, mm_slot_gpa(slot), 0, (void *)(uintptr_t)s->hva, 0) < 0)
 		return;
 	if (s->pd)
 		memset(s->pd, 0, MM_PAGE_SIZE);
+	mm_prot_drop(s);
 	s->hva = MM_SLOT_FREE;
 	s->next = mm->free;
 	mm->free = slot + 1;
@@ -164,15 +152,15 @@ void mm_chunk_drop(struct mm *mm, uint64_t c)
 	mm->chunk[c] = 0;
 }
 
-static bool pde_present(struct mm *mm, uint64_t gva)
+__attribute__((no_sanitize("address"))) bool mm_pde_present(const struct mm *mm, uint64_t gva)
 {
 	uint64_t c = gva >> MM_CHUNK_SHIFT;
-	uint64_t *pd;
+	const struct mm_slot *s;
 
-	if (!(mm->chunk[c] & MM_CHUNK_LINKED))
+	if (gva >= MM_USER_TOP || !(mm->chunk[c] & MM_CHUNK_LINKED))
 		return false;
-	pd = chunk_pd(mm, c);
-	return !pd || (pd[(gva >> 21) & 511] & PTE_P);
+	s = &mm->slots[mm_slot_of(mm, c)];
+	return s->huge || (__atomic_load_n(&s->pd[(gva >> 21) & 511], __ATOMIC_ACQUIRE) & MM_PTE_P);
 }
 
 int mm_mirror_range(struct mm *mm, const void *addr, size_t len)
@@ -183,7 +171,7 @@ int mm_mirror_range(struct mm *mm, const void *addr, size_t len)
 	if (end > MM_USER_TOP)
 		end = MM_USER_TOP;
 	pthread_mutex_lock(&mm->lock);
-	if (mm->live >= mm->collect_at)
+	if (mm->live >= mm->collect_at && !mm->protecting)
 		mm_collect(mm);	/* a failure leaves more slots than needed, no more */
 	for (uint64_t c = a >> MM_CHUNK_SHIFT; !r && (c << MM_CHUNK_SHIFT) < end; c++) {
 		uint64_t lo = c << MM_CHUNK_SHIFT, hi = lo + MM_CHUNK;
@@ -195,10 +183,10 @@ int mm_mirror_range(struct mm *mm, const void *addr, size_t len)
 			continue;
 		for (uint64_t v = lo > a ? lo : a; v < end && v < hi; v += 1ull << 21) {
 			unsigned i = (v >> 21) & 511;
-			uint64_t gpa = slot_gpa(mm_slot_of(mm, c)) + (v - lo);
+			uint64_t gpa = mm_slot_gpa(mm_slot_of(mm, c)) + (v - lo);
 
-			if (!(pd[i] & PTE_P))
-				__atomic_store_n(&pd[i], gpa | pte_flags(mm) | PTE_PS, __ATOMIC_RELEASE);
+			if (!(pd[i] & MM_PTE_P))
+				__atomic_store_n(&pd[i], gpa | mm_pte_flags(mm) | MM_PTE_PS, __ATOMIC_RELEASE);
 		}
 	}
 	pthread_mutex_unlock(&mm->lock);
@@ -235,6 +223,7 @@ int mm_init(struct mm *mm, struct hv *hv)
 	memset(mm, 0, sizeof(*mm));
 	mm->hv = hv;
 	mm->collect_at = MM_COLLECT_MIN;
+	mm->flush_gen = 1;	/* above every vCPU's ran_gen before it first runs */
 	pthread_mutexattr_init(&a);
 	pthread_mutexattr_settype(&a, PTHREAD_MUTEX_RECURSIVE);
 	pthread_mutex_init(&mm->lock, &a);
@@ -253,8 +242,12 @@ int mm_init(struct mm *mm, struct hv *hv)
 void mm_destroy(struct mm *mm)
 {
 	mm_dirty_forget(mm);
-	for (unsigned i = 0; i < mm->nslots; i++)
+	for (unsigned i = 0; i < mm->nslots; i++) {
+		mm_prot_drop(&mm->slots[i]);
+		mm_arena_free(mm->slots[i].pt, MM_PAGE_SIZE);
 		mm_arena_free(mm->slots[i].pd, MM_PAGE_SIZE);
+	}
+	mm_arena_free(mm->flush_page, MM_PAGE_SIZE);
 	for (unsigned i = 0; i < 256; i++)
 		mm_arena_free(mm->pdpt[i], MM_PAGE_SIZE);
 	mm_arena_free(mm->pml4, MM_PAGE_SIZE);
@@ -291,7 +284,7 @@ bool mm_host_mapped(uint64_t lo, uint64_t hi)
 	return syscall(SYS_msync, lo, hi - lo, MS_ASYNC) == 0 || errno != ENOMEM;
 }
 
-int mm_fault(struct mm *mm, uint64_t gva)
+int mm_fault(struct mm *mm, uint64_t gva, int access)
 {
 	uint64_t page = gva & ~(MM_PAGE_SIZE - 1);
 	int r;
@@ -301,7 +294,9 @@ int mm_fault(struct mm *mm, uint64_t gva)
 	pthread_mutex_lock(&mm->lock);
 	if (!mm_host_mapped(page, page + MM_PAGE_SIZE))
 		r = -EFAULT;
-	else if (pde_present(mm, gva))
+	else if ((r = mm_prot_allows(mm, gva, access)) >= 0)
+		r = r ? -EAGAIN : -EACCES;
+	else if (mm_pde_present(mm, gva))
 		r = -EEXIST;
 	else
 		r = mm_mirror_range(mm, (void *)(uintptr_t)page, MM_PAGE_SIZE);

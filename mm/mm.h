@@ -5,9 +5,11 @@
  * guest-physical address; guest page tables map, in 2 MiB pages, the parts that
  * hold host mappings, so that a guest access elsewhere is a guest page fault with
  * its address. Entries only ever go from not present to present: a present entry
- * rewritten is not seen by a shadow-paging backend. The one exception is a chunk
+ * rewritten is not seen by a shadow-paging backend. The exceptions are a chunk
  * with nothing mapped left, whose memslot is deleted (collect.c): deleting a slot
- * makes KVM drop every translation through it on every vCPU. The fault path never
+ * makes KVM drop every translation through it on every vCPU; and guest page
+ * protections (protect.c), whose changes are followed by such a flush where
+ * needed. The fault path never
  * calls malloc: a vthread may fault while glibc's fork holds malloc's locks.
  * Functions return 0 or -errno and never print.
  */
@@ -26,6 +28,15 @@
 #define MM_CHUNK	(1ull << MM_CHUNK_SHIFT)
 /* The end of user space; memslots must end at or below it. */
 #define MM_USER_TOP	0x7ffffffff000ull
+#define MM_PAGE_2M	(1ull << 21)
+
+/* Guest paging entry bits */
+#define MM_PTE_P	(1ull << 0)
+#define MM_PTE_RW	(1ull << 1)
+#define MM_PTE_PS	(1ull << 7)
+#define MM_PTE_GUARDED	(1ull << 9)	/* software: a split page, under vthread_mprotect */
+#define MM_PTE_NX	(1ull << 63)
+#define MM_PTE_ADDR	0x000ffffffffff000ull
 
 struct mm_slot {
 	uint64_t hva;	/* chunk base; MM_SLOT_FREE once deleted */
@@ -34,6 +45,7 @@ struct mm_slot {
 	unsigned next;	/* a free slot: the next free one + 1 */
 	unsigned tracked;	/* dirty-tracked ranges in the chunk: KVM logs its writes */
 	uint64_t *logged;	/* pages KVM logged and no collect has taken yet */
+	uint64_t **pt;		/* per 2 MiB: its 4 KiB page table once split (protect.c) */
 };
 
 #define MM_SLOT_FREE	UINT64_MAX
@@ -41,6 +53,7 @@ struct mm_slot {
 #define MM_CHUNK_LINKED	(1u << 31)	/* in the guest tables */
 #define MM_CHUNK_SEEN	(1u << 30)	/* mapped, by collect.c's reading of the maps */
 #define MM_COLLECT_MIN	64		/* live slots below which none is collected */
+#define MM_FLUSH_SLOT	32763		/* KVM's last slot id: protect.c's flushes */
 
 struct mm {
 	pthread_mutex_t lock;		/* recursive: a page-table page may need a slot */
@@ -55,12 +68,26 @@ struct mm {
 	unsigned collect_at;		/* live slots that make the next collection */
 	struct mm_dirty *dirty;		/* dirty-tracked ranges */
 	uint64_t *dirty_scratch;	/* one slot's dirty log, as KVM hands it out */
+	uint64_t flush_gen;		/* TLB flushes of every vCPU so far (protect.c) */
+	void *flush_page;		/* what the flush slot maps */
+	bool protecting;		/* a guest changes protections: no collection */
 };
 
 /* The memslot of a chunk that has one. */
 static inline unsigned mm_slot_of(const struct mm *mm, uint64_t c)
 {
 	return (mm->chunk[c] & ~(MM_CHUNK_LINKED | MM_CHUNK_SEEN)) - 1;
+}
+
+static inline uint64_t mm_slot_gpa(unsigned slot)
+{
+	return (uint64_t)(slot + 1) << MM_CHUNK_SHIFT;	/* GPA 0 stays unbacked */
+}
+
+/* The flags of every present guest entry. */
+static inline uint64_t mm_pte_flags(const struct mm *mm)
+{
+	return MM_PTE_P | MM_PTE_RW | mm->hv->be->pte_user;
 }
 
 /* n rounded up to whole pages */
@@ -98,6 +125,28 @@ int mm_dirty_stop(struct mm *mm, uint64_t lo, uint64_t hi);
 /* What mm_destroy leaves behind of it. */
 void mm_dirty_forget(struct mm *mm);
 
+/*
+ * protect.c: guest-side page protections (vthread_mprotect). The 2 MiB pages
+ * that hold protected pages are split into 4 KiB guest page tables, which
+ * stay split. mm_protect sets prot on the pages of [lo, hi), which the process
+ * maps; without may_split only on pages already split (else -EAGAIN, nothing
+ * changed), which needs no memory and no ioctl, so that a guest can make it.
+ * *what gets MM_PROT_ flags. Lock taken.
+ */
+enum { MM_PROT_RESTRICT = 1, MM_PROT_RELAX = 2, MM_PROT_SPLIT = 4 };
+int mm_protect(struct mm *mm, uint64_t lo, uint64_t hi, int prot, bool may_split, unsigned *what);
+/* Whether the guest protection of addr allows access (PROT_READ, _WRITE or
+ * _EXEC): 1, 0, or -1 when no guest protection covers it. No lock, no fault. */
+int mm_prot_allows(const struct mm *mm, uint64_t addr, int access);
+/* The page tables of a dropped chunk; lock held. */
+void mm_prot_drop(struct mm_slot *s);
+/*
+ * Drops every vCPU's cached translations before it runs guest code again:
+ * deleting a memory slot makes KVM invalidate every vCPU's paging structures
+ * and TLB, and wait for the running ones. Lock held; 0 or -errno.
+ */
+int mm_flush_tlbs(struct mm *mm);
+
 /* mirror.c */
 int mm_init(struct mm *mm, struct hv *hv);
 /* Forgets the VM's tables without ioctls; for a fork child and for init failure. */
@@ -108,6 +157,8 @@ int mm_chunk_slot(struct mm *mm, uint64_t c);
 int mm_chunk_flags(struct mm *mm, uint64_t c, uint32_t flags);
 /* Unlinks a chunk that has a slot and deletes the slot; lock held. */
 void mm_chunk_drop(struct mm *mm, uint64_t c);
+/* Whether the guest's entry for gva's 2 MiB is present; no lock, no fault. */
+bool mm_pde_present(const struct mm *mm, uint64_t gva);
 /* Whether [lo, hi) is all mapped by the process. */
 bool mm_host_mapped(uint64_t lo, uint64_t hi);
 int mm_mirror_range(struct mm *mm, const void *addr, size_t len);
@@ -120,8 +171,10 @@ void mm_free(void *p, size_t size);
 /*
  * The shared fault handler, for a guest page fault at gva: 0 when the address is
  * now mirrored (retry the access), -EEXIST when it already was, -EFAULT when the
- * process has nothing mapped there.
+ * process has nothing mapped there, -EACCES when a guest protection refuses the
+ * access (PROT_READ, _WRITE or _EXEC), -EAGAIN when it allows it now (a stale
+ * translation: flush, retry).
  */
-int mm_fault(struct mm *mm, uint64_t gva);
+int mm_fault(struct mm *mm, uint64_t gva, int access);
 
 #endif

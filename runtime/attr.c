@@ -165,3 +165,25 @@ RT_API int vthread_attr_getsyscallmode(const vthread_attr_t *a, int *mode)
 	*mode = ra->syscallmode;
 	return 0;
 }
+
+RT_API int vthread_attr_setfaulthandler(vthread_attr_t *a, vthread_fault_fn fn, void *ctx)
+{
+	struct rt_attr *ra = attr_rw(a);
+
+	if (!ra)
+		return EINVAL;
+	ra->fault_fn = fn;
+	ra->fault_ctx = fn ? ctx : NULL;
+	return 0;
+}
+
+RT_API int vthread_attr_getfaulthandler(const vthread_attr_t *a, vthread_fault_fn *fn, void **ctx)
+{
+	const struct rt_attr *ra = rt_attr(a);
+
+	if (!ra || !fn || !ctx)
+		return EINVAL;
+	*fn = ra->fault_fn;
+	*ctx = ra->fault_ctx;
+	return 0;
+}

@@ -6,6 +6,7 @@
  * (VTHREAD_STATS=1). Runs on the vthread's backing thread.
  */
 #include <errno.h>
+#include <sys/mman.h>
 
 #include "rt.h"
 
@@ -26,18 +27,30 @@ void rt_resume_sysret(struct vthread *vt, hv_regs *r, long ret)
 /* What one dispatch loop remembers between exits. */
 struct dispatch {
 	uint64_t mirror_addr;			/* the last page mirrored */
+	bool unmapped;				/* the fault's page: the process has none */
 	enum rt_exit_counter counter;		/* what this exit counts as */
 };
 
 /*
- * A guest page fault outside the mirror: the shared fault handler mirrors the
- * chunk if the process has memory there. A chunk another vCPU mirrored first
- * gets one retry; a second fault at the same address is the program's.
+ * A guest page fault the mirror or a guest protection explains: the shared
+ * fault handler mirrors the chunk if the process has memory there. A chunk
+ * another vCPU mirrored first gets one retry; a second fault at the same
+ * address is the program's. A protection that allows the access now leaves a
+ * stale translation, which a flush of every vCPU's drops; one that refuses it
+ * makes it the program's, as a protection fault (SEGV_ACCERR).
  */
 static bool mirror_fault(struct vthread *vt, struct hv_exit *ex, struct dispatch *d)
 {
-	int r = mm_fault(&rt.mm, ex->cr2);
+	uint64_t e = ex->frame.error;
+	int r = mm_fault(&rt.mm, ex->cr2, e & 16 ? PROT_EXEC : e & 2 ? PROT_WRITE : PROT_READ);
 
+	if (r == -EAGAIN && ex->cr2 == d->mirror_addr)
+		rt_die(vt, "kept a translation a flush of every vCPU should have dropped", -EAGAIN);
+	if (r == -EAGAIN && (r = rt_tlb_flush_all()) < 0)
+		rt_die(vt, "cannot flush the vCPUs' translations", r);
+	if (r == -EACCES)
+		ex->frame.error |= 1;
+	d->unmapped = r == -EFAULT;
 	if (r == -EEXIST && ex->cr2 == d->mirror_addr)
 		return false;
 	if (r < 0 && r != -EEXIST)
@@ -59,13 +72,15 @@ static enum rt_next fault(struct vthread *vt, struct hv_exit *ex, struct dispatc
 	bool write = false;
 	int code = 0;
 
-	(void)d;
 	if (ex->kind == HV_EXIT_EFAULT) {
 		if (rt_fault_address(vt, &ex->regs, &ex->cr2, &code, &write) < 0)
 			ex->cr2 = 0;
 		/* as a pthread's page fault: user mode, write, protection (not absence) */
 		ex->frame.error = 4 | (write ? 2 : 0) | (code == SEGV_ACCERR);
+		d->unmapped = ex->cr2 && code == SEGV_MAPERR;
 	}
+	if (d->unmapped && rt_fault_inject(vt, ex))
+		return RT_RESUME;
 	if (!rt_fault_to_handler(vt, ex, code))
 		rt_fault(vt, ex);
 	return RT_RESUME;
@@ -93,6 +108,7 @@ static enum rt_next on_hostcall(struct vthread *vt, struct hv_exit *ex, struct d
 
 static enum rt_next on_exception(struct vthread *vt, struct hv_exit *ex, struct dispatch *d)
 {
+	d->unmapped = false;
 	if (ex->vector == HV_VECTOR_PF && mirror_fault(vt, ex, d)) {
 		d->counter = RT_EXIT_MIRROR;
 		return RT_RESUME;
@@ -156,7 +172,12 @@ void rt_dispatch(struct vthread *vt)
 	int r;
 
 	do {
+		__atomic_store_n(&vt->vcpu->in_run, 1, __ATOMIC_SEQ_CST);
 		r = hv_vcpu_run(vt->vcpu, &ex);
+		/* protect.c: what this vCPU may cache dates from this flush on */
+		__atomic_store_n(&vt->vcpu->ran_gen, __atomic_load_n(&rt.mm.flush_gen, __ATOMIC_SEQ_CST),
+				 __ATOMIC_RELEASE);
+		__atomic_store_n(&vt->vcpu->in_run, 0, __ATOMIC_RELEASE);
 		/* errno is the guest's (same TLS); runtime code must not change it. */
 		vt->guest_errno = errno;
 		if (r < 0)

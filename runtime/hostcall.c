@@ -33,22 +33,13 @@ void rt_hostcall(struct vthread *vt, const hv_regs *r)
 	vt->on_host = false;
 }
 
-/* Host code (a host thread, a host call's function, a handler run on the backing
- * thread during a forwarded call) calls directly; only the guest exits. */
-static bool in_guest(void)
-{
-	const struct vthread *vt = rt_current;
-
-	return vt && !vt->on_host && !vt->waiting;
-}
-
 RT_API int vthread_hostcall(ffi_cif *cif, void (*fn)(void), void *rvalue, void **avalue)
 {
 	struct hv_hostcall c = { cif, fn, rvalue, avalue };
 
 	if (!cif || !fn)
 		return EINVAL;
-	if (in_guest())
+	if (rt_in_guest())
 		hv_guest_hostcall(&c);
 	else
 		make(&c);

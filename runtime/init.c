@@ -102,6 +102,8 @@ static int init_locked(int mode)
 		free(first);
 		return -ENOSYS;
 	}
+	hv_guest_xsave = rt.hv.guest_xsave && rt.xsave_size > 512;
+	hv_guest_xsave_size = hv_guest_xsave ? rt.xsave_size : 512;
 	r = mm_init(&rt.mm, &rt.hv);
 	if (!r)
 		r = mm_mirror_process(&rt.mm);

@@ -42,6 +42,8 @@ struct rt_attr {
 	size_t guardsize;
 	void *stackaddr;	/* NULL: the runtime allocates the stack */
 	int syscallmode;	/* VTHREAD_SYSCALL_* */
+	vthread_fault_fn fault_fn;	/* vthread_attr_setfaulthandler */
+	void *fault_ctx;
 };
 
 /* attr.c: the attribute behind a, or NULL if a was not initialised */
@@ -95,6 +97,9 @@ struct vthread {
 	volatile uint8_t kicked;	/* a signal came during it ... */
 	siginfo_t kick_info;		/* ... with this, for the guest ... */
 	struct rt_ksigaction kick_action;	/* ... under this action */
+	vthread_fault_fn fault_fn;	/* runs in the guest (guestfault.c) */
+	void *fault_ctx;
+	bool fault_declined;		/* the handler said SIGNAL to a made-up fault */
 };
 
 /* What a fault adds to a signal's ucontext. */
@@ -126,6 +131,21 @@ struct rt {
 
 extern struct rt rt;
 extern __thread struct vthread *rt_current __attribute__((tls_model("initial-exec")));
+
+/* Code of the calling thread runs in a vthread's guest: not a host thread, a
+ * host call's function or a handler run on the backing thread. */
+static inline bool rt_in_guest(void)
+{
+	const struct vthread *vt = rt_current;
+
+	return vt && !vt->on_host && !vt->waiting;
+}
+
+/* protect.c: the guest's translations after protections changed */
+/* Whether a vCPU other than self may cache a translation older than now. */
+bool rt_tlb_others_cached(const struct hv_vcpu *self);
+/* Every vCPU's, from a host thread; 0 or -errno. */
+int rt_tlb_flush_all(void);
 
 /* env.c: VTHREAD_SYSCALLS, as VTHREAD_SYSCALL_*; rt_env_flag in rt_shim.h */
 int rt_env_syscalls(int *mode, char *why, size_t n);
@@ -254,6 +274,11 @@ void rt_fault(struct vthread *vt, const struct hv_exit *ex) __attribute__((noret
  * An EFAULT exit's address is in cr2 (0: unknown), its page-fault error code in
  * frame.error, its si_code given. */
 int rt_fault_to_handler(struct vthread *vt, struct hv_exit *ex, int code);
+
+/* guestfault.c: for an access to a page the process has not mapped (cr2; an
+ * EFAULT exit's frame.error filled in), enters the vthread's fault handler: true,
+ * else false (no handler, it declined this one, or not on the vthread's stack). */
+bool rt_fault_inject(struct vthread *vt, struct hv_exit *ex);
 
 /* decode.c: the address a refused access touched, from the instruction at RIP:
  * 0 with *addr, *code (SEGV_MAPERR, SEGV_ACCERR) and *write; -ENOENT. */

@@ -250,6 +250,8 @@ int rt_signal_pending(struct vthread *vt)
 	stub = hv_stub_at(r.rip);
 	if (stub == HV_STUB_VECTOR || stub == HV_STUB_SYSCALL) {
 		vt->signals_held = true;
+		if (stub == HV_STUB_VECTOR)
+			hv_vcpu_fault_held(vt->vcpu);	/* if the guest handles it, an exit */
 		return hv_vcpu_set_sigmask(vt->vcpu, ~UNBLOCKABLE);
 	}
 	if (!take(~vt->mask, &si, false))

@@ -162,6 +162,8 @@ static void *backing_main(void *p)
 	syscall(SYS_arch_prctl, ARCH_GET_FS, &fs);
 	vt->fs_base = fs;
 	r = hv_vcpu_start(vt->vcpu, guest_main, vt, vt->stack + vt->stack_size, fs);
+	hv_vcpu_set_fault_stack(vt->vcpu, (uintptr_t)vt->stack + vt->guard,
+				(uintptr_t)vt->stack + vt->stack_size);
 	if (!r)
 		r = rt_signal_thread_start(vt);
 	if (!r)
@@ -236,6 +238,10 @@ static void vt_init_ctx(struct vthread *vt, const struct rt_attr *a, void *(*fn)
 	vt->arg = arg;
 	vt->ring = (a->syscallmode == VTHREAD_SYSCALL_AUTO ? rt.syscallmode : a->syscallmode) ==
 		   VTHREAD_SYSCALL_RING;
+	vt->fault_fn = a->fault_fn;
+	vt->fault_ctx = a->fault_ctx;
+	if (a->fault_fn)
+		__atomic_store_n(&hv_guest_pf_fast, 1, __ATOMIC_RELAXED);
 	rt_ring_prepare(vt);
 }
 

@@ -14,7 +14,8 @@ import sys
 import tempfile
 
 ROWS = ["syscall", "syscall-ring", "exit-floor", "create-join", "first-vthread", "compute",
-        "first-touch", "random-access", "dirty-100", "dirty-10k", "ping-pong", "mutex", "pipe-write", "pipe-write-ring",
+        "first-touch", "random-access", "dirty-100", "dirty-10k", "prot1", "protN", "trap", "appel1",
+        "appel2", "ping-pong", "mutex", "pipe-write", "pipe-write-ring",
         "hostcall", "vthread-call"]
 
 # Under QEMU (test/lanes/kvm-or-lane) the whole quick run takes over 5 minutes:
