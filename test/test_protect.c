@@ -542,8 +542,10 @@ int main(void)
 	tcase_add_test(tc, test_a_vthread_cannot_write_host_read_only_memory);
 	tcase_add_test(tc, test_bad_arguments_get_the_errors_the_header_names);
 	suite_add_tcase(s, tc);
-	/* Sleeps, signals and gigabytes: the VMX lane (Bochs, whose clock runs ~100
-	 * times slower) leaves these out; the SVM lane runs them. */
+	/* Sleeps, signals, gigabytes and a vCPU kicked while it runs guest code on
+	 * another CPU: the VMX lane leaves these out (Bochs's clock runs ~100 times
+	 * slower, and its two CPUs stall there when KVM must kick a vCPU running on
+	 * the other, as KVM_GET_DIRTY_LOG does too); the SVM lane runs them. */
 	tcase_set_tags(more, "long");
 	tcase_set_timeout(more, 300);
 	tcase_add_test(more, test_protections_stay_within_their_pages);
