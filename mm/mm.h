@@ -73,8 +73,14 @@ struct mm {
 	bool protecting;		/* a guest changes protections: no collection */
 };
 
-/* The memslot of a chunk that has one. */
-static inline unsigned mm_slot_of(const struct mm *mm, uint64_t c)
+/*
+ * The memslot of a chunk that has one. Not instrumented: a vthread's own fault
+ * path reads it (mm_prot_allows, mm_pde_present), where a check of ASan's
+ * shadow could fault again on that shadow, and GCC does not inline an
+ * instrumented function into an uninstrumented one.
+ */
+__attribute__((no_sanitize("address"))) static inline unsigned mm_slot_of(const struct mm *mm,
+									   uint64_t c)
 {
 	return (mm->chunk[c] & ~(MM_CHUNK_LINKED | MM_CHUNK_SEEN)) - 1;
 }
