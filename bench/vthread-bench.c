@@ -338,20 +338,20 @@ static int vm_fault(const struct vthread_fault *f, void *ctx)
 	return VTHREAD_FAULT_RETRY;
 }
 
-/* Every page writable for both kinds, protected again with the kind's call. */
-static void vm_reset(int prot)
-{
-	if (mprotect(vm_area, VM_BYTES, PROT_READ | PROT_WRITE) ||
-	    vthread_mprotect(vm_area, VM_BYTES, PROT_READ | PROT_WRITE) ||
-	    vm_protect(vm_area, VM_BYTES, prot))
-		abort();
-	vm_prev = NULL;
-}
-
 static void vm_protect_all(int prot)
 {
 	if (vm_protect(vm_area, VM_BYTES, prot))
 		abort();
+}
+
+/* Every page writable for both kinds, protected again with the kind's call. */
+static void vm_reset(int prot)
+{
+	if (mprotect(vm_area, VM_BYTES, PROT_READ | PROT_WRITE) ||
+	    vthread_mprotect(vm_area, VM_BYTES, PROT_READ | PROT_WRITE))
+		abort();
+	vm_protect_all(prot);
+	vm_prev = NULL;
 }
 
 static void vm_protect_first(void)
@@ -567,15 +567,22 @@ static void finish(enum kind k, pthread_t pt, vthread_t vt)
 		vthread_join(vt, NULL);
 }
 
-static double one_body_mode(enum kind k, void (*fn)(struct job *), long n, int mode)
+/* Runs the job in a new thread of the kind to its end: its time per operation. */
+static double run_in(enum kind k, struct job *j)
 {
-	struct job j = { .fn = fn, .n = n, .mode = mode };
 	pthread_t pt;
 	vthread_t vt;
 
-	start(k, &j, &pt, &vt);
+	start(k, j, &pt, &vt);
 	finish(k, pt, vt);
-	return j.ns;
+	return j->ns;
+}
+
+static double one_body_mode(enum kind k, void (*fn)(struct job *), long n, int mode)
+{
+	struct job j = { .fn = fn, .n = n, .mode = mode };
+
+	return run_in(k, &j);
 }
 
 static double one_body(enum kind k, void (*fn)(struct job *), long n)
@@ -683,8 +690,6 @@ static double vm_sample(enum kind k, void (*fn)(struct job *), long n)
 {
 	struct sigaction sa = { .sa_sigaction = vm_segv, .sa_flags = SA_SIGINFO | SA_NODEFER };
 	struct job j = { .fn = fn, .n = n, .fault = vm_fault };
-	pthread_t pt;
-	vthread_t vt;
 
 	if (!vm_area) {
 		vm_area = mmap(NULL, VM_BYTES, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -692,9 +697,7 @@ static double vm_sample(enum kind k, void (*fn)(struct job *), long n)
 			abort();
 	}
 	vm_protect = k == PTHREAD ? mprotect : vthread_mprotect;
-	start(k, &j, &pt, &vt);
-	finish(k, pt, vt);
-	return j.ns;
+	return run_in(k, &j);
 }
 
 static double s_prot1(enum kind k)

@@ -20,12 +20,12 @@
  * ASan's shadow of them may not be mirrored yet. */
 __attribute__((no_sanitize("address"))) static uint64_t *split_pt(const struct mm *mm, uint64_t a)
 {
-	uint32_t e = mm->chunk[a >> MM_CHUNK_SHIFT];
+	uint64_t c = a >> MM_CHUNK_SHIFT;
 	const struct mm_slot *s;
 
-	if (!(e & MM_CHUNK_LINKED))
+	if (!(mm->chunk[c] & MM_CHUNK_LINKED))
 		return NULL;
-	s = &mm->slots[(e & ~(MM_CHUNK_LINKED | MM_CHUNK_SEEN)) - 1];
+	s = &mm->slots[mm_slot_of(mm, c)];
 	if (s->huge || !s->pt)
 		return NULL;
 	return __atomic_load_n(&s->pt[(a >> 21) & 511], __ATOMIC_ACQUIRE);

@@ -6,7 +6,6 @@
  * (VTHREAD_STATS=1). Runs on the vthread's backing thread.
  */
 #include <errno.h>
-#include <sys/mman.h>
 
 #include "rt.h"
 
@@ -41,8 +40,7 @@ struct dispatch {
  */
 static bool mirror_fault(struct vthread *vt, struct hv_exit *ex, struct dispatch *d)
 {
-	uint64_t e = ex->frame.error;
-	int r = mm_fault(&rt.mm, ex->cr2, e & 16 ? PROT_EXEC : e & 2 ? PROT_WRITE : PROT_READ);
+	int r = mm_fault(&rt.mm, ex->cr2, rt_fault_access(ex->frame.error));
 
 	if (r == -EAGAIN && ex->cr2 == d->mirror_addr)
 		rt_die(vt, "kept a translation a flush of every vCPU should have dropped", -EAGAIN);

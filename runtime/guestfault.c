@@ -9,21 +9,13 @@
  * access to a page it has not, the backing thread enters the same path with
  * the record made up (rt_fault_inject), and the handler runs as for the others.
  */
-#define _GNU_SOURCE
-#include <sys/mman.h>
-
 #include "rt.h"
-
-static int access_of(uint64_t error)
-{
-	return error & 16 ? PROT_EXEC : error & 2 ? PROT_WRITE : PROT_READ;
-}
 
 /* Not instrumented: ASan's checks of the record would fault on its shadow. */
 __attribute__((no_sanitize("address"))) void rt_guest_fault(struct hv_fault_rec *f)
 {
 	struct vthread *vt = rt_current;
-	int access = access_of(f->frame.error);
+	int access = rt_fault_access(f->frame.error);
 	int allows = mm_prot_allows(&rt.mm, f->cr2, access);
 
 	if (f->cfg->held) {	/* signals came while the stub ran: let them in */

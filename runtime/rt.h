@@ -8,6 +8,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/mman.h>
 
 #include "../include/vthread.h"
 #include "../hv/hv.h"
@@ -139,6 +140,12 @@ static inline bool rt_in_guest(void)
 	const struct vthread *vt = rt_current;
 
 	return vt && !vt->on_host && !vt->waiting;
+}
+
+/* The access a page fault's error code names: PROT_EXEC, PROT_WRITE or PROT_READ. */
+static inline int rt_fault_access(uint64_t error)
+{
+	return error & 16 ? PROT_EXEC : error & 2 ? PROT_WRITE : PROT_READ;
 }
 
 /* protect.c: the guest's translations after protections changed */
