@@ -53,6 +53,7 @@ struct job {
 	long n;			/* operations */
 	int mode;		/* a vthread's VTHREAD_SYSCALL_* */
 	vthread_fault_fn fault;	/* a vthread's fault handler */
+	vthread_irq_fn irq;	/* a vthread's interrupt handler */
 	double ns;		/* result: per operation */
 };
 
@@ -537,6 +538,106 @@ static void body_hostcall(struct job *j)
 	j->ns = (now_ns() - t) / j->n;
 }
 
+/*
+ * Interrupts against what a pthread has: a poke against pthread_kill() and a
+ * signal handler, a vthread's timer against a POSIX timer signalling its thread
+ * (SIGEV_THREAD_ID). Both handlers count; the timers' note how late each tick
+ * came after the period's boundary.
+ */
+static volatile long irq_count __attribute__((aligned(64)));
+static volatile int irq_stop;
+static double tick_start, tick_late[2000];
+static long ticks;
+
+#define TICK_NS		100000.0
+#define SIG_IRQ		SIGUSR2
+
+static void note_tick(void)
+{
+	if (ticks < (long)(sizeof(tick_late) / sizeof(tick_late[0])))
+		tick_late[ticks] = fmod(now_ns() - tick_start, TICK_NS);
+	ticks++;
+}
+
+static void irq_note(int source, void *ctx)
+{
+	(void)ctx;
+	if (source == VTHREAD_IRQ_TIMER)
+		note_tick();
+	else
+		irq_count++;
+}
+
+static void sig_note(int sig, siginfo_t *si, void *uc)
+{
+	(void)sig, (void)uc;
+	if (si->si_code == SI_TIMER)
+		note_tick();
+	else
+		irq_count++;
+}
+
+static void body_spin(struct job *j)
+{
+	(void)j;
+	while (!irq_stop)
+		;
+}
+
+/* The poked thread of each kind; a poke, then the wait for its handler. */
+static pthread_t poked_pt;
+static vthread_t poked_vt;
+
+static void poke_round(bool pthread)
+{
+	long want = irq_count + 1;
+
+	if (pthread)
+		pthread_kill(poked_pt, SIG_IRQ);
+	else
+		vthread_poke(poked_vt);
+	while (irq_count < want)
+		;
+}
+
+/* n rounds: the time of one. */
+static double poke_rounds(long n)
+{
+	double t;
+
+	poke_round(!poked_vt);	/* the handler's first run mirrors its pages */
+	t = now_ns();
+	for (long i = 0; i < n; i++)
+		poke_round(!poked_vt);
+	return (now_ns() - t) / n;
+}
+
+/* Ticks of a 100 µs periodic timer while spinning: j->n of them. */
+static void body_ticker(struct job *j)
+{
+	struct sigevent ev = { .sigev_notify = SIGEV_THREAD_ID, .sigev_signo = SIG_IRQ };
+	struct itimerspec its = { { 0, TICK_NS }, { 0, TICK_NS } };
+	timer_t tm;
+
+	ticks = 0;
+	ev._sigev_un._tid = gettid();
+	if (j->irq) {
+		tick_start = now_ns();
+		vthread_timer(TICK_NS, TICK_NS);
+	} else {
+		if (timer_create(CLOCK_MONOTONIC, &ev, &tm))
+			abort();
+		tick_start = now_ns();
+		timer_settime(tm, 0, &its, NULL);
+	}
+	while (ticks < j->n)
+		;
+	if (j->irq)
+		vthread_timer(0, 0);
+	else
+		timer_delete(tm);
+}
+
 /* ---- how a sample runs: one body in a pthread, or in a vthread */
 
 enum kind { PTHREAD, VTHREAD };
@@ -549,6 +650,7 @@ static void start(enum kind k, struct job *j, pthread_t *pt, vthread_t *vt)
 	vthread_attr_init(&a);
 	vthread_attr_setsyscallmode(&a, j->mode);
 	vthread_attr_setfaulthandler(&a, j->fault, NULL);
+	vthread_attr_setirqhandler(&a, j->irq, NULL);
 	r = k == PTHREAD ? pthread_create(pt, NULL, run_job, j) : vthread_create(vt, &a, run_job, j);
 	vthread_attr_destroy(&a);
 
@@ -832,6 +934,47 @@ static double s_pipe_ring(enum kind k)
 	return pipe_mode(k, VTHREAD_SYSCALL_RING);
 }
 
+/* A spinning thread of the kind, poked by a host pthread. */
+static double s_poke(enum kind k)
+{
+	struct job spin = { .fn = body_spin, .irq = irq_note };
+	double ns;
+
+	irq_stop = 0;
+	start(k, &spin, &poked_pt, &poked_vt);
+	if (k == PTHREAD)
+		poked_vt = NULL;
+	ns = poke_rounds(ops(2000));
+	irq_stop = 1;
+	finish(k, poked_pt, poked_vt);
+	return ns;
+}
+
+static int cmp_double(const void *a, const void *b);
+
+/* Mean or 99th percentile lateness of ops(2000) ticks (tick_late holds them all). */
+static double tick_sample(enum kind k, bool p99)
+{
+	struct job j = { .fn = body_ticker, .n = ops(2000), .irq = k == VTHREAD ? irq_note : NULL };
+	double sum = 0;
+
+	run_in(k, &j);
+	qsort(tick_late, j.n, sizeof(double), cmp_double);
+	for (long i = 0; i < j.n; i++)
+		sum += tick_late[i];
+	return p99 ? tick_late[j.n * 99 / 100] : sum / j.n;
+}
+
+static double s_timer(enum kind k)
+{
+	return tick_sample(k, false);
+}
+
+static double s_timer_p99(enum kind k)
+{
+	return tick_sample(k, true);
+}
+
 /* ---- rows */
 
 struct summary {
@@ -890,6 +1033,12 @@ static struct row rows[] = {
 	  .sample = s_pipe, .samples = 11 },
 	{ .name = "pipe-write-ring", .what = "write(2) of 4 KiB to a pipe that a pthread drains; vthread: ring",
 	  .sample = s_pipe_ring, .samples = 11 },
+	{ .name = "poke", .what = "host thread pokes a spinning thread, waits for its handler: vthread_poke vs pthread_kill",
+	  .sample = s_poke, .samples = 11 },
+	{ .name = "timer", .what = "100 us periodic timer in a spinning thread, mean lateness: vthread_timer vs a POSIX timer",
+	  .sample = s_timer, .samples = 11 },
+	{ .name = "timer-p99", .what = "the same timer, 99th percentile of lateness",
+	  .sample = s_timer_p99, .samples = 11 },
 	{ .name = "hostcall", .what = "vthread_hostcall() of an empty function: a plain ffi_call in a pthread",
 	  .sample = s_hostcall, .samples = 11 },
 	{ .name = "vthread-call", .what = "vthread_call() of an empty function vs ffi_call in a new pthread, joined",
@@ -1572,6 +1721,16 @@ int main(int argc, char **argv)
 	host.cores = sysconf(_SC_NPROCESSORS_ONLN);
 	printf("backend %s, %ld cores; absolute times vary between machines, compare ratios\n",
 	       vthread_backend(), host.cores);
+	if (sigaction(SIG_IRQ, &(struct sigaction){ .sa_sigaction = sig_note, .sa_flags = SA_SIGINFO }, NULL))
+		abort();
+	for (size_t i = 0; i < NROWS; i++)
+		if (rows[i].wanted && !(vthread_backend_features() & VTHREAD_FEAT_INTERRUPTS) &&
+		    (rows[i].sample == s_poke || rows[i].sample == s_timer ||
+		     rows[i].sample == s_timer_p99)) {
+			printf("%s: left out, %s has no interrupts in this version\n", rows[i].name,
+			       vthread_backend());
+			rows[i].wanted = false;
+		}
 	sample_load(0);
 	for (size_t i = 0; i < NROWS; i++) {
 		if (rows[i].wanted)

@@ -211,19 +211,52 @@ hv_guest_pf:
 hv_guest_pf_forward:				/* RSP at the record: back to the frame */
 	movq (%rsp), %rsp
 	jmp 2b
+
+/*
+ * Interrupts (hv/apic.c), on IST2 with interrupts off: the APIC is told the
+ * interrupt is taken (EOI, so that the next one waits in its IRR), the frame is
+ * moved below the interrupted code's red zone on its own stack (struct
+ * hv_irq_rec, less the registers), and hv_guest_irq_entry runs there,
+ * interrupts still off until its `iretq`.
+ */
+#define IRQ_CFG	(HV_AREA_FAULT - HV_AREA_IST + 72)	/* from RSP after the pushes */
+	.globl hv_guest_irq_poke, hv_guest_irq_timer, hv_guest_irq_spurious
+	.hidden hv_guest_irq_poke, hv_guest_irq_timer, hv_guest_irq_spurious
+hv_guest_irq_poke:
+	pushq $HV_IRQ_POKE
+	jmp 1f
+hv_guest_irq_timer:
+	pushq $HV_IRQ_TIMER
+1:	pushq %rax				/* RSP: rdx rcx rax source rip cs rflags rsp ss */
+	pushq %rcx
+	pushq %rdx
+	movl $MSR_X2APIC_EOI, %ecx
+	xorl %eax, %eax
+	xorl %edx, %edx
+	wrmsr
+	movq 8*7(%rsp), %rax			/* the interrupted RSP */
+	subq $(HV_RED_ZONE + HV_IRQ_REC + 8), %rax
+	andq $-16, %rax
+	movq 16(%rsp), %rcx			/* its RAX, popped from there */
+	movq %rcx, 0(%rax)
+	leaq IRQ_CFG(%rsp), %rcx
+	movq %rcx, 8(%rax)			/* cfg */
+	.irp w, 0,1,2,3,4,5			/* the source and the frame */
+	movq 24+8*\w(%rsp), %rcx
+	movq %rcx, 16+8*\w(%rax)
+	.endr
+	popq %rdx
+	popq %rcx
+	movq %rax, %rsp
+	popq %rax
+	jmp hv_guest_irq_entry
+hv_guest_irq_spurious:				/* no EOI for these */
+	iretq
 hv_guest_vectors_end:
 	.size hv_guest_vectors, . - hv_guest_vectors
 
-/*
- * The guest's page-fault path, on the vthread's stack: saves every register and
- * the FPU state (the handler is any C code), calls rt_guest_fault, restores, and
- * resumes the access with `iretq` from the record, or exits with the fault.
- * Ordinary code: a signal may be delivered here.
- */
-	.globl hv_guest_fault_entry
-	.hidden hv_guest_fault_entry
-	.type hv_guest_fault_entry, @function
-hv_guest_fault_entry:
+/* Saves every register and the FPU state below RSP, RBX pointing at the registers. */
+	.macro save_all
 	cld
 	.irp r, r15,r14,r13,r12,r11,r10,r9,r8,rbp,rdi,rsi,rdx,rcx,rbx,rax
 	pushq %\r
@@ -241,8 +274,10 @@ hv_guest_fault_entry:
 	xsave64 (%rsp)
 	jmp 2f
 1:	fxsave64 (%rsp)
-2:	movq %rbx, %rdi
-	call rt_guest_fault
+2:
+	.endm
+
+	.macro restore_all
 	movl $-1, %eax
 	movl $-1, %edx
 	cmpl $0, hv_guest_xsave(%rip)
@@ -254,11 +289,44 @@ hv_guest_fault_entry:
 	.irp r, rax,rbx,rcx,rdx,rsi,rdi,rbp,r8,r9,r10,r11,r12,r13,r14,r15
 	popq %\r
 	.endr
+	.endm
+
+/*
+ * The guest's page-fault path, on the vthread's stack: saves every register and
+ * the FPU state (the handler is any C code), calls rt_guest_fault, restores, and
+ * resumes the access with `iretq` from the record, or exits with the fault.
+ * Ordinary code: a signal may be delivered here.
+ */
+	.globl hv_guest_fault_entry
+	.hidden hv_guest_fault_entry
+	.type hv_guest_fault_entry, @function
+hv_guest_fault_entry:
+	save_all
+	movq %rbx, %rdi
+	call rt_guest_fault
+	restore_all
 	cmpq $0, (%rsp)				/* frame_at: 0 resumes the access */
 	jne hv_guest_pf_forward
 	addq $40, %rsp				/* frame_at, cr2, cfg, injected, the error code */
 	iretq
 	.size hv_guest_fault_entry, . - hv_guest_fault_entry
+
+/*
+ * An interrupt's path, on the interrupted code's stack: the same saving around
+ * rt_guest_irq, then `iretq` back to that code with its flags. Ordinary code:
+ * a signal may be delivered here.
+ */
+	.globl hv_guest_irq_entry
+	.hidden hv_guest_irq_entry
+	.type hv_guest_irq_entry, @function
+hv_guest_irq_entry:
+	save_all
+	movq %rbx, %rdi
+	call rt_guest_irq
+	restore_all
+	addq $16, %rsp				/* cfg, source */
+	iretq
+	.size hv_guest_irq_entry, . - hv_guest_irq_entry
 
 /* What the ring stub reads, written by the runtime (runtime/ring.c). */
 	.data

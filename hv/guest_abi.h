@@ -22,6 +22,13 @@
 #define HV_RED_ZONE	128	/* below RSP, the interrupted code's (SysV ABI) */
 #define HV_FAULT_REC	80	/* struct hv_fault_rec less its registers */
 #define HV_FAULT_SLACK	4096	/* stack the #PF stub leaves below for the handler */
+/* Interrupts (hv/apic.c): vectors and the source each hands to rt_guest_irq. */
+#define HV_VECTOR_POKE		0x40
+#define HV_VECTOR_TIMER		0x41
+#define HV_VECTOR_SPURIOUS	0xff
+#define HV_IRQ_POKE	1	/* VTHREAD_IRQ_POKE */
+#define HV_IRQ_TIMER	2	/* VTHREAD_IRQ_TIMER */
+#define HV_IRQ_REC	56	/* struct hv_irq_rec less its registers */
 
 /*
  * The ring slot (struct hv_ring_slot), one per vCPU, which the guest reaches

@@ -80,6 +80,21 @@ void rt_guest_fault(struct hv_fault_rec *f);
 /* In the guest: makes the fault f exit as the stub would have. */
 void hv_fault_forward(struct hv_fault_rec *f);
 
+/*
+ * What an interrupt stub leaves on the interrupted code's stack, below its red
+ * zone, for rt_guest_irq (called by hv_guest_irq_entry, in the guest, with
+ * interrupts off): the code's registers, the source, and the frame `iretq`
+ * returns with (its rflags may be changed).
+ */
+struct hv_irq_rec {
+	uint64_t rax, rbx, rcx, rdx, rsi, rdi, rbp, r8, r9, r10, r11, r12, r13, r14, r15;
+	struct hv_fault_cfg *cfg;	/* held: signals wait for an exit */
+	uint64_t source;		/* HV_IRQ_POKE or HV_IRQ_TIMER */
+	uint64_t rip, cs, rflags, rsp, ss;
+};
+_Static_assert(sizeof(struct hv_irq_rec) - 15 * 8 == HV_IRQ_REC, "interrupt record");
+void rt_guest_irq(struct hv_irq_rec *q);
+
 /* Guest-visible per-vCPU memory, page aligned, supplied by the caller. */
 #define HV_VCPU_AREA_SIZE	(4 * 4096)
 /* Guest-visible per-VM IDT, supplied by the caller. */
@@ -141,6 +156,8 @@ struct hv {
 	int max_vcpus;
 	bool huge_1g;			/* 1 GiB guest pages work */
 	bool guest_xsave;		/* guests may execute XSAVE */
+	bool irqchip;			/* in-kernel local APICs: interrupts (apic.c) */
+	bool guest_ipi;			/* guests may write the ICR (hv_guest_poke) */
 	struct kvm_cpuid2 *cpuid;	/* what guests are given */
 };
 
@@ -155,6 +172,7 @@ struct hv_vcpu {
 	uint32_t pkru_offset;		/* of PKRU in the XSAVE area; 0: no CR4.PKE */
 	volatile uint32_t in_run;	/* in KVM_RUN (the runtime's dispatch loop) */
 	uint64_t ran_gen;		/* mm's flush_gen when it last left KVM_RUN */
+	struct kvm_lapic_state *lapic;	/* its APIC as set up, for hv_vcpu_irq_reset */
 };
 
 /* Where guest memory sits, for the vCPU's architectural setup. */
@@ -168,6 +186,7 @@ struct hv_backend {
 	const char *name;
 	uint64_t pte_user;	/* U bit for every guest paging entry (0 or 1 << 2) */
 	bool ring0;		/* guest CPL0 is hardware CPL0 (not deprivileged) */
+	bool irqs;		/* interrupts through KVM's local APIC (apic.c) */
 	/* Returns 1 if this backend serves the VM whose first vCPU is given. */
 	int (*detect)(struct hv *hv, struct hv_vcpu *vc);
 	int (*vcpu_setup)(struct hv_vcpu *vc, const struct hv_layout *lay);
@@ -217,6 +236,34 @@ int hv_vcpu_get_xsave(struct hv_vcpu *vc, struct kvm_xsave *x);
 int hv_vcpu_set_xsave(struct hv_vcpu *vc, const struct kvm_xsave *x);
 int hv_get_msr(struct hv_vcpu *vc, uint32_t index, uint64_t *val);
 int hv_set_msr(struct hv_vcpu *vc, uint32_t index, uint64_t val);
+
+/*
+ * apic.c: interrupts, where hv->irqchip. Before the VM's first vCPU: its local
+ * APICs (0, or -errno and none).
+ */
+int hv_irqchip_create(struct hv *hv);
+int hv_vcpu_irq_setup(struct hv_vcpu *vc);	/* x2APIC mode, the vectors */
+int hv_vcpu_irq_reset(struct hv_vcpu *vc);	/* as set up: nothing pending, no timer */
+int hv_vcpu_poke(struct hv_vcpu *vc);		/* from the host: the poke vector */
+/* In the guest: the poke vector to vCPU id; the vCPU's own timer, in ns from
+ * now (0 stops it; at most HV_TIMER_MAX, a longer wait needs another). */
+void hv_guest_poke(int id);
+void hv_guest_timer(uint64_t ns);
+#define HV_TIMER_MAX	0xffffffffull
+
+/* In the guest: interrupts off, and back as they were (RFLAGS.IF). */
+static inline unsigned long hv_guest_irq_save(void)
+{
+	unsigned long f;
+
+	__asm__ volatile("pushfq; popq %0; cli" : "=r"(f) : : "memory");
+	return f;
+}
+
+static inline void hv_guest_irq_restore(unsigned long f)
+{
+	__asm__ volatile("pushq %0; popfq" : : "r"(f) : "memory", "cc");
+}
 
 /* x86.c: architectural guest state common to all backends */
 void hv_idt_fill(void *idt);

@@ -55,6 +55,22 @@ static const struct hv_backend *const backends[] = {
 	&hv_backend_pvm, &hv_backend_svm, &hv_backend_vmx,
 };
 
+/*
+ * Local APICs must exist before any vCPU, and which backend this is takes a
+ * vCPU to tell: a VM that can have them is made again, with them where KVM
+ * allows (else interrupts are not offered), and its first vCPU again.
+ */
+static int reopen_with_apics(struct hv *hv, struct hv_vcpu *first)
+{
+	hv_vcpu_destroy(first);
+	close(hv->vm_fd);
+	hv->vm_fd = ioctl(hv->kvm_fd, KVM_CREATE_VM, 0);
+	if (hv->vm_fd < 0)
+		return -errno;
+	hv_irqchip_create(hv);
+	return hv_vcpu_create(hv, first, 0);
+}
+
 int hv_open(struct hv *hv, const char *dev, struct hv_vcpu *first, char *why, size_t whylen)
 {
 	int r;
@@ -99,6 +115,13 @@ int hv_open(struct hv *hv, const char *dev, struct hv_vcpu *first, char *why, si
 	if (!hv->be) {
 		r = why_set(why, whylen, -ENOSYS, "cannot tell which KVM backend this is");
 		goto err_vcpu;
+	}
+	if (hv->be->irqs) {
+		r = reopen_with_apics(hv, first);
+		if (r < 0) {
+			why_set(why, whylen, r, "cannot make the VM again: %s", strerror(-r));
+			goto err;
+		}
 	}
 	if (hv->be != &hv_backend_pvm) {
 		const struct kvm_cpuid_entry2 *ext = hv_cpuid_leaf(hv, 0x80000001, 0);
@@ -177,6 +200,8 @@ void hv_vcpu_destroy(struct hv_vcpu *vc)
 	munmap(vc->run, vc->hv->run_size);
 	close(vc->fd);
 	vc->fd = -1;
+	free(vc->lapic);
+	vc->lapic = NULL;
 }
 
 int hv_vcpu_get_regs(struct hv_vcpu *vc, hv_regs *r)

@@ -94,6 +94,8 @@ static int std_vcpu_setup(struct hv_vcpu *vc, const struct hv_layout *lay)
 
 	(void)lay;
 	r = host_tsc(vc);
+	if (!r && vc->hv->irqchip)
+		r = hv_vcpu_irq_setup(vc);
 	if (r < 0)
 		return r;
 	/* CPUID.OSXSAVE is not in KVM's supported set: it follows the guest's CR4. */
@@ -114,6 +116,7 @@ const struct hv_backend hv_backend_svm = {
 	.name = "kvm-svm",
 	.pte_user = 0,
 	.ring0 = true,
+	.irqs = true,
 	.detect = svm_detect,
 	.vcpu_setup = std_vcpu_setup,
 };
@@ -122,6 +125,7 @@ const struct hv_backend hv_backend_vmx = {
 	.name = "kvm-vmx",
 	.pte_user = 0,
 	.ring0 = true,
+	.irqs = true,
 	.detect = vmx_detect,
 	.vcpu_setup = std_vcpu_setup,
 };

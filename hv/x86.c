@@ -32,23 +32,34 @@ struct idt_gate {
 	uint32_t reserved;
 } __attribute__((packed));
 
+static struct idt_gate gate(const char *stub, int ist)
+{
+	uint64_t off = (uintptr_t)stub;
+
+	return (struct idt_gate){
+		.offset_lo = off & 0xffff,
+		.selector = SEL_CODE,
+		.ist = ist,
+		.type_attr = 0xee,	/* present, DPL 3 (PVM wants it), interrupt gate */
+		.offset_mid = (off >> 16) & 0xffff,
+		.offset_hi = off >> 32,
+	};
+}
+
+extern const char hv_guest_irq_poke[], hv_guest_irq_timer[], hv_guest_irq_spurious[];
+
+/* Exceptions on IST1; interrupts on IST2, so that a page fault while an
+ * interrupt's stub moves its frame does not overwrite it. */
 void hv_idt_fill(void *idt)
 {
 	struct idt_gate *g = idt;
 
 	memset(idt, 0, HV_IDT_SIZE);
-	for (int v = 0; v < HV_NR_VECTORS; v++) {
-		uint64_t off = (uintptr_t)hv_guest_vectors + v * HV_VECTOR_STUB;
-
-		g[v] = (struct idt_gate){
-			.offset_lo = off & 0xffff,
-			.selector = SEL_CODE,
-			.ist = 1,
-			.type_attr = 0xee,	/* present, DPL 3 (PVM wants it), interrupt gate */
-			.offset_mid = (off >> 16) & 0xffff,
-			.offset_hi = off >> 32,
-		};
-	}
+	for (int v = 0; v < HV_NR_VECTORS; v++)
+		g[v] = gate(hv_guest_vectors + v * HV_VECTOR_STUB, 1);
+	g[HV_VECTOR_POKE] = gate(hv_guest_irq_poke, 2);
+	g[HV_VECTOR_TIMER] = gate(hv_guest_irq_timer, 2);
+	g[HV_VECTOR_SPURIOUS] = gate(hv_guest_irq_spurious, 2);
 }
 
 static void gdt_fill(char *area)
@@ -70,6 +81,7 @@ static void gdt_fill(char *area)
 	memset(tss, 0, sizeof(*tss));
 	tss->rsp[0] = ist_top;
 	tss->ist[0] = ist_top;
+	tss->ist[1] = (uintptr_t)area + HV_AREA_IST;	/* IST2 ends where IST1 starts */
 	tss->iomap_base = sizeof(*tss);
 }
 
@@ -283,7 +295,7 @@ int hv_vcpu_start(struct hv_vcpu *vc, void *(*fn)(void *), void *arg,
 		.rip = (uintptr_t)fn,
 		.rdi = (uintptr_t)arg,
 		.rsp = (uintptr_t)sp,
-		.rflags = 2,
+		.rflags = 2 | (vc->hv->irqchip ? RFLAGS_IF : 0),	/* interrupts on */
 	};
 	int r;
 

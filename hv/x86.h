@@ -31,7 +31,18 @@
 #define HV_AREA_TSS	0x1100
 #define HV_AREA_RING	0x1800	/* the ring slot; the guest's GS base */
 #define HV_AREA_FAULT	0x1900	/* struct hv_fault_cfg */
+#define HV_AREA_IST2	0x1c00	/* interrupts' stack (IST2), up to HV_AREA_IST */
 #define HV_AREA_IST	0x2000
 #define HV_IST_SIZE	0x2000
+
+/* The local APIC in x2APIC mode (hv/apic.c). */
+#define MSR_IA32_APICBASE	0x1b
+#define MSR_X2APIC_EOI		0x80b
+#define MSR_X2APIC_SVR		0x80f
+#define MSR_X2APIC_ICR		0x830
+#define MSR_X2APIC_LVT_TIMER	0x832
+#define MSR_X2APIC_TMICT	0x838
+#define MSR_X2APIC_TDCR		0x83e
+#define RFLAGS_IF		0x200ull
 
 #endif

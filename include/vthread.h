@@ -16,9 +16,9 @@
 
 /* The version of this header; vthread_version() gives the library's. */
 #define VTHREAD_VERSION_MAJOR 0
-#define VTHREAD_VERSION_MINOR 4
+#define VTHREAD_VERSION_MINOR 5
 #define VTHREAD_VERSION_PATCH 0
-#define VTHREAD_VERSION "0.4.0"
+#define VTHREAD_VERSION "0.5.0"
 /* True when this header is version major.minor.patch or later. */
 #define VTHREAD_CHECK_VERSION(major, minor, patch)				\
 	(VTHREAD_VERSION_MAJOR > (major) ||					\
@@ -133,6 +133,48 @@ int vthread_attr_setfaulthandler(vthread_attr_t *attr, vthread_fault_fn fn, void
 int vthread_attr_getfaulthandler(const vthread_attr_t *attr, vthread_fault_fn *fn, void **ctx);
 
 /*
+ * Interrupts. An interrupt handler runs inside the interrupted vthread, in its
+ * context (on its stack below the red zone, every register, the flags, the
+ * FPU/SIMD state and errno saved and restored), between any two of its
+ * instructions, also while it spins without system calls; returning resumes
+ * the interrupted code. It runs with further interrupts held back (they wait,
+ * coalesced, until it returns) and must be async-signal-safe, as a signal
+ * handler. A vthread without a handler ignores pokes and its timer.
+ *
+ * A vthread inside a system call that exits to the host (a blocking read,
+ * futex, nanosleep...) takes its interrupts when the call returns; they do not
+ * interrupt the call (no EINTR). Signals and interrupts nest either way: a
+ * signal handler may be interrupted, and a signal may arrive in an interrupt
+ * handler.
+ *
+ * On kvm_intel and kvm_amd interrupts come from KVM's in-kernel local APIC: a
+ * poke or a timer expiry reaches a running vthread without a guest exit to the
+ * process. kvm_pvm has none in this version: creating a vthread with an
+ * interrupt handler gives ENOTSUP there, and vthread_timer too.
+ */
+enum { VTHREAD_IRQ_POKE = 1, VTHREAD_IRQ_TIMER = 2 };
+typedef void (*vthread_irq_fn)(int source, void *ctx);
+/* fn NULL removes it; EINVAL: attr not initialised. */
+int vthread_attr_setirqhandler(vthread_attr_t *attr, vthread_irq_fn fn, void *ctx);
+int vthread_attr_getirqhandler(const vthread_attr_t *attr, vthread_irq_fn *fn, void **ctx);
+/* From any thread, host or vthread: vt runs its handler with VTHREAD_IRQ_POKE as
+ * soon as it can. Pokes that arrive while one is pending coalesce, as on an
+ * interrupt line; one sent after the handler started runs it again. 0, or ESRCH:
+ * vt has ended (a handle not yet joined). */
+int vthread_poke(vthread_t vt);
+/* In a vthread: its own timer, first after first_ns, then every period_ns (0:
+ * once); first_ns 0 disarms it. Expiries missed while interrupts were held or
+ * the vthread was in a system call coalesce into one, and the period keeps its
+ * phase. EPERM outside a vthread; EINVAL: first_ns past 2^63. */
+int vthread_timer(uint64_t first_ns, uint64_t period_ns);
+/* In a vthread: hold back its interrupts, and let them through again (cli and
+ * sti): what arrived meanwhile runs in vthread_irq_enable. Nestable; inside the
+ * handler interrupts stay held until it returns. EPERM outside a vthread;
+ * vthread_irq_enable: EINVAL when not disabled. */
+int vthread_irq_disable(void);
+int vthread_irq_enable(void);
+
+/*
  * Calls across the boundary, described with libffi (any signature: doubles,
  * structs by value, long double, variadic with ffi_prep_cif_var).
  *
@@ -167,7 +209,7 @@ const char *vthread_backend_error(void);
 /*
  * What the backend gives vthreads, for code that wants more than the pthread
  * model: a mask of VTHREAD_FEAT_*, 0 when there is no usable KVM. kvm-svm and
- * kvm-vmx have the first two, and the third where the CPU has 1 GiB pages;
+ * kvm-vmx have all but the third, which they have where the CPU has 1 GiB pages;
  * kvm-pvm has none (README, "Backends").
  */
 enum {
@@ -178,6 +220,12 @@ enum {
 	VTHREAD_FEAT_SUPERVISOR_PAGES = 1 << 1,
 	/* The address-space mirror maps 1 GiB at a time where it can. */
 	VTHREAD_FEAT_HUGE_1G = 1 << 2,
+	/* Interrupts: vthread_poke, vthread_timer (kvm-svm, kvm-vmx). */
+	VTHREAD_FEAT_INTERRUPTS = 1 << 3,
+	/* A vthread pokes another with a write to its local APIC, without an exit;
+	 * else through a host call. Missing only on kvm_amd without NRIP save
+	 * (CPU emulators), where KVM cannot skip that write in its fast path. */
+	VTHREAD_FEAT_GUEST_IPI = 1 << 4,
 };
 unsigned vthread_backend_features(void);
 

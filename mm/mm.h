@@ -85,9 +85,11 @@ __attribute__((no_sanitize("address"))) static inline unsigned mm_slot_of(const 
 	return (mm->chunk[c] & ~(MM_CHUNK_LINKED | MM_CHUNK_SEEN)) - 1;
 }
 
+/* GPA 0 stays unbacked, and so does the GiB that holds the local APIC's page
+ * (0xfee00000), which KVM may back with a memslot of its own (hv/apic.c). */
 static inline uint64_t mm_slot_gpa(unsigned slot)
 {
-	return (uint64_t)(slot + 1) << MM_CHUNK_SHIFT;	/* GPA 0 stays unbacked */
+	return (uint64_t)(slot + 1 + (slot >= 2)) << MM_CHUNK_SHIFT;
 }
 
 /* The flags of every present guest entry. */

@@ -187,3 +187,25 @@ RT_API int vthread_attr_getfaulthandler(const vthread_attr_t *a, vthread_fault_f
 	*ctx = ra->fault_ctx;
 	return 0;
 }
+
+RT_API int vthread_attr_setirqhandler(vthread_attr_t *a, vthread_irq_fn fn, void *ctx)
+{
+	struct rt_attr *ra = attr_rw(a);
+
+	if (!ra)
+		return EINVAL;
+	ra->irq_fn = fn;
+	ra->irq_ctx = fn ? ctx : NULL;
+	return 0;
+}
+
+RT_API int vthread_attr_getirqhandler(const vthread_attr_t *a, vthread_irq_fn *fn, void **ctx)
+{
+	const struct rt_attr *ra = rt_attr(a);
+
+	if (!ra || !fn || !ctx)
+		return EINVAL;
+	*fn = ra->irq_fn;
+	*ctx = ra->irq_ctx;
+	return 0;
+}

@@ -102,8 +102,6 @@ static int init_locked(int mode)
 		free(first);
 		return -ENOSYS;
 	}
-	hv_guest_xsave = rt.hv.guest_xsave && rt.xsave_size > 512;
-	hv_guest_xsave_size = hv_guest_xsave ? rt.xsave_size : 512;
 	r = mm_init(&rt.mm, &rt.hv);
 	if (!r)
 		r = mm_mirror_process(&rt.mm);
@@ -122,6 +120,9 @@ static int init_locked(int mode)
 		fail("cannot set up a vCPU", r);
 		goto err;
 	}
+	/* The vCPU's setup says whether guests may XSAVE (hv/std.c, hv/pvm.c). */
+	hv_guest_xsave = rt.hv.guest_xsave && rt.xsave_size > 512;
+	hv_guest_xsave_size = hv_guest_xsave ? rt.xsave_size : 512;
 	r = hv_vcpu_probe_native(first, &ns);
 	if (r < 0) {
 		if (r == -ENOEXEC)
@@ -218,7 +219,9 @@ RT_API unsigned vthread_backend_features(void)
 		return 0;
 	return (rt.hv.be->ring0 ? VTHREAD_FEAT_RING0 : 0) |
 	       (rt.hv.be->pte_user ? 0 : VTHREAD_FEAT_SUPERVISOR_PAGES) |
-	       (rt.hv.huge_1g ? VTHREAD_FEAT_HUGE_1G : 0);
+	       (rt.hv.huge_1g ? VTHREAD_FEAT_HUGE_1G : 0) |
+	       (rt.hv.irqchip ? VTHREAD_FEAT_INTERRUPTS : 0) |
+	       (rt.hv.guest_ipi ? VTHREAD_FEAT_GUEST_IPI : 0);
 }
 
 RT_API const char *vthread_backend_error(void)

@@ -36,15 +36,18 @@ enum rt_exit_counter {
 	RT_EXIT_NR
 };
 
+/* Fits vthread_attr_t's 64 bytes, which binaries built against the header allocate. */
 struct rt_attr {
 	uint32_t magic;
-	int detach;
+	uint8_t detach;		/* VTHREAD_CREATE_* */
+	uint8_t syscallmode;	/* VTHREAD_SYSCALL_* */
 	size_t stacksize;
 	size_t guardsize;
 	void *stackaddr;	/* NULL: the runtime allocates the stack */
-	int syscallmode;	/* VTHREAD_SYSCALL_* */
 	vthread_fault_fn fault_fn;	/* vthread_attr_setfaulthandler */
 	void *fault_ctx;
+	vthread_irq_fn irq_fn;		/* vthread_attr_setirqhandler */
+	void *irq_ctx;
 };
 
 /* attr.c: the attribute behind a, or NULL if a was not initialised */
@@ -101,6 +104,14 @@ struct vthread {
 	vthread_fault_fn fault_fn;	/* runs in the guest (guestfault.c) */
 	void *fault_ctx;
 	bool fault_declined;		/* the handler said SIGNAL to a made-up fault */
+	vthread_irq_fn irq_fn;		/* runs in the guest (irq.c) */
+	void *irq_ctx;
+	int irq_live;			/* pokes may be sent (irq.c) ... */
+	int pokers;			/* ... and these are being sent */
+	int irq_depth;			/* vthread_irq_disable's nesting */
+	bool in_irq;			/* the handler runs */
+	uint64_t timer_next;		/* CLOCK_MONOTONIC ns of the next expiry; 0: none */
+	uint64_t timer_period;
 };
 
 /* What a fault adds to a signal's ucontext. */
@@ -153,6 +164,11 @@ static inline int rt_fault_access(uint64_t error)
 bool rt_tlb_others_cached(const struct hv_vcpu *self);
 /* Every vCPU's, from a host thread; 0 or -errno. */
 int rt_tlb_flush_all(void);
+
+/* irq.c: a vthread's interrupts, from its start to its end (on the backing
+ * thread, after its last exit: no poke is in flight when it returns) */
+void rt_irq_start(struct vthread *vt, const struct rt_attr *a);
+void rt_irq_end(struct vthread *vt);
 
 /* env.c: VTHREAD_SYSCALLS, as VTHREAD_SYSCALL_*; rt_env_flag in rt_shim.h */
 int rt_env_syscalls(int *mode, char *why, size_t n);

@@ -174,6 +174,7 @@ static void *backing_main(void *p)
 	rt_dispatch(vt);
 	asan_leave_guest_stack(vt);
 	rt_ring_detach(vt);
+	rt_irq_end(vt);
 
 	rt_vcpu_put(vt->vcpu);
 	rt_stack_put(vt);
@@ -192,7 +193,8 @@ static void *backing_main(void *p)
 	return ret;
 }
 
-/* The vthread, its stack and a vCPU: 0, ENOSYS without KVM, EAGAIN when one
+/* The vthread, its stack and a vCPU: 0, ENOSYS without KVM, ENOTSUP for an
+ * interrupt handler where the backend has no interrupts, EAGAIN when one
  * of them cannot be had, EINVAL when stack and guard sizes overflow together
  * (as pthread_create). */
 static int vt_alloc(const struct rt_attr *a, struct vthread **out)
@@ -202,6 +204,8 @@ static int vt_alloc(const struct rt_attr *a, struct vthread **out)
 
 	if (r < 0)
 		return -r;
+	if (a->irq_fn && !rt.hv.irqchip)
+		return ENOTSUP;
 	vt = calloc(1, sizeof(*vt));
 	if (!vt)
 		return EAGAIN;
@@ -242,6 +246,7 @@ static void vt_init_ctx(struct vthread *vt, const struct rt_attr *a, void *(*fn)
 	vt->fault_ctx = a->fault_ctx;
 	if (a->fault_fn)
 		__atomic_store_n(&hv_guest_pf_fast, 1, __ATOMIC_RELAXED);
+	rt_irq_start(vt, a);
 	rt_ring_prepare(vt);
 }
 

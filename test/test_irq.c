@@ -1,0 +1,610 @@
+/* SPDX-License-Identifier: MIT */
+/* Interrupts: pokes, a vthread's timer, holding them back, and what they must not spoil. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common.h"
+
+#define WAIT_NS	(120 * 1000000000ll)	/* what any wait here may take before it fails */
+
+/* Under a CPU emulator (test/lanes) an interrupt costs about a millisecond and
+ * a poke's round trip a scheduler slice: the counts there are a tenth. */
+static long scaled(long n)
+{
+	return getenv("VTHREAD_LANE") ? n / 10 : n;
+}
+
+static long long now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000000000ll + ts.tv_nsec;
+}
+
+/* Waits, yielding, until *p reaches v: whether it did in time. */
+static bool wait_for(volatile long *p, long v)
+{
+	long long end = now_ns() + WAIT_NS;
+
+	while (*p < v)
+		if (now_ns() > end)
+			return false;
+		else
+			sched_yield();
+	return true;
+}
+
+/* The same in a vthread, without a system call or an exit: spinning. */
+UNINSTRUMENTED static bool spin_for(volatile long *p, long v)
+{
+	long long end = now_ns() + WAIT_NS;
+
+	while (*p < v)
+		if (now_ns() > end)
+			return false;
+	return true;
+}
+
+UNINSTRUMENTED static void spin_ns(long long ns)
+{
+	long long end = now_ns() + ns;
+
+	while (now_ns() < end)
+		;
+}
+
+/* Every guest exit so far (from host threads and vthreads alike). */
+UNINSTRUMENTED static unsigned long exits(void)
+{
+	struct vthread_stats st = VTHREAD_STATS_INIT;
+	unsigned long n = 0;
+
+	vthread_get_stats(&st);
+	for (unsigned long *c = &st.exit_syscall; c <= &st.exit_hostcall; c++)
+		n += *c;
+	return n;
+}
+
+struct irqs {
+	volatile long pokes, timers;	/* handler runs, by source */
+	volatile long seq, seen;	/* the poker's number; what the handler saw of it */
+	volatile long running, stop;
+	volatile long in_handler;
+	volatile long signals;
+	unsigned long exits;
+};
+
+static struct irqs *sig_irqs;	/* for the signal handlers */
+
+/* Clobbers what the interrupted code must get back: errno, every caller-saved
+ * register, the vector registers. */
+static void clobber(void)
+{
+	errno = 12345;
+	__asm__ volatile("xorl %%eax, %%eax; xorl %%ecx, %%ecx; xorl %%edx, %%edx;"
+			 "xorl %%esi, %%esi; xorl %%edi, %%edi; xorl %%r8d, %%r8d;"
+			 "xorl %%r9d, %%r9d; xorl %%r10d, %%r10d; xorl %%r11d, %%r11d;"
+			 "pxor %%xmm0, %%xmm0; pxor %%xmm7, %%xmm7; pxor %%xmm15, %%xmm15"
+			 : : : "rax", "rcx", "rdx", "rsi", "rdi", "r8", "r9", "r10", "r11",
+			   "xmm0", "xmm7", "xmm15", "cc");
+	if (__builtin_cpu_supports("avx"))
+		__asm__ volatile("vzeroall" : : : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5",
+				 "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11", "xmm12",
+				 "xmm13", "xmm14", "xmm15");
+}
+
+static void count(int source, void *ctx)
+{
+	struct irqs *q = ctx;
+
+	if (source == VTHREAD_IRQ_POKE) {
+		q->seen = q->seq;
+		q->pokes++;
+	} else if (source == VTHREAD_IRQ_TIMER) {
+		q->timers++;
+	}
+	clobber();
+}
+
+static void *returns(void *p)
+{
+	return p;
+}
+
+/* Whether this backend offers interrupts; where it does not, creating a vthread
+ * with a handler must say so. */
+static bool irqs_offered(void)
+{
+	vthread_attr_t a;
+	vthread_t vt;
+
+	require_backend();
+	if (vthread_backend_features() & VTHREAD_FEAT_INTERRUPTS)
+		return true;
+	ck_assert_int_eq(vthread_attr_init(&a), 0);
+	ck_assert_int_eq(vthread_attr_setirqhandler(&a, count, NULL), 0);
+	ck_assert_int_eq(vthread_create(&vt, &a, returns, NULL), ENOTSUP);
+	vthread_attr_destroy(&a);
+	return false;
+}
+
+static vthread_t start(void *(*fn)(void *), struct irqs *q, vthread_irq_fn h)
+{
+	vthread_attr_t a;
+	vthread_t vt;
+
+	ck_assert_int_eq(vthread_attr_init(&a), 0);
+	ck_assert_int_eq(vthread_attr_setirqhandler(&a, h, q), 0);
+	ck_assert_int_eq(vthread_create(&vt, &a, fn, q), 0);
+	vthread_attr_destroy(&a);
+	return vt;
+}
+
+static intptr_t join(vthread_t vt)
+{
+	void *ret;
+
+	ck_assert_int_eq(vthread_join(vt, &ret), 0);
+	return (intptr_t)ret;
+}
+
+/* Spins, making no system call, until told to stop. */
+UNINSTRUMENTED static void *spinner(void *p)
+{
+	struct irqs *q = p;
+
+	q->running = 1;
+	return spin_for(&q->stop, 1) ? NULL : (void *)1;
+}
+
+/* Pokes q's vthread n times, each after the handler saw the one before. */
+static bool lockstep(struct irqs *q, vthread_t vt, long n, bool (*wait)(volatile long *, long))
+{
+	for (long i = 0; i < n; i++) {
+		long want = q->pokes + 1;
+
+		q->seq = i;
+		if (vthread_poke(vt) || !wait(&q->pokes, want) || q->seen != i)
+			return false;
+	}
+	return true;
+}
+
+START_TEST(test_a_poke_interrupts_a_spinning_vthread_without_an_exit)
+{
+	struct irqs q = { 0 };
+	unsigned long before;
+	vthread_t vt;
+
+	if (!irqs_offered())
+		return;
+	vt = start(spinner, &q, count);
+	ck_assert(wait_for(&q.running, 1));
+	ck_assert(lockstep(&q, vt, 1, wait_for));	/* its stack and code, mirrored */
+	before = exits();
+	ck_assert(lockstep(&q, vt, 1000, wait_for));
+	ck_assert_uint_eq(exits(), before);
+	q.stop = 1;
+	ck_assert_int_eq(join(vt), 0);
+	ck_assert_int_eq(q.pokes, 1001);
+}
+END_TEST
+
+START_TEST(test_ten_thousand_host_pokes_each_run_the_handler_and_the_last_is_never_lost)
+{
+	struct irqs q = { 0 };
+	vthread_t vt;
+
+	if (!irqs_offered())
+		return;
+	vt = start(spinner, &q, count);
+	ck_assert(wait_for(&q.running, 1));
+	ck_assert(lockstep(&q, vt, scaled(10000), wait_for));
+	ck_assert_int_eq(q.pokes, scaled(10000));
+	for (long i = 1; i <= 10000; i++) {	/* back to back: they may coalesce */
+		q.seq = 10000 + i;
+		ck_assert_int_eq(vthread_poke(vt), 0);
+	}
+	ck_assert(wait_for(&q.seen, 20000));
+	ck_assert_int_ge(q.pokes, scaled(10000) + 1);
+	ck_assert_int_le(q.pokes, scaled(10000) + 10000);
+	q.stop = 1;
+	ck_assert_int_eq(join(vt), 0);
+}
+END_TEST
+
+/* Ticks counted over 100 ms of spinning at 1 ms, then none once disarmed. */
+UNINSTRUMENTED static void *ticker(void *p)
+{
+	struct irqs *q = p;
+	long n;
+
+	q->exits = exits();
+	if (vthread_timer(1000000, 1000000))
+		return (void *)-1;
+	spin_ns(100000000);
+	n = q->timers;
+	q->exits = exits() - q->exits;
+	if (vthread_timer(0, 0))
+		return (void *)-2;
+	q->seq = q->timers;
+	spin_ns(20000000);
+	if (q->timers != q->seq)
+		return (void *)-3;
+	return (void *)n;
+}
+
+START_TEST(test_a_periodic_timer_fires_once_a_period_and_stops_when_disarmed)
+{
+	struct irqs q = { 0 };
+	intptr_t n;
+
+	if (!irqs_offered())
+		return;
+	n = join(start(ticker, &q, count));
+	ck_assert_msg(n >= 90 && n <= 110, "%ld ticks of a 1 ms timer in 100 ms", (long)n);
+	ck_assert_uint_eq(q.exits, 0);
+}
+END_TEST
+
+/* A one-shot timer fires once; a vthread without a handler ignores its own. */
+UNINSTRUMENTED static void *one_shot(void *p)
+{
+	struct irqs *q = p;
+
+	if (vthread_timer(2000000, 0))
+		return (void *)-1;
+	spin_ns(30000000);
+	return (void *)q->timers;
+}
+
+START_TEST(test_a_one_shot_timer_fires_once)
+{
+	struct irqs q = { 0 };
+
+	if (!irqs_offered())
+		return;
+	ck_assert_int_eq(join(start(one_shot, &q, count)), 1);
+	q.timers = 0;
+	ck_assert_int_eq(run_vthread(one_shot, &q), 0);
+}
+END_TEST
+
+/* Disabled twice: a poke waits through one enable and runs in the second. */
+UNINSTRUMENTED static void *holder(void *p)
+{
+	struct irqs *q = p;
+
+	if (vthread_irq_disable() || vthread_irq_disable())
+		return (void *)1;
+	q->running = 1;
+	if (!spin_for(&q->seq, 1))	/* the host poked */
+		return (void *)2;
+	spin_ns(10000000);
+	if (q->pokes)
+		return (void *)3;
+	if (vthread_irq_enable())
+		return (void *)4;
+	spin_ns(10000000);
+	if (q->pokes)
+		return (void *)5;
+	if (vthread_irq_enable())
+		return (void *)6;
+	if (q->pokes != 1)		/* run before the call returned */
+		return (void *)7;
+	return vthread_irq_enable() == EINVAL ? NULL : (void *)8;
+}
+
+START_TEST(test_disabled_interrupts_wait_and_run_at_the_last_enable)
+{
+	struct irqs q = { 0 };
+	vthread_t vt;
+
+	if (!irqs_offered())
+		return;
+	vt = start(holder, &q, count);
+	ck_assert(wait_for(&q.running, 1));
+	ck_assert_int_eq(vthread_poke(vt), 0);
+	q.seq = 1;
+	ck_assert_int_eq(join(vt), 0);
+}
+END_TEST
+
+/*
+ * Checks its own registers and flags without a break: every general register
+ * but RAX and RCX (scratch and count) holds a pattern, CF is set, and so do the
+ * vector registers (the full YMM registers where AVX2 is) but the scratch one.
+ * n rounds: 0 when all held, else the rounds left at the first that did not.
+ */
+static uint64_t pattern[16][4] __attribute__((aligned(32)));
+
+UNINSTRUMENTED static long check_rounds(long n, bool avx2)
+{
+#define SET(r, v)	"movq $" v ", %%" r "\n\t"
+#define CHECK(r, v)	"cmpq $" v ", %%" r "\n\tjne 2f\n\t"
+#define GPRS(op) op("rbx", "0x102") op("rdx", "0x103") op("rsi", "0x104") op("rdi", "0x105") \
+	op("r8", "0x108") op("r9", "0x109") op("r10", "0x10a") op("r11", "0x10b") \
+	op("r12", "0x10c") op("r13", "0x10d") op("r14", "0x10e") op("r15", "0x10f")
+#define CLOBBERS "rax", "rbx", "rdx", "rsi", "rdi", "r8", "r9", "r10", "r11", "r12", "r13", \
+	"r14", "r15", "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", \
+	"xmm9", "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15", "cc", "memory"
+#define VREGS	".irp i,0,1,2,3,4,5,6,7,8,9,10,11,12,13,14\n\t"
+	if (avx2)
+		__asm__ volatile(
+			VREGS "vmovdqa 32*\\i+%[t], %%ymm\\i\n\t.endr\n\t"
+			GPRS(SET)
+			"stc\n"
+			"1:\n\t"
+			"jnc 2f\n\t"
+			GPRS(CHECK)
+			VREGS "vpcmpeqq 32*\\i+%[t], %%ymm\\i, %%ymm15\n\t"
+			"vpmovmskb %%ymm15, %%eax\n\t"
+			"cmpl $-1, %%eax\n\t"
+			"jne 2f\n\t"
+			".endr\n\t"
+			"stc\n\t"
+			"decq %[n]\n\t"
+			"jnz 1b\n"
+			"2:\n\t"
+			"vzeroupper"
+			: [n] "+c"(n) : [t] "m"(pattern) : CLOBBERS);
+	else
+		__asm__ volatile(
+			VREGS "movdqa 32*\\i+%[t], %%xmm\\i\n\t.endr\n\t"
+			GPRS(SET)
+			"stc\n"
+			"1:\n\t"
+			"jnc 2f\n\t"
+			GPRS(CHECK)
+			VREGS "movdqa %%xmm\\i, %%xmm15\n\t"
+			"pcmpeqd 32*\\i+%[t], %%xmm15\n\t"
+			"pmovmskb %%xmm15, %%eax\n\t"
+			"cmpl $0xffff, %%eax\n\t"
+			"jne 2f\n\t"
+			".endr\n\t"
+			"stc\n\t"
+			"decq %[n]\n\t"
+			"jnz 1b\n"
+			"2:"
+			: [n] "+c"(n) : [t] "m"(pattern) : CLOBBERS);
+	return n;
+}
+
+/* Checks its state in rounds until `want` handler runs and told to stop, with a
+ * periodic timer of its own; errno must hold between rounds. */
+UNINSTRUMENTED static void *checker(void *p)
+{
+	struct irqs *q = p;
+	bool avx2 = __builtin_cpu_supports("avx2");
+
+	if (vthread_timer(1000000, 1000000))
+		return (void *)1;
+	q->running = 1;
+	while (!q->stop) {
+		errno = 4242;
+		if (check_rounds(100000, avx2))
+			return (void *)2;
+		if (errno != 4242)
+			return (void *)3;
+	}
+	return NULL;
+}
+
+/* Host pokes until the handler ran `want` times. */
+static void stress(long want)
+{
+	struct irqs q = { 0 };
+	long long end = now_ns() + 4 * WAIT_NS;
+	vthread_t vt;
+
+	for (int r = 0; r < 16; r++)
+		for (int j = 0; j < 4; j++)
+			pattern[r][j] = 0x0101010101010101ull * (r + 1) ^ (uint64_t)j << 56;
+	vt = start(checker, &q, count);
+	ck_assert(wait_for(&q.running, 1));
+	while (q.pokes + q.timers < want && now_ns() < end) {
+		ck_assert_int_eq(vthread_poke(vt), 0);
+		sched_yield();
+	}
+	q.stop = 1;
+	ck_assert_int_eq(join(vt), 0);
+	ck_assert_msg(q.pokes + q.timers >= want, "%ld pokes and %ld ticks", q.pokes, q.timers);
+	ck_assert_int_gt(q.pokes, 0);
+	ck_assert_int_gt(q.timers, 0);
+}
+
+START_TEST(test_registers_flags_errno_and_vector_state_survive_100000_interrupts)
+{
+	if (irqs_offered())
+		stress(scaled(100000));
+}
+END_TEST
+
+/* A signal handler that waits to be poked, and a poke handler that waits for a signal. */
+static void usr1_waits_for_a_poke(int sig)
+{
+	long want = sig_irqs->pokes + 1;
+
+	(void)sig;
+	sig_irqs->in_handler = 1;
+	spin_for(&sig_irqs->pokes, want);
+	sig_irqs->signals++;
+}
+
+static void poke_waits_for_a_signal(int source, void *ctx)
+{
+	struct irqs *q = ctx;
+	long want = q->signals + 1;
+
+	(void)source;
+	q->in_handler = 2;
+	spin_for(&q->signals, want);
+	q->pokes++;
+}
+
+static void usr1_counts(int sig)
+{
+	(void)sig;
+	sig_irqs->signals++;
+}
+
+START_TEST(test_signal_handlers_and_interrupt_handlers_interrupt_each_other)
+{
+	struct irqs q = { 0 };
+	vthread_t vt;
+
+	if (!irqs_offered())
+		return;
+	sig_irqs = &q;
+	signal(SIGUSR1, usr1_waits_for_a_poke);
+	vt = start(spinner, &q, count);
+	ck_assert(wait_for(&q.running, 1));
+	ck_assert_int_eq(pthread_kill(vthread_pthread(vt), SIGUSR1), 0);
+	ck_assert(wait_for(&q.in_handler, 1));
+	ck_assert_int_eq(vthread_poke(vt), 0);
+	ck_assert(wait_for(&q.signals, 1));	/* the poke ran inside the signal handler */
+	q.stop = 1;
+	ck_assert_int_eq(join(vt), 0);
+
+	memset(&q, 0, sizeof(q));
+	signal(SIGUSR1, usr1_counts);
+	vt = start(spinner, &q, poke_waits_for_a_signal);
+	ck_assert(wait_for(&q.running, 1));
+	ck_assert_int_eq(vthread_poke(vt), 0);
+	ck_assert(wait_for(&q.in_handler, 2));
+	ck_assert_int_eq(pthread_kill(vthread_pthread(vt), SIGUSR1), 0);
+	ck_assert(wait_for(&q.pokes, 1));	/* the signal ran inside the poke handler */
+	q.stop = 1;
+	ck_assert_int_eq(join(vt), 0);
+}
+END_TEST
+
+/* Blocked in read(): the poke waits for the call, which it does not interrupt. */
+static int pipefd[2];
+
+static void *reader(void *p)
+{
+	struct irqs *q = p;
+	char c;
+	ssize_t n;
+
+	q->running = 1;
+	n = read(pipefd[0], &c, 1);
+	if (n != 1 || c != 'x')
+		return (void *)1;
+	spin_for(&q->pokes, 1);
+	return NULL;
+}
+
+START_TEST(test_a_vthread_blocked_in_a_system_call_takes_its_poke_when_the_call_returns)
+{
+	struct irqs q = { 0 };
+	vthread_t vt;
+
+	if (!irqs_offered())
+		return;
+	ck_assert_int_eq(pipe(pipefd), 0);
+	vt = start(reader, &q, count);
+	ck_assert(wait_for(&q.running, 1));
+	usleep(50000);
+	ck_assert_int_eq(vthread_poke(vt), 0);
+	usleep(50000);
+	ck_assert_int_eq(q.pokes, 0);
+	ck_assert_int_eq(write(pipefd[1], "x", 1), 1);
+	ck_assert_int_eq(join(vt), 0);
+	ck_assert_int_eq(q.pokes, 1);
+	close(pipefd[0]);
+	close(pipefd[1]);
+}
+END_TEST
+
+START_TEST(test_a_poke_to_an_ended_vthread_is_esrch)
+{
+	struct irqs q = { 0 };
+	long long end = now_ns() + WAIT_NS;
+	vthread_t vt;
+	int r;
+
+	if (!irqs_offered())
+		return;
+	vt = start(returns, &q, count);
+	while ((r = vthread_poke(vt)) == 0 && now_ns() < end)
+		sched_yield();
+	ck_assert_int_eq(r, ESRCH);
+	ck_assert_int_eq(join(vt), (intptr_t)&q);
+	ck_assert_int_eq(vthread_poke(NULL), ESRCH);
+}
+END_TEST
+
+/* Inside a vthread without a handler: pokes and the timer are ignored, and
+ * the calls check their arguments. */
+static void *bad_calls(void *p)
+{
+	(void)p;
+	if (vthread_irq_enable() != EINVAL)
+		return (void *)1;
+	if (vthread_timer((uint64_t)1 << 63, 0) != EINVAL)
+		return (void *)2;
+	if (vthread_irq_disable() || vthread_irq_enable())
+		return (void *)3;
+	return NULL;
+}
+
+START_TEST(test_bad_arguments_get_the_errors_the_header_names)
+{
+	vthread_attr_t attr;
+	vthread_irq_fn fn;
+	void *ctx;
+
+	require_backend();
+	memset(&attr, 0, sizeof(attr));
+	ck_assert_int_eq(vthread_attr_setirqhandler(&attr, count, NULL), EINVAL);
+	ck_assert_int_eq(vthread_attr_init(&attr), 0);
+	ck_assert_int_eq(vthread_attr_getirqhandler(&attr, &fn, &ctx), 0);
+	ck_assert_ptr_null((void *)fn);
+	ck_assert_int_eq(vthread_attr_setirqhandler(&attr, count, &attr), 0);
+	ck_assert_int_eq(vthread_attr_getirqhandler(&attr, &fn, &ctx), 0);
+	ck_assert_ptr_eq((void *)fn, (void *)count);
+	ck_assert_ptr_eq(ctx, &attr);
+	ck_assert_int_eq(vthread_attr_getirqhandler(&attr, NULL, &ctx), EINVAL);
+	vthread_attr_destroy(&attr);
+	ck_assert_int_eq(vthread_timer(1000, 0), EPERM);
+	ck_assert_int_eq(vthread_irq_disable(), EPERM);
+	ck_assert_int_eq(vthread_irq_enable(), EPERM);
+	ck_assert_int_eq(run_vthread(bad_calls, NULL), 0);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("irq");
+	TCase *tc = tcase_create("irq"), *more = tcase_create("more");
+
+	tcase_set_timeout(tc, 300);
+	tcase_add_test(tc, test_a_poke_interrupts_a_spinning_vthread_without_an_exit);
+	tcase_add_test(tc, test_a_periodic_timer_fires_once_a_period_and_stops_when_disarmed);
+	tcase_add_test(tc, test_a_one_shot_timer_fires_once);
+	tcase_add_test(tc, test_disabled_interrupts_wait_and_run_at_the_last_enable);
+	tcase_add_test(tc, test_a_vthread_blocked_in_a_system_call_takes_its_poke_when_the_call_returns);
+	tcase_add_test(tc, test_a_poke_to_an_ended_vthread_is_esrch);
+	tcase_add_test(tc, test_bad_arguments_get_the_errors_the_header_names);
+	suite_add_tcase(s, tc);
+	/* Tens of thousands of interrupts: as CI's "volume" cases, the plain build
+	 * and the SVM lane run them; the sanitizer and ring passes leave them out. */
+	tcase_set_tags(more, "volume");
+	tcase_set_timeout(more, 300);
+	tcase_add_test(more, test_ten_thousand_host_pokes_each_run_the_handler_and_the_last_is_never_lost);
+	tcase_add_test(more, test_registers_flags_errno_and_vector_state_survive_100000_interrupts);
+	tcase_add_test(more, test_signal_handlers_and_interrupt_handlers_interrupt_each_other);
+	suite_add_tcase(s, more);
+	return run_suite(s);
+}
