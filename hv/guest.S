@@ -102,14 +102,20 @@ hv_guest_hostcall:
 	ret
 	.size hv_guest_hostcall, . - hv_guest_hostcall
 
-/* The return address under a vthread's start routine: RAX holds its value. */
+/* The return address under a vthread's start routine: RAX holds its value. Its
+ * CFI ends the guest's stack for unwinders (gdb, libdw), which look up a return
+ * address minus one: the nop. */
 	.globl hv_guest_return
 	.hidden hv_guest_return
 	.type hv_guest_return, @function
 	.balign 16
+	.cfi_startproc
+	.cfi_undefined rip
+	nop
 hv_guest_return:
 	outb %al, $HV_PORT_END
 	ud2
+	.cfi_endproc
 	.size hv_guest_return, . - hv_guest_return
 
 /* vthread_exit() inside a vthread: same exit, value moved into RAX. */

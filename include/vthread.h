@@ -307,6 +307,33 @@ struct vthread_stats {
 #define VTHREAD_STATS_INIT { .size = sizeof(struct vthread_stats) }
 int vthread_get_stats(struct vthread_stats *st);
 
+/*
+ * One vthread's counters since it started, sized as struct vthread_stats
+ * (VTHREAD_THREAD_STATS_INIT): its exits by reason (as above), its system
+ * calls by path, the faults its handler took in the guest, its interrupts, and
+ * its time in the guest. VTHREAD_STATS=2 prints them as each vthread ends. Any
+ * vthread not yet joined or reaped, the caller itself included. ESRCH: no such
+ * vthread; EINVAL: NULL st, or size below sizeof(size_t) + one counter.
+ */
+struct vthread_thread_stats {
+	size_t size;
+	unsigned long exit_syscall;	/* system calls forwarded by an exit */
+	unsigned long exit_mirror;
+	unsigned long exit_fault;
+	unsigned long exit_end;
+	unsigned long exit_signal;
+	unsigned long exit_null;
+	unsigned long exit_other;
+	unsigned long exit_ring;
+	unsigned long exit_hostcall;
+	unsigned long syscalls_ring;	/* system calls a ring server made: no exit */
+	unsigned long faults_in_guest;	/* its fault handler's runs without an exit */
+	unsigned long irqs;		/* its interrupt handler's runs */
+	unsigned long long guest_ns;	/* in KVM_RUN: its code and the runtime's guest side */
+};
+#define VTHREAD_THREAD_STATS_INIT { .size = sizeof(struct vthread_thread_stats) }
+int vthread_get_thread_stats(vthread_t vt, struct vthread_thread_stats *st);
+
 /* The library's version, "MAJOR.MINOR.PATCH": the one loaded, not the header's. */
 const char *vthread_version(void);
 

@@ -163,6 +163,26 @@ __attribute__((no_sanitize("address"))) bool mm_pde_present(const struct mm *mm,
 	return s->huge || (__atomic_load_n(&s->pd[(gva >> 21) & 511], __ATOMIC_ACQUIRE) & MM_PTE_P);
 }
 
+void mm_walk(const struct mm *mm, uint64_t gva, struct mm_walk *w)
+{
+	uint64_t c = gva >> MM_CHUNK_SHIFT;
+	const struct mm_slot *s;
+
+	*w = (struct mm_walk){ .slot = -1 };
+	if (gva >= MM_USER_TOP || !mm->chunk || (int)mm_slot_of(mm, c) < 0)
+		return;
+	w->slot = mm_slot_of(mm, c);
+	w->linked = mm->chunk[c] & MM_CHUNK_LINKED;
+	s = &mm->slots[w->slot];
+	w->huge = w->linked && s->huge;
+	if (!w->linked || w->huge || !s->pd)
+		return;
+	w->pde = __atomic_load_n(&s->pd[(gva >> 21) & 511], __ATOMIC_ACQUIRE);
+	if ((w->pde & MM_PTE_P) && !(w->pde & MM_PTE_PS) && s->pt && s->pt[(gva >> 21) & 511])
+		w->pte = __atomic_load_n(&s->pt[(gva >> 21) & 511][(gva >> 12) & 511],
+					 __ATOMIC_ACQUIRE);
+}
+
 int mm_mirror_range(struct mm *mm, const void *addr, size_t len)
 {
 	uint64_t a = (uintptr_t)addr & ~((1ull << 21) - 1), end = (uintptr_t)addr + len;

@@ -167,6 +167,15 @@ int mm_chunk_flags(struct mm *mm, uint64_t c, uint32_t flags);
 void mm_chunk_drop(struct mm *mm, uint64_t c);
 /* Whether the guest's entry for gva's 2 MiB is present; no lock, no fault. */
 bool mm_pde_present(const struct mm *mm, uint64_t gva);
+/* How the guest's tables reach gva, for a fault report; no lock, no fault. */
+struct mm_walk {
+	int slot;		/* the memslot of gva's GiB, or -1 */
+	bool linked;		/* that GiB is in the guest's tables */
+	bool huge;		/* by one 1 GiB entry */
+	uint64_t pde;		/* else its 2 MiB entry for gva */
+	uint64_t pte;		/* and, when split (vthread_mprotect), its 4 KiB entry */
+};
+void mm_walk(const struct mm *mm, uint64_t gva, struct mm_walk *w);
 /* Whether [lo, hi) is all mapped by the process. */
 bool mm_host_mapped(uint64_t lo, uint64_t hi);
 int mm_mirror_range(struct mm *mm, const void *addr, size_t len);

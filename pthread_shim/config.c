@@ -36,10 +36,11 @@ int shim_config_read(struct shim_config *c, char *err, size_t n)
 {
 	const char *mode = getenv("VTHREAD_SHIM"), *match = getenv("VTHREAD_SHIM_MATCH");
 	const char *max = getenv("VTHREAD_SHIM_MAX");
-	int r;
+	int r, stats;
 
 	*c = (struct shim_config){ .mode = SHIM_ALL, .max = ULONG_MAX };
-	r = rt_env_flag("VTHREAD_STATS", &c->stats, err, n);
+	r = rt_env_stats(&stats, err, n);
+	c->stats = stats > 0;
 	if (!r)
 		r = rt_env_flag("VTHREAD_SHIM_LOG", &c->log, err, n);
 	if (r < 0)

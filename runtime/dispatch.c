@@ -170,8 +170,14 @@ void rt_dispatch(struct vthread *vt)
 	int r;
 
 	do {
+		uint64_t t = rt_now_ns();
+
+		__atomic_store_n(&vt->counts.run_since, t, __ATOMIC_SEQ_CST);
 		__atomic_store_n(&vt->vcpu->in_run, 1, __ATOMIC_SEQ_CST);
 		r = hv_vcpu_run(vt->vcpu, &ex);
+		t = rt_now_ns() - t;
+		__atomic_store_n(&vt->counts.run_since, 0, __ATOMIC_SEQ_CST);	/* stats.c */
+		__atomic_store_n(&vt->counts.guest_ns, vt->counts.guest_ns + t, __ATOMIC_SEQ_CST);
 		/* protect.c: what this vCPU may cache dates from this flush on */
 		__atomic_store_n(&vt->vcpu->ran_gen, __atomic_load_n(&rt.mm.flush_gen, __ATOMIC_SEQ_CST),
 				 __ATOMIC_RELEASE);
@@ -188,6 +194,7 @@ void rt_dispatch(struct vthread *vt)
 		d.counter = exits[ex.kind].counter;
 		next = exits[ex.kind].handle(vt, &ex, &d);
 		rt.exits[d.counter]++;
+		rt_count(&vt->counts.exits[d.counter]);
 		errno = vt->guest_errno;
 	} while (next == RT_RESUME);
 }

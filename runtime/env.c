@@ -28,6 +28,16 @@ int rt_env_flag(const char *var, bool *on, char *why, size_t n)
 	return rt_env_bad(why, n, var, v, "expected 0 or 1");
 }
 
+int rt_env_stats(int *level, char *why, size_t n)
+{
+	const char *v = getenv("VTHREAD_STATS");
+
+	*level = v && (!strcmp(v, "1") || !strcmp(v, "2")) ? *v - '0' : 0;
+	if (!v || !*v || !strcmp(v, "0") || *level)
+		return 0;
+	return rt_env_bad(why, n, "VTHREAD_STATS", v, "expected 0, 1 or 2");
+}
+
 int rt_env_syscalls(int *mode, char *why, size_t n)
 {
 	const char *v = getenv("VTHREAD_SYSCALLS");

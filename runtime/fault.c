@@ -1,22 +1,30 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * A vthread that faults is reported like kvmtool reports a dead guest (fault,
- * address, registers, the symbol and code at RIP), then the process gets the
- * signal the same fault would have raised in a pthread, so crash handlers, core
- * dumps and a parent's waitpid() see what they would have seen.
+ * address, registers, the symbol at RIP and the code around it), with how the
+ * mirror maps the faulting address and a backtrace (backtrace.c); then the
+ * process gets the signal the same fault would have raised in a pthread, so
+ * crash handlers, core dumps and a parent's waitpid() see what they would have
+ * seen. Nothing here allocates or takes a lock the guest may have held.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "native.h"
 #include "rt.h"
+
+#define CODE_BEFORE	32	/* bytes of code shown before RIP, and from it */
+#define CODE_FROM	16
 
 struct report {
 	char buf[2048];
@@ -109,11 +117,27 @@ static int describe(struct report *rp, const struct hv_exit *ex, uint64_t *rip)
 	return signo;
 }
 
+/* The code around rip, rip's byte marked; what of it is readable. */
+static void code(struct report *rp, uint64_t rip)
+{
+	unsigned char b[CODE_BEFORE + CODE_FROM];
+	uint64_t lo = rip - CODE_BEFORE, hi = rip + CODE_FROM, page = rip & ~(MM_PAGE_SIZE - 1);
+
+	if (mm_copy_in(b, (void *)(uintptr_t)lo, hi - lo) < 0) {
+		lo = lo < page ? page : lo;	/* the part on rip's own page */
+		hi = hi > page + MM_PAGE_SIZE ? page + MM_PAGE_SIZE : hi;
+		if (mm_copy_in(b, (void *)(uintptr_t)lo, hi - lo) < 0)
+			return;
+	}
+	say(rp, "\nlibvthread:   code:");
+	for (uint64_t a = lo; a < hi; a++)
+		say(rp, a == rip ? " <%02x>" : " %02x", b[a - lo]);
+}
+
 static void registers(struct report *rp, const hv_regs *r, uint64_t rip, uint64_t rsp,
 		      uint64_t rflags)
 {
 	Dl_info di;
-	unsigned char code[16];
 
 	say(rp, "\nlibvthread:   rip 0x%016llx", (unsigned long long)rip);
 	if (dladdr((void *)(uintptr_t)rip, &di) && di.dli_fname) {
@@ -129,12 +153,66 @@ static void registers(struct report *rp, const hv_regs *r, uint64_t rip, uint64_
 	    r->rax, r->rbx, r->rcx, r->rdx, r->rsi, r->rdi, r->rbp,
 	    (unsigned long long)rsp, r->r8, r->r9, r->r10, r->r11, r->r12, r->r13, r->r14,
 	    r->r15, (unsigned long long)rflags);
-	if (mm_copy_in(code, (void *)(uintptr_t)rip, sizeof(code)) == 0) {
-		say(rp, "\nlibvthread:   code at rip:");
-		for (size_t i = 0; i < sizeof(code); i++)
-			say(rp, " %02x", code[i]);
-	}
+	code(rp, rip);
 	say(rp, "\n");
+}
+
+/* The process's mapping of addr, its line of /proc/self/maps, read without stdio. */
+static void host_mapping(struct report *rp, uint64_t addr)
+{
+	char buf[4096], *line, *nl, *end;
+	size_t have = 0;
+	long fd, n;
+
+	fd = rt_syscall6(SYS_openat, AT_FDCWD, (long)"/proc/self/maps", O_RDONLY | O_CLOEXEC, 0, 0, 0);
+	if (fd < 0)
+		return;
+	while ((n = rt_syscall6(SYS_read, fd, (long)buf + have, sizeof(buf) - 1 - have, 0, 0, 0)) > 0) {
+		have += n;
+		buf[have] = 0;
+		for (line = buf; (nl = strchr(line, '\n')); line = nl + 1) {
+			uint64_t lo = strtoull(line, &end, 16), hi;
+
+			*nl = 0;
+			hi = *end == '-' ? strtoull(end + 1, NULL, 16) : 0;
+			if (addr >= lo && addr < hi) {
+				say(rp, "libvthread:   host mapping: %s\n", line);
+				rt_syscall6(SYS_close, fd, 0, 0, 0, 0, 0);
+				return;
+			}
+		}
+		have = line == buf ? 0 : buf + have - line;	/* a line longer than buf is dropped */
+		memmove(buf, line, have);
+	}
+	rt_syscall6(SYS_close, fd, 0, 0, 0, 0, 0);
+	say(rp, "libvthread:   host mapping: none\n");
+}
+
+/* How the mirror reaches addr: its GiB's memslot, the guest's entries, the host's mapping. */
+static void walk(struct report *rp, uint64_t addr)
+{
+	uint64_t gib = addr & ~(MM_CHUNK - 1);
+	struct mm_walk w;
+
+	mm_walk(&rt.mm, addr, &w);
+	say(rp, "libvthread:   mirror of 0x%llx: GiB 0x%llx ", (unsigned long long)addr,
+	    (unsigned long long)gib);
+	if (w.slot < 0)
+		say(rp, "has no memslot\n");
+	else if (!w.linked)
+		say(rp, "has memslot %d, not linked in the guest's tables\n", w.slot);
+	else if (w.huge)
+		say(rp, "is memslot %d, mapped by one 1 GiB entry\n", w.slot);
+	else if (!(w.pde & MM_PTE_P))
+		say(rp, "is memslot %d; its 2 MiB entry is not present\n", w.slot);
+	else if (w.pde & MM_PTE_PS)
+		say(rp, "is memslot %d; 2 MiB entry 0x%llx\n", w.slot, (unsigned long long)w.pde);
+	else
+		say(rp, "is memslot %d; 2 MiB entry split, 4 KiB entry 0x%llx (%s%s%s,"
+			" vthread_mprotect)\n", w.slot, (unsigned long long)w.pte,
+		    w.pte & MM_PTE_P ? "r" : "-", w.pte & MM_PTE_RW ? "w" : "-",
+		    w.pte & MM_PTE_NX ? "-" : "x");
+	host_mapping(rp, addr);
 }
 
 /* As the kernel forces a fault's signal: unblocked, and deadly if ignored. */
@@ -154,6 +232,74 @@ static void __attribute__((noreturn)) raise_fault_signal(int signo)
 	signal(signo, SIG_DFL);
 	pthread_kill(pthread_self(), signo);
 	abort();
+}
+
+/*
+ * Whether the faulting instruction faults the same way run natively, on this
+ * thread, with the guest's registers: an access where the process maps
+ * nothing, one the host refused, a divide error, a ud2. Another fault (a
+ * guest protection, a missing CPU feature) might not, and the guest's code
+ * must not go on running on the host. (Another thread mapping the address in
+ * between is a race the program lost either way: its access then succeeds.)
+ */
+static bool refaults_natively(const struct hv_exit *ex, uint64_t rip)
+{
+	uint64_t page = ex->cr2 & ~(MM_PAGE_SIZE - 1);
+	unsigned char op[2];
+
+	if (ex->kind == HV_EXIT_EFAULT)
+		return ex->cr2 != 0;
+	if (ex->kind != HV_EXIT_EXCEPTION)
+		return false;
+	switch (ex->vector) {
+	case HV_VECTOR_PF:
+		return !(ex->frame.error & 1) && !mm_host_mapped(page, page + MM_PAGE_SIZE);
+	case 0:
+		return true;
+	case 6:		/* ud2, ud1, ud0 */
+		return mm_copy_in(op, (void *)(uintptr_t)rip, 2) == 0 && op[0] == 0x0f &&
+		       (op[1] == 0x0b || op[1] == 0xb9 || op[1] == 0xff);
+	default:
+		return false;
+	}
+}
+
+/*
+ * Runs the faulting instruction again on this thread with the guest's
+ * registers, stack, FS base and signal mask, where it faults as it did in the
+ * guest: the kernel then delivers its own signal (siginfo included) to a thread
+ * whose registers are the guest's, which a debugger stopping on it and a core
+ * dump show, with the guest's stack to unwind. Only once per process: a second
+ * vthread dying meanwhile raises its signal as before.
+ */
+static void refault_natively(struct vthread *vt, const struct hv_exit *ex, uint64_t rip,
+			     uint64_t rsp, uint64_t rflags)
+{
+	static atomic_flag once = ATOMIC_FLAG_INIT;
+	const hv_regs *r = &ex->regs;
+	struct rt_native_clone c = {
+		.gprs = { r->rax, r->rbx, r->rcx, r->rdx, r->rsi, r->rdi, r->rbp, r->r8,
+			  r->r9, r->r10, r->r11, r->r12, r->r13, r->r14, r->r15 },
+		.rip = rip,
+		.rflags = (rflags & 0xcd5) | 2,	/* the arithmetic flags and DF; not AC, TF */
+		.rsp = rsp,
+		.fs = vt->fs_base,
+		.mask = vt->mask,
+		.mxcsr = 0x1f80,	/* the ABI's defaults, unless the vCPU says */
+		.fcw = 0x37f,
+	};
+	char staged[NC_STAGED] = { 0 };
+
+	if (!refaults_natively(ex, rip) || !rsp ||
+	    mm_copy_out((void *)(uintptr_t)(rsp - NC_RED_ZONE - NC_STAGED), staged,
+			sizeof(staged)) < 0 ||
+	    atomic_flag_test_and_set(&once))
+		return;
+	if (hv_vcpu_get_xsave(vt->vcpu, &vt->xsave) == 0) {
+		memcpy(&c.mxcsr, (const char *)vt->xsave.region + 24, sizeof(c.mxcsr));
+		memcpy(&c.fcw, vt->xsave.region, sizeof(c.fcw));
+	}
+	rt_native_enter(&c);
 }
 
 /* si_code of each vector's signal, as Linux fills it for a pthread. */
@@ -205,22 +351,26 @@ void rt_bad_frame(struct vthread *vt, const hv_regs *r)
 	    (unsigned long long)r->rsp - 8);
 	registers(&rp, r, r->rcx, r->rsp, r->r11);
 	flush(&rp);
+	rt_backtrace(r, r->rcx, r->rsp);
 	raise_fault_signal(SIGSEGV);
 }
 
 void rt_fault(struct vthread *vt, const struct hv_exit *ex)
 {
+	bool frame = ex->kind == HV_EXIT_EXCEPTION;
+	uint64_t rip, rsp = frame ? ex->frame.rsp : ex->regs.rsp;
 	struct report rp = { .len = 0 };
-	uint64_t rip;
 	int signo;
 
 	say(&rp, "libvthread: vthread %llu (tid %d) ", (unsigned long long)vt->id, gettid());
 	signo = describe(&rp, ex, &rip);
-	if (ex->kind == HV_EXIT_EXCEPTION)
-		registers(&rp, &ex->regs, rip, ex->frame.rsp, ex->frame.rflags);
-	else
-		registers(&rp, &ex->regs, rip, ex->regs.rsp, ex->regs.rflags);
+	registers(&rp, &ex->regs, rip, rsp, frame ? ex->frame.rflags : ex->regs.rflags);
+	if ((frame && ex->vector == HV_VECTOR_PF) ||
+	    (ex->kind == HV_EXIT_EFAULT && ex->cr2))
+		walk(&rp, ex->cr2);
 	flush(&rp);
+	rt_backtrace(&ex->regs, rip, rsp);
+	refault_natively(vt, ex, rip, rsp, frame ? ex->frame.rflags : ex->regs.rflags);
 	raise_fault_signal(signo);
 }
 

@@ -35,6 +35,7 @@ __attribute__((no_sanitize("address"))) void rt_guest_fault(struct hv_fault_rec 
 		};
 
 		if (vt->fault_fn(&vf, vt->fault_ctx) == VTHREAD_FAULT_RETRY) {
+			rt_count(&vt->counts.guest_faults);
 			f->frame_at = 0;
 			return;
 		}

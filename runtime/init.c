@@ -168,17 +168,15 @@ err:
 /* The variables read once, at the first use: 0, or -ENOSYS with rt.why set. */
 static int read_env(int *mode)
 {
-	bool stats;
-
 	if (rt_env_flag("VTHREAD_DEBUG", &rt.debug, rt.why, sizeof(rt.why)) < 0 ||
-	    rt_env_flag("VTHREAD_STATS", &stats, rt.why, sizeof(rt.why)) < 0 ||
+	    rt_env_stats(&rt.stats, rt.why, sizeof(rt.why)) < 0 ||
 	    rt_env_syscalls(mode, rt.why, sizeof(rt.why)) < 0)
 		return -ENOSYS;
 	if (!atfork_ready) {
 		pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
 		atfork_ready = true;
 	}
-	if (stats)
+	if (rt.stats)
 		rt_stats_at_exit();	/* again in a fork child that starts its own */
 	return 0;
 }

@@ -37,19 +37,10 @@ void rt_irq_end(struct vthread *vt)
 		rt_die(vt, "cannot reset its local APIC", r);
 }
 
-/* CLOCK_MONOTONIC, the clock KVM's APIC timer runs on (the vDSO's in the guest). */
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + ts.tv_nsec;
-}
-
 /* With interrupts off: whether the timer is due, and armed for its next expiry. */
 static bool timer_due(struct vthread *vt)
 {
-	uint64_t now = now_ns(), p = vt->timer_period;
+	uint64_t now = rt_now_ns(), p = vt->timer_period;
 
 	if (!vt->timer_next)
 		return false;	/* disarmed since it was armed */
@@ -80,6 +71,7 @@ __attribute__((no_sanitize("address"))) void rt_guest_irq(struct hv_irq_rec *q)
 		errno = e;
 		return;
 	}
+	rt_count(&vt->counts.irqs);
 	vt->in_irq = true;
 	vt->irq_fn((int)q->source, vt->irq_ctx);
 	vt->in_irq = false;
@@ -132,7 +124,7 @@ RT_API int vthread_timer(uint64_t first_ns, uint64_t period_ns)
 		return 0;	/* ignored: nothing would run */
 	f = hv_guest_irq_save();
 	vt->timer_period = period_ns;
-	vt->timer_next = first_ns ? now_ns() + first_ns : 0;
+	vt->timer_next = first_ns ? rt_now_ns() + first_ns : 0;
 	hv_guest_timer(first_ns);
 	hv_guest_irq_restore(f);
 	return 0;

@@ -13,7 +13,6 @@
 #define SYS_arch_prctl		158
 #define ARCH_SET_FS		0x1002
 #define FUTEX_WAKE_PRIVATE	129
-#define RED_ZONE		128
 
 	.text
 	.globl rt_native_clone
@@ -33,25 +32,32 @@ rt_native_clone:
 	movq NC_ARGS+40(%r12), %r9
 	syscall
 	testq %rax, %rax
-	jz 1f
+	jz rt_native_enter_r12		/* the child: nothing above this frame is its own */
 	popq %r12
 	.cfi_adjust_cfa_offset -8
 	ret
 	.cfi_endproc
+	.size rt_native_clone, . - rt_native_clone
 
-	/* The child: nothing above this frame is its own. */
-1:	movq NC_RSP(%r12), %rbx
+/* void rt_native_enter(struct rt_native_clone *c): this thread becomes c's guest state. */
+	.globl rt_native_enter
+	.hidden rt_native_enter
+	.type rt_native_enter, @function
+rt_native_enter:
+	movq %rdi, %r12
+rt_native_enter_r12:
+	movq NC_RSP(%r12), %rbx
 	testq %rbx, %rbx
 	cmovzq %rsp, %rbx		/* the target stack pointer */
 	/*
-	 * The switch ends with `popfq; ret $RED_ZONE`: the guest's RIP is staged
+	 * The switch ends with `popfq; ret $NC_RED_ZONE`: the guest's RIP is staged
 	 * just below its red zone, so the return lands RSP exactly on the target.
 	 * (Not `iretq`: QEMU's emulation of it at CPL3 reads the frame as a
 	 * supervisor access, which SMAP refuses on user pages.)
 	 */
 	movq NC_RIP(%r12), %rax
-	movq %rax, -RED_ZONE-8(%rbx)
-	leaq -RED_ZONE-8(%rbx), %rsp
+	movq %rax, -NC_RED_ZONE-8(%rbx)
+	leaq -NC_RED_ZONE-8(%rbx), %rsp
 	pushq NC_RFLAGS(%r12)
 	.irp i, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14
 	pushq NC_GPRS+8*\i(%r12)
@@ -95,7 +101,7 @@ rt_native_clone:
 	popq %rbx
 	popq %rax
 	popfq
-	ret $RED_ZONE
-	.size rt_native_clone, . - rt_native_clone
+	ret $NC_RED_ZONE
+	.size rt_native_enter, . - rt_native_enter
 
 	.section .note.GNU-stack, "", @progbits

@@ -2,8 +2,12 @@
 /*
  * What runtime/native.S and runtime/clone.c agree on: the guest state a clone
  * child continues from, natively, at the instruction after the guest's
- * `syscall`. Offsets in bytes; clone.c checks them against the struct.
+ * `syscall`; also the state of a fatal fault that fault.c runs again natively.
+ * Offsets in bytes; clone.c checks them against the struct.
  */
+#define NC_RED_ZONE	128
+/* What rt_native_enter writes below the target stack's red zone: RIP, RFLAGS, 15 registers */
+#define NC_STAGED	(17 * 8)
 #ifndef RT_NATIVE_H
 #define RT_NATIVE_H
 
@@ -35,5 +39,7 @@ struct rt_native_clone {
 
 /* Makes the call; returns its result in the parent, never in the child. */
 long rt_native_clone(struct rt_native_clone *c);
+/* The calling thread becomes c's guest state, as a clone child does (c->nr unused). */
+void rt_native_enter(struct rt_native_clone *c) __attribute__((noreturn));
 #endif
 #endif

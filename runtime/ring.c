@@ -179,8 +179,10 @@ static void serve(struct hv_ring_slot *s)
 		break;
 	}
 	s->ret = done ? ret : moved;
-	if (done)
+	if (done) {
 		rt.ring_served++;
+		rt_count(s->served);
+	}
 	if (atomic_exchange(state, done ? HV_RING_DONE : HV_RING_BOUNCED) & WAITER)
 		futex(state, FUTEX_WAKE, 1);
 }
@@ -315,6 +317,7 @@ int rt_ring_attach(struct vthread *vt)
 	if (r < 0 || !vt->ring)
 		return r;
 	s->state = HV_RING_FREE;
+	s->served = &vt->counts.ring;
 	pthread_mutex_lock(&ring.lock);
 	__atomic_store_n(&ring.active[ring.nactive], s, __ATOMIC_RELEASE);
 	ring.nactive++;

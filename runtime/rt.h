@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/mman.h>
+#include <time.h>
 
 #include "../include/vthread.h"
 #include "../hv/hv.h"
@@ -73,6 +74,34 @@ struct rt_ksigaction {
 	uint64_t mask;
 };
 
+/*
+ * A vthread's own counters (vthread_get_thread_stats). One writer at a time:
+ * its backing thread, its guest, or the ring server making its call, which it
+ * waits for; readers take relaxed loads.
+ */
+struct rt_counts {
+	unsigned long exits[RT_EXIT_NR];
+	unsigned long ring;		/* calls ring servers made */
+	unsigned long guest_faults;	/* fault handler runs that needed no exit */
+	unsigned long irqs;
+	uint64_t guest_ns;		/* in KVM_RUN, the runs that have returned */
+	uint64_t run_since;		/* when the run now in progress began; 0: none */
+};
+
+/* CLOCK_MONOTONIC: the clock KVM's APIC timer runs on; the vDSO's in a guest too. */
+static inline uint64_t rt_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + ts.tv_nsec;
+}
+
+__attribute__((no_sanitize("address"))) static inline void rt_count(unsigned long *c)
+{
+	__atomic_store_n(c, *c + 1, __ATOMIC_RELAXED);
+}
+
 struct vthread {
 	struct vthread *prev, *next;	/* registry of handles, under rt.lock */
 	enum rt_thread_state state;	/* under rt.lock */
@@ -112,6 +141,7 @@ struct vthread {
 	bool in_irq;			/* the handler runs */
 	uint64_t timer_next;		/* CLOCK_MONOTONIC ns of the next expiry; 0: none */
 	uint64_t timer_period;
+	struct rt_counts counts;
 };
 
 /* What a fault adds to a signal's ucontext. */
@@ -124,6 +154,7 @@ struct rt {
 	enum rt_state state;
 	char why[256];			/* why the runtime is unusable */
 	bool debug;
+	int stats;			/* VTHREAD_STATS: 0, 1, 2 */
 	struct hv hv;
 	struct mm mm;
 	void *idt;
@@ -143,6 +174,8 @@ struct rt {
 
 extern struct rt rt;
 extern __thread struct vthread *rt_current __attribute__((tls_model("initial-exec")));
+/* vthread.c: whether vt is a handle not yet joined or reaped; rt.lock held */
+bool rt_registry_has(const struct vthread *vt);
 
 /* Code of the calling thread runs in a vthread's guest: not a host thread, a
  * host call's function or a handler run on the backing thread. */
@@ -291,6 +324,9 @@ bool rt_cancel_ready(void);
  * or RT_CALL_NOT_MADE. vt->kicked says whether a signal came meanwhile. */
 long rt_call_interruptible(struct vthread *vt, const hv_regs *r);
 
+/* backtrace.c: the guest's stack unwound from these registers, to stderr */
+void rt_backtrace(const hv_regs *r, uint64_t rip, uint64_t rsp);
+
 /* fault.c */
 void rt_fault(struct vthread *vt, const struct hv_exit *ex) __attribute__((noreturn));
 /* Enters the guest's handler for the fault's signal, if it has one: 1, else 0.
@@ -310,7 +346,9 @@ int rt_fault_address(const struct vthread *vt, const hv_regs *r, uint64_t *addr,
 void rt_bad_frame(struct vthread *vt, const hv_regs *r) __attribute__((noreturn));
 void rt_die(struct vthread *vt, const char *what, int err) __attribute__((noreturn));
 
-/* stats.c: registers the VTHREAD_STATS=1 report at exit, unless the shim has its own */
+/* stats.c: registers the VTHREAD_STATS=1 report at exit, unless the shim has its own;
+ * rt_stats_thread prints a vthread's counters as it ends (VTHREAD_STATS=2) */
+void rt_stats_thread(const struct vthread *vt);
 void rt_stats_at_exit(void);
 void rt_stats_exiting(void);	/* the process is ending: the report, once */
 

@@ -29,6 +29,8 @@ void rt_stats_print(int fd);
 /* Reads a boolean variable: unset, empty or 0 is false, 1 is true; anything
  * else is -EINVAL with the reason written to why. */
 int rt_env_flag(const char *var, bool *on, char *why, size_t n);
+/* VTHREAD_STATS: 0, 1 (the process's report at exit) or 2 (each vthread's too) */
+int rt_env_stats(int *level, char *why, size_t n);
 /* Writes "VAR=VAL: want" to why, the one form of every variable's error: -EINVAL. */
 int rt_env_bad(char *why, size_t n, const char *var, const char *val, const char *want);
 

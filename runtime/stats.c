@@ -1,5 +1,7 @@
 /* SPDX-License-Identifier: MIT */
-/* Counters: vthread_get_stats() and the VTHREAD_STATS=1 report at exit. */
+/* Counters: vthread_get_stats(), vthread_get_thread_stats(), and the VTHREAD_STATS
+ * reports: the process's at exit (1), each vthread's as it ends (2). */
+#define _GNU_SOURCE
 #include <errno.h>
 #include <stdatomic.h>
 #include <stddef.h>
@@ -45,6 +47,85 @@ RT_API int vthread_get_stats(struct vthread_stats *st)
 	memset((char *)st + n, 0, st->size - n);
 	memcpy(st, &s, n);
 	return 0;
+}
+
+/*
+ * Time in the guest, the run in progress included. The backing thread clears
+ * run_since before it adds the run to guest_ns, and sets it anew before the
+ * next: a read between two equal run_since loads counts no run twice.
+ */
+static uint64_t guest_ns(const struct rt_counts *c)
+{
+	uint64_t since, ns;
+
+	do {
+		since = __atomic_load_n(&c->run_since, __ATOMIC_SEQ_CST);
+		ns = __atomic_load_n(&c->guest_ns, __ATOMIC_SEQ_CST);
+	} while (since != __atomic_load_n(&c->run_since, __ATOMIC_SEQ_CST));
+	return since ? ns + rt_now_ns() - since : ns;
+}
+
+/* The caller's struct, sized as vthread_get_stats's. */
+RT_API int vthread_get_thread_stats(vthread_t vt, struct vthread_thread_stats *st)
+{
+	struct vthread_thread_stats s;
+	const struct rt_counts *c;
+	size_t n;
+
+	if (!st || st->size < offsetof(struct vthread_thread_stats, exit_syscall) +
+				  sizeof(st->exit_syscall))
+		return EINVAL;
+	n = st->size < sizeof(s) ? st->size : sizeof(s);
+	pthread_mutex_lock(&rt.lock);
+	if (!rt_registry_has(vt)) {
+		pthread_mutex_unlock(&rt.lock);
+		return ESRCH;
+	}
+	c = &vt->counts;
+#define LOAD(f) __atomic_load_n(&c->f, __ATOMIC_RELAXED)
+	s = (struct vthread_thread_stats){
+		.size = n,
+		.exit_syscall = LOAD(exits[RT_EXIT_SYSCALL]),
+		.exit_mirror = LOAD(exits[RT_EXIT_MIRROR]),
+		.exit_fault = LOAD(exits[RT_EXIT_FAULT]),
+		.exit_end = LOAD(exits[RT_EXIT_END]),
+		.exit_signal = LOAD(exits[RT_EXIT_SIGNAL]),
+		.exit_null = LOAD(exits[RT_EXIT_NULL]),
+		.exit_other = LOAD(exits[RT_EXIT_OTHER]),
+		.exit_ring = LOAD(exits[RT_EXIT_RING]),
+		.exit_hostcall = LOAD(exits[RT_EXIT_HOSTCALL]),
+		.syscalls_ring = LOAD(ring),
+		.faults_in_guest = LOAD(guest_faults),
+		.irqs = LOAD(irqs),
+		.guest_ns = guest_ns(c),
+	};
+#undef LOAD
+	pthread_mutex_unlock(&rt.lock);
+	memset((char *)st + n, 0, st->size - n);
+	memcpy(st, &s, n);
+	return 0;
+}
+
+void rt_stats_thread(const struct vthread *vt)
+{
+	const struct rt_counts *c = &vt->counts;
+	char buf[512];
+	int n;
+
+	n = snprintf(buf, sizeof(buf),
+		     "libvthread stats: vthread %llu (tid %d): %llu.%03llu ms in the guest; exits:"
+		     " syscall %lu, mirror %lu, fault %lu, end %lu, signal %lu, null %lu, ring %lu,"
+		     " hostcall %lu, other %lu; ring calls %lu, faults in the guest %lu,"
+		     " interrupts %lu\n",
+		     (unsigned long long)vt->id, gettid(),
+		     (unsigned long long)(c->guest_ns / 1000000),
+		     (unsigned long long)(c->guest_ns / 1000 % 1000), c->exits[RT_EXIT_SYSCALL],
+		     c->exits[RT_EXIT_MIRROR], c->exits[RT_EXIT_FAULT], c->exits[RT_EXIT_END],
+		     c->exits[RT_EXIT_SIGNAL], c->exits[RT_EXIT_NULL], c->exits[RT_EXIT_RING],
+		     c->exits[RT_EXIT_HOSTCALL], c->exits[RT_EXIT_OTHER], c->ring, c->guest_faults,
+		     c->irqs);
+	if (n > 0)
+		rt_syscall6(SYS_write, STDERR_FILENO, (long)buf, n, 0, 0, 0);
 }
 
 void rt_stats_print(int fd)

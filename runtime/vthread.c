@@ -95,7 +95,7 @@ static void registry_del(struct vthread *vt)
 	rt.live--;
 }
 
-static bool registry_has(const struct vthread *vt)
+bool rt_registry_has(const struct vthread *vt)
 {
 	for (const struct vthread *v = rt.registry.next; v != &rt.registry; v = v->next)
 		if (v == vt)
@@ -175,6 +175,8 @@ static void *backing_main(void *p)
 	asan_leave_guest_stack(vt);
 	rt_ring_detach(vt);
 	rt_irq_end(vt);
+	if (rt.stats == 2)
+		rt_stats_thread(vt);
 
 	rt_vcpu_put(vt->vcpu);
 	rt_stack_put(vt);
@@ -378,7 +380,7 @@ RT_API int vthread_join(vthread_t vt, void **retval)
 	int r = 0;
 
 	pthread_mutex_lock(&rt.lock);
-	if (!registry_has(vt))
+	if (!rt_registry_has(vt))
 		r = ESRCH;
 	else if (vt == rt_current)
 		r = EDEADLK;
@@ -403,7 +405,7 @@ RT_API int vthread_detach(vthread_t vt)
 	int r = 0;
 
 	pthread_mutex_lock(&rt.lock);
-	if (!registry_has(vt)) {
+	if (!rt_registry_has(vt)) {
 		r = ESRCH;
 	} else if (vt->state == RT_THREAD_DETACHED || vt->state == RT_THREAD_JOINING) {
 		r = EINVAL;

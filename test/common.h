@@ -99,6 +99,28 @@ static inline void read_all(int fd, char *buf, size_t len)
 	buf[got] = 0;
 }
 
+/* Runs body(arg) in a forked child whose stderr goes to out (read_all); its wait status. */
+static inline int stderr_of_child(void (*body)(void *), void *arg, char *out, size_t len)
+{
+	int p[2], status;
+	pid_t pid;
+
+	ck_assert_int_eq(pipe(p), 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		dup2(p[1], STDERR_FILENO);
+		close(p[0]);
+		body(arg);
+		_exit(0);
+	}
+	close(p[1]);
+	read_all(p[0], out, len);
+	close(p[0]);
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	return status;
+}
+
 /* Resident memory of this process, in bytes. */
 static inline long resident(void)
 {

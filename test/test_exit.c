@@ -253,30 +253,25 @@ static void *underscore_exit(void *arg)
 	_exit((int)(intptr_t)arg);
 }
 
+static void stats_then__exit(void *arg)
+{
+	vthread_t vt;
+
+	(void)arg;
+	setenv("VTHREAD_STATS", "1", 1);	/* read when the runtime starts, below */
+	if (vthread_create(&vt, NULL, underscore_exit, (void *)5))
+		_exit(99);
+	vthread_join(vt, NULL);
+	_exit(98);
+}
+
 START_TEST(test_stats_report_comes_when_a_vthread_calls__exit)
 {
 	char out[4096], *report;
-	int p[2], status;
-	pid_t pid;
+	int status;
 
 	require_backend();
-	ck_assert_int_eq(pipe(p), 0);
-	pid = fork();
-	ck_assert_int_ge(pid, 0);
-	if (pid == 0) {
-		vthread_t vt;
-
-		setenv("VTHREAD_STATS", "1", 1);	/* read when the runtime starts, below */
-		dup2(p[1], STDERR_FILENO);
-		if (vthread_create(&vt, NULL, underscore_exit, (void *)5))
-			_exit(99);
-		vthread_join(vt, NULL);
-		_exit(98);
-	}
-	close(p[1]);
-	read_all(p[0], out, sizeof(out));
-	close(p[0]);
-	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	status = stderr_of_child(stats_then__exit, NULL, out, sizeof(out));
 	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 5);
 	report = strstr(out, "libvthread stats:");
 	ck_assert_msg(report && !strstr(report + 1, "libvthread stats:"), "not one report: %s", out);

@@ -177,6 +177,7 @@ static bool lockstep(struct irqs *q, vthread_t vt, long n, bool (*wait)(volatile
 
 START_TEST(test_a_poke_interrupts_a_spinning_vthread_without_an_exit)
 {
+	struct vthread_thread_stats st = VTHREAD_THREAD_STATS_INIT;
 	struct irqs q = { 0 };
 	unsigned long before;
 	vthread_t vt;
@@ -189,6 +190,8 @@ START_TEST(test_a_poke_interrupts_a_spinning_vthread_without_an_exit)
 	before = exits();
 	ck_assert(lockstep(&q, vt, 1000, wait_for));
 	ck_assert_uint_eq(exits(), before);
+	ck_assert_int_eq(vthread_get_thread_stats(vt, &st), 0);
+	ck_assert_uint_eq(st.irqs, 1001);	/* its own count of handler runs */
 	q.stop = 1;
 	ck_assert_int_eq(join(vt), 0);
 	ck_assert_int_eq(q.pokes, 1001);

@@ -92,6 +92,7 @@ static bool ip_in(unsigned long ip, const void *fn)
 struct rounds {
 	struct seen *s;
 	struct vthread_stats st[2];
+	struct vthread_thread_stats own;
 };
 
 UNINSTRUMENTED static void *write_rounds(void *arg)
@@ -111,16 +112,17 @@ UNINSTRUMENTED static void *write_rounds(void *arg)
 		}
 		vthread_get_stats(&w->st[n]);
 	}
-	return NULL;
+	return (void *)(intptr_t)vthread_get_thread_stats(vthread_self(), &w->own);
 }
 
 START_TEST(test_a_write_fault_is_handled_in_the_vthread_and_retried_without_an_exit)
 {
 	struct seen s = { .page = map(PAGE, PROT_READ | PROT_WRITE), .prot_fix = PROT_READ | PROT_WRITE };
-	struct rounds w = { &s, { VTHREAD_STATS_INIT, VTHREAD_STATS_INIT } };
+	struct rounds w = { &s, { VTHREAD_STATS_INIT, VTHREAD_STATS_INIT }, VTHREAD_THREAD_STATS_INIT };
 	intptr_t r = run_handled(write_rounds, &w, handler, &s);
 
 	ck_assert_int_eq(r, 0);
+	ck_assert_uint_eq(w.own.faults_in_guest, 2 * ROUNDS);	/* its own count */
 	for (unsigned long *a = &w.st[0].exit_syscall, *b = &w.st[1].exit_syscall;
 	     a <= &w.st[0].exit_hostcall; a++, b++)
 		ck_assert_msg(*a == *b, "exit counter %ld moved from %lu to %lu over %d handled faults",

@@ -1,0 +1,70 @@
+#!/bin/sh
+# SPDX-License-Identifier: MIT
+# gdb on vthreads, in batch mode: a vthread's crash stops gdb in the crashing
+# function with the vthread's registers, arguments and stack, live, in gdb's
+# core file and in the kernel's; the same program's pthread under vthread-run;
+# a SIGINT (what Ctrl-C sends) while vthreads compute, then `continue`, leaves
+# them unharmed.
+# usage: gdb.sh GDB_PROG GDB_PTHREAD_PROG VTHREAD_RUN WORKDIR
+set -eu
+prog=$(readlink -f "$1") pthread_prog=$(readlink -f "$2") run=$(readlink -f "$3") work=$4
+rm -rf "$work"
+mkdir -p "$work"
+cd "$work"
+fails=0
+
+check() {	# FILE REGEX WHAT
+	if grep -Eq "$2" "$1"; then
+		echo "ok: $3"
+	else
+		echo "FAIL: $3: no /$2/ in $1:"
+		cat "$1"
+		fails=$((fails + 1))
+	fi
+}
+
+g() {
+	gdb -nx -batch "$@" 2>&1
+}
+
+g -ex run -ex bt -ex 'info registers rip' -ex 'p counter' -ex 'frame 2' -ex 'p arg' \
+	-ex 'p $_siginfo.si_code' -ex 'p $_siginfo._sifields._sigfault.si_addr' \
+	-ex "gcore $work/core.gdb" --args "$prog" crash > live.out || true
+check live.out 'received signal SIGSEGV' 'live: gdb stops at the vthread crash'
+check live.out '^#0 .* in store \(p=0x0, v=43\)' 'live: frame 0 is the crashing function, with its arguments'
+check live.out '^#1 .* in step \(p=0x0, v=42\)' 'live: its caller'
+check live.out '^#2 .* in work \(arg=0x0\)' "live: the vthread's start routine"
+check live.out '^rip +0x[0-9a-f]+ +0x[0-9a-f]+ <store\+[0-9]+>' 'live: rip is in store'
+check live.out '^\$1 = 42$' 'live: p of a global the vthread wrote'
+check live.out '^\$2 = \(void \*\) 0x0$' 'live: p of an outer frame argument'
+check live.out '^\$3 = 1$' "live: the kernel's siginfo, SEGV_MAPERR ..."
+check live.out '^\$4 = \(void \*\) 0x0$' '... at the address written'
+
+g -ex bt -ex 'info registers rip' "$prog" core.gdb > gcore.out || true
+check gcore.out '^#0 .* in store \(p=0x0' "gcore's core: the crashing frame"
+check gcore.out '^#2 .* in work ' "gcore's core: the start routine"
+
+pattern=$(cat /proc/sys/kernel/core_pattern)
+case $pattern in
+*/* | '|'*)
+	echo "note: the kernel's core dump is not checked here: core_pattern is $pattern" ;;
+*)
+	(ulimit -c unlimited && exec "$prog" crash) 2> kernel.stderr || true
+	core=$(ls -t | grep -E '^core' | grep -v '^core.gdb$' | head -n 1)
+	g -ex bt -ex 'info registers rip' "$prog" "${core:-no-core-file}" > kcore.out || true
+	check kcore.out '^#0 .* in store \(p=0x0' "the kernel's core: the crashing frame"
+	check kcore.out '^#2 .* in work ' "the kernel's core: the start routine"
+	check kcore.out '^rip +0x[0-9a-f]+ +0x[0-9a-f]+ <store\+[0-9]+>' "the kernel's core: rip" ;;
+esac
+
+g -ex run -ex bt --args "$run" "$pthread_prog" > shim.out || true
+check shim.out 'libvthread: vthread [0-9]+ ' 'vthread-run: the pthread ran as a vthread'
+check shim.out '^#0 .* in store \(p=0x0' 'vthread-run: the crashing frame'
+check shim.out '^#2 .* in work ' 'vthread-run: the start routine'
+
+g -ex run -ex 'info threads' -ex continue --args "$prog" interrupt > interrupt.out || true
+check interrupt.out 'received signal SIGINT' 'SIGINT stops the program under gdb'
+check interrupt.out 'interrupt: 0 of 4 sums wrong' 'after continue the vthreads computed right'
+check interrupt.out 'exited normally' 'and the program ended normally'
+
+[ "$fails" = 0 ]
