@@ -103,6 +103,13 @@ void rt_guest_irq(struct hv_irq_rec *q);
 
 typedef struct kvm_regs hv_regs;
 
+/*
+ * In KVM_RUN a backing thread holds HV_RUN_MARK in R9 and its kvm_run in R8:
+ * a debugger that stops it there (hv/libvthread-gdb.py.in) finds the guest's
+ * registers in kvm_run->s.regs, which KVM fills as KVM_RUN returns.
+ */
+#define HV_RUN_MARK	0x6e75722d6d766b76ull	/* "vkvm-run" */
+
 enum hv_exit_kind {
 	HV_EXIT_SYSCALL,	/* guest executed `syscall`: number and args in regs */
 	HV_EXIT_EXCEPTION,	/* CPU exception; vector and frame in the exit */
@@ -159,6 +166,8 @@ struct hv {
 	bool guest_xsave;		/* guests may execute XSAVE */
 	bool irqchip;			/* in-kernel local APICs: interrupts (apic.c) */
 	bool guest_ipi;			/* guests may write the ICR (hv_guest_poke) */
+	bool sync_regs;			/* KVM_CAP_SYNC_REGS: kvm_run holds the guest's
+					 * registers after every KVM_RUN */
 	struct kvm_cpuid2 *cpuid;	/* what guests are given */
 };
 

@@ -92,6 +92,8 @@ int hv_open(struct hv *hv, const char *dev, struct hv_vcpu *first, char *why, si
 		goto err;
 	}
 	hv->run_size = ioctl(hv->kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
+	r = ioctl(hv->vm_fd, KVM_CHECK_EXTENSION, KVM_CAP_SYNC_REGS);
+	hv->sync_regs = r > 0 && (r & KVM_SYNC_X86_REGS);
 	hv->max_vcpus = ioctl(hv->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_MAX_VCPUS);
 	if (hv->max_vcpus <= 0)
 		hv->max_vcpus = ioctl(hv->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_NR_VCPUS);
@@ -190,6 +192,8 @@ int hv_vcpu_create(struct hv *hv, struct hv_vcpu *vc, int id)
 		vc->fd = -1;
 		return err;
 	}
+	if (hv->sync_regs)
+		vc->run->kvm_valid_regs = KVM_SYNC_X86_REGS;
 	return 0;
 }
 
@@ -335,16 +339,29 @@ static int io_exit(struct hv_vcpu *vc, struct hv_exit *ex)
 }
 
 /* KVM_RUN without the libc wrapper: errno belongs to the guest, which shares
- * the backing thread's TLS, and a signal must not change it. */
-static int kvm_run(int fd)
+ * the backing thread's TLS, and a signal must not change it. R8 and R9 mark
+ * the call for a debugger (HV_RUN_MARK). */
+static int kvm_run(struct hv_vcpu *vc)
 {
+	register long r8 __asm__("r8") = (long)vc->run;
+	register long r9 __asm__("r9") = (long)HV_RUN_MARK;
 	long ret;
 
 	__asm__ volatile("syscall"
 			 : "=a"(ret)
-			 : "a"((long)SYS_ioctl), "D"((long)fd), "S"((long)KVM_RUN), "d"(0L)
+			 : "a"((long)SYS_ioctl), "D"((long)vc->fd), "S"((long)KVM_RUN), "d"(0L),
+			   "r"(r8), "r"(r9)
 			 : "rcx", "r11", "memory");
 	return (int)ret;
+}
+
+/* The registers as the exit left them: from kvm_run where KVM put them there. */
+static int exit_regs(struct hv_vcpu *vc, hv_regs *r)
+{
+	if (!vc->hv->sync_regs)
+		return hv_vcpu_get_regs(vc, r);
+	*r = vc->run->s.regs.regs;
+	return 0;
 }
 
 int hv_vcpu_run(struct hv_vcpu *vc, struct hv_exit *ex)
@@ -352,7 +369,7 @@ int hv_vcpu_run(struct hv_vcpu *vc, struct hv_exit *ex)
 	int r;
 
 	memset(ex, 0, sizeof(*ex));
-	r = kvm_run(vc->fd);
+	r = kvm_run(vc);
 	if (r < 0) {
 		ex->err = -r;
 		if (r == -EINTR || r == -EAGAIN) {
@@ -360,12 +377,12 @@ int hv_vcpu_run(struct hv_vcpu *vc, struct hv_exit *ex)
 			return 0;
 		}
 		ex->kind = r == -EFAULT ? HV_EXIT_EFAULT : HV_EXIT_FAIL;
-		return hv_vcpu_get_regs(vc, &ex->regs);
+		return exit_regs(vc, &ex->regs);
 	}
 	ex->reason = vc->run->exit_reason;
 	switch (ex->reason) {
 	case KVM_EXIT_IO:
-		if (hv_vcpu_get_regs(vc, &ex->regs) < 0)
+		if (exit_regs(vc, &ex->regs) < 0)
 			return -errno;
 		ex->kind = io_exit(vc, ex);
 		return 0;
@@ -374,6 +391,6 @@ int hv_vcpu_run(struct hv_vcpu *vc, struct hv_exit *ex)
 		return 0;
 	default:	/* HLT, SHUTDOWN (triple fault), FAIL_ENTRY, INTERNAL_ERROR, MMIO... */
 		ex->kind = HV_EXIT_FAIL;
-		return hv_vcpu_get_regs(vc, &ex->regs);
+		return exit_regs(vc, &ex->regs);
 	}
 }

@@ -58,3 +58,11 @@ broken=$(find "$dest" -path '*/man/man*' -xtype l)
 [ -z "$broken" ] || { echo "man links to nothing: $broken" >&2; exit 1; }
 links=$(find "$dest" -path '*/man/man*' -type l | wc -l)
 echo "$(echo "$pages" | wc -l) pages render without warnings; $links other names link to them"
+
+echo "== gdb's auto-load scripts, where gdb looks for the installed library's and the shim's"
+for lib in "$(readlink -f "$so")" "$(find "$dest" -name libvthread-shim.so)"; do
+	script=$(find "$dest" -path "*/gdb/auto-load${lib#"$dest"}-gdb.py")
+	[ -n "$script" ] || { echo "no gdb script for ${lib#"$dest"}" >&2; exit 1; }
+	python3 -c 'import ast, sys; ast.parse(open(sys.argv[1]).read())' "$script"
+	echo "${script#"$dest"}"
+done

@@ -3,8 +3,11 @@
 # gdb on vthreads, in batch mode: a vthread's crash stops gdb in the crashing
 # function with the vthread's registers, arguments and stack, live, in gdb's
 # core file and in the kernel's; the same program's pthread under vthread-run;
-# a SIGINT (what Ctrl-C sends) while vthreads compute, then `continue`, leaves
-# them unharmed.
+# a SIGINT (what Ctrl-C sends) while vthreads compute shows their guest frames,
+# and `continue` leaves them unharmed; attaching to a spinning vthread shows
+# spin(), and it spins on after the detach. The library's gdb script is loaded
+# from beside it (the build tree), as from gdb's auto-load directory once
+# installed.
 # usage: gdb.sh GDB_PROG GDB_PTHREAD_PROG VTHREAD_RUN WORKDIR
 set -eu
 prog=$(readlink -f "$1") pthread_prog=$(readlink -f "$2") run=$(readlink -f "$3") work=$4
@@ -24,7 +27,7 @@ check() {	# FILE REGEX WHAT
 }
 
 g() {
-	gdb -nx -batch "$@" 2>&1
+	gdb -nx -batch -iex 'set auto-load safe-path /' "$@" 2>&1
 }
 
 g -ex run -ex bt -ex 'info registers rip' -ex 'p counter' -ex 'frame 2' -ex 'p arg' \
@@ -62,9 +65,27 @@ check shim.out 'libvthread: vthread [0-9]+ ' 'vthread-run: the pthread ran as a 
 check shim.out '^#0 .* in store \(p=0x0' 'vthread-run: the crashing frame'
 check shim.out '^#2 .* in work ' 'vthread-run: the start routine'
 
-g -ex run -ex 'info threads' -ex continue --args "$prog" interrupt > interrupt.out || true
+g -ex run -ex 'thread apply all bt' -ex continue --args "$prog" interrupt > interrupt.out || true
 check interrupt.out 'received signal SIGINT' 'SIGINT stops the program under gdb'
+check interrupt.out '^#1 .* in sum \(arg=0x[0-9a-f]+\)' "a stopped vthread's guest frames"
 check interrupt.out 'interrupt: 0 of 4 sums wrong' 'after continue the vthreads computed right'
 check interrupt.out 'exited normally' 'and the program ended normally'
+
+rm -f spin.ready spin.stop
+"$prog" spin "$work/spin" > spin.out 2>&1 &
+pid=$!
+i=0
+while [ ! -e spin.ready ] && [ $i -lt 1200 ]; do
+	sleep 0.1
+	i=$((i + 1))
+done
+g -p "$pid" -ex 'thread apply all bt' -ex detach > attach.out || true
+touch spin.stop
+status=0
+wait "$pid" || status=$?
+check attach.out '^#1 .* in spin \(arg=0x0\)' 'attach: bt shows spin() for the vthread'
+check attach.out '^#2 .* in guest_main ' 'attach: and the frames under it'
+check spin.out 'spin: went on after the detach' 'attach: the vthread spins on after the detach'
+[ "$status" = 0 ] || { echo "FAIL: the attached program exited with $status"; fails=$((fails + 1)); }
 
 [ "$fails" = 0 ]
