@@ -576,7 +576,9 @@ int main(void)
 	Suite *s = suite_create("irq");
 	TCase *tc = tcase_create("irq"), *more = tcase_create("more");
 
-	tcase_set_timeout(tc, 300);
+	/* Under the lanes' multiplier (4) a case that hangs fails, named, inside
+	 * meson's 900 s for the suite: a hang was seen once, in the SVM lane. */
+	tcase_set_timeout(tc, 180);
 	tcase_add_test(tc, test_a_poke_interrupts_a_spinning_vthread_without_an_exit);
 	tcase_add_test(tc, test_a_periodic_timer_fires_once_a_period_and_stops_when_disarmed);
 	tcase_add_test(tc, test_a_one_shot_timer_fires_once);
@@ -588,7 +590,7 @@ int main(void)
 	/* Tens of thousands of interrupts: as CI's "volume" cases, the plain build
 	 * and the SVM lane run them; the sanitizer and ring passes leave them out. */
 	tcase_set_tags(more, "volume");
-	tcase_set_timeout(more, 300);
+	tcase_set_timeout(more, 180);
 	tcase_add_test(more, test_ten_thousand_host_pokes_each_run_the_handler_and_the_last_is_never_lost);
 	tcase_add_test(more, test_registers_flags_errno_and_vector_state_survive_100000_interrupts);
 	tcase_add_test(more, test_signal_handlers_and_interrupt_handlers_interrupt_each_other);
