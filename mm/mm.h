@@ -176,6 +176,9 @@ struct mm_walk {
 	uint64_t pte;		/* and, when split (vthread_mprotect), its 4 KiB entry */
 };
 void mm_walk(const struct mm *mm, uint64_t gva, struct mm_walk *w);
+/* maps.c: calls line() on each line of /proc/self/maps until it returns true;
+ * no malloc, no cancellation point. 0 or -errno. */
+int mm_maps_each(bool (*line)(char *text, void *arg), void *arg);
 /* Whether [lo, hi) is all mapped by the process. */
 bool mm_host_mapped(uint64_t lo, uint64_t hi);
 int mm_mirror_range(struct mm *mm, const void *addr, size_t len);

@@ -10,7 +10,6 @@
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -157,41 +156,30 @@ static void registers(struct report *rp, const hv_regs *r, uint64_t rip, uint64_
 	say(rp, "\n");
 }
 
-/* The process's mapping of addr, its line of /proc/self/maps, read without stdio. */
-static void host_mapping(struct report *rp, uint64_t addr)
+struct mapping {
+	struct report *rp;
+	uint64_t addr;
+	bool found;
+};
+
+/* Says the line of the maps that holds m->addr, if this is it. */
+static bool mapping_line(char *line, void *arg)
 {
-	char buf[4096], *line, *nl, *end;
-	size_t have = 0;
-	long fd, n;
+	struct mapping *m = arg;
+	char *end;
+	uint64_t lo = strtoull(line, &end, 16);
 
-	fd = rt_syscall6(SYS_openat, AT_FDCWD, (long)"/proc/self/maps", O_RDONLY | O_CLOEXEC, 0, 0, 0);
-	if (fd < 0)
-		return;
-	while ((n = rt_syscall6(SYS_read, fd, (long)buf + have, sizeof(buf) - 1 - have, 0, 0, 0)) > 0) {
-		have += n;
-		buf[have] = 0;
-		for (line = buf; (nl = strchr(line, '\n')); line = nl + 1) {
-			uint64_t lo = strtoull(line, &end, 16), hi;
-
-			*nl = 0;
-			hi = *end == '-' ? strtoull(end + 1, NULL, 16) : 0;
-			if (addr >= lo && addr < hi) {
-				say(rp, "libvthread:   host mapping: %s\n", line);
-				rt_syscall6(SYS_close, fd, 0, 0, 0, 0, 0);
-				return;
-			}
-		}
-		have = line == buf ? 0 : buf + have - line;	/* a line longer than buf is dropped */
-		memmove(buf, line, have);
-	}
-	rt_syscall6(SYS_close, fd, 0, 0, 0, 0, 0);
-	say(rp, "libvthread:   host mapping: none\n");
+	if (*end != '-' || m->addr < lo || m->addr >= strtoull(end + 1, NULL, 16))
+		return false;
+	say(m->rp, "libvthread:   host mapping: %s\n", line);
+	return m->found = true;
 }
 
 /* How the mirror reaches addr: its GiB's memslot, the guest's entries, the host's mapping. */
 static void walk(struct report *rp, uint64_t addr)
 {
 	uint64_t gib = addr & ~(MM_CHUNK - 1);
+	struct mapping m = { rp, addr, false };
 	struct mm_walk w;
 
 	mm_walk(&rt.mm, addr, &w);
@@ -212,7 +200,8 @@ static void walk(struct report *rp, uint64_t addr)
 			" vthread_mprotect)\n", w.slot, (unsigned long long)w.pte,
 		    w.pte & MM_PTE_P ? "r" : "-", w.pte & MM_PTE_RW ? "w" : "-",
 		    w.pte & MM_PTE_NX ? "-" : "x");
-	host_mapping(rp, addr);
+	if (mm_maps_each(mapping_line, &m) == 0 && !m.found)
+		say(rp, "libvthread:   host mapping: none\n");
 }
 
 /* As the kernel forces a fault's signal: unblocked, and deadly if ignored. */
