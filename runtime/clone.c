@@ -55,18 +55,32 @@ static int clone_flags(const hv_regs *r, uint64_t *flags, bool *stack)
 	}
 }
 
-long rt_clone(struct vthread *vt, const hv_regs *r)
+int rt_native_guest(struct vthread *vt, const hv_regs *r, struct rt_native_clone *c)
 {
-	struct rt_native_clone c = {
-		.nr = r->rax,
-		.args = { r->rdi, r->rsi, r->rdx, r->r10, r->r8, r->r9 },
-		.gprs = { 0, r->rbx, r->rcx, r->rdx, r->rsi, r->rdi, r->rbp, r->r8,
-			  r->r9, r->r10, r->r11, r->r12, r->r13, r->r14, r->r15 },	/* RAX = 0 */
-		.rip = r->rcx,		/* as after the `syscall` in the guest */
-		.rflags = r->r11,
+	const char *fx = (const char *)vt->xsave.region;	/* the FXSAVE layout */
+	int ret;
+
+	*c = (struct rt_native_clone){
+		.gprs = { r->rax, r->rbx, r->rcx, r->rdx, r->rsi, r->rdi, r->rbp, r->r8,
+			  r->r9, r->r10, r->r11, r->r12, r->r13, r->r14, r->r15 },
+		.rip = r->rip,
+		.rflags = r->rflags,
+		.rsp = r->rsp,
+		.fs = vt->fs_base,
 		.mask = vt->mask,
 	};
-	const char *fx = (const char *)vt->xsave.region;	/* the FXSAVE layout */
+	/* Not KVM_GET_FPU, whose MXCSR kvm_pvm reports as 0 (every exception unmasked). */
+	ret = hv_vcpu_get_xsave(vt->vcpu, &vt->xsave);
+	if (ret < 0)
+		return ret;
+	memcpy(&c->mxcsr, fx + 24, sizeof(c->mxcsr));
+	memcpy(&c->fcw, fx, sizeof(c->fcw));
+	return 0;
+}
+
+long rt_clone(struct vthread *vt, const hv_regs *r)
+{
+	struct rt_native_clone c;
 	uint64_t flags;
 	bool stack;
 	long ret;
@@ -74,14 +88,17 @@ long rt_clone(struct vthread *vt, const hv_regs *r)
 	ret = clone_flags(r, &flags, &stack);
 	if (ret < 0)
 		return ret;
-	/* Not KVM_GET_FPU, whose MXCSR kvm_pvm reports as 0 (every exception unmasked). */
-	ret = hv_vcpu_get_xsave(vt->vcpu, &vt->xsave);
+	ret = rt_native_guest(vt, r, &c);
 	if (ret < 0)
 		return ret;
+	c.nr = r->rax;
+	memcpy(c.args, (uint64_t[]){ r->rdi, r->rsi, r->rdx, r->r10, r->r8, r->r9 }, sizeof(c.args));
+	c.gprs[0] = 0;		/* RAX = 0 */
+	c.rip = r->rcx;		/* as after the `syscall` in the guest */
+	c.rflags = r->r11;
 	c.rsp = stack ? 0 : r->rsp;
-	c.fs = flags & CLONE_SETTLS ? 0 : vt->fs_base;
-	memcpy(&c.mxcsr, fx + 24, sizeof(c.mxcsr));
-	memcpy(&c.fcw, fx, sizeof(c.fcw));
+	if (flags & CLONE_SETTLS)
+		c.fs = 0;
 	ret = rt_native_clone(&c);
 	/* A child sharing memory reads c from this stack until it says otherwise. */
 	while (ret > 0 && (flags & CLONE_VM) && !__atomic_load_n(&c.done, __ATOMIC_ACQUIRE))

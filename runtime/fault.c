@@ -265,28 +265,21 @@ static void refault_natively(struct vthread *vt, const struct hv_exit *ex, uint6
 			     uint64_t rsp, uint64_t rflags)
 {
 	static atomic_flag once = ATOMIC_FLAG_INIT;
-	const hv_regs *r = &ex->regs;
-	struct rt_native_clone c = {
-		.gprs = { r->rax, r->rbx, r->rcx, r->rdx, r->rsi, r->rdi, r->rbp, r->r8,
-			  r->r9, r->r10, r->r11, r->r12, r->r13, r->r14, r->r15 },
-		.rip = rip,
-		.rflags = (rflags & 0xcd5) | 2,	/* the arithmetic flags and DF; not AC, TF */
-		.rsp = rsp,
-		.fs = vt->fs_base,
-		.mask = vt->mask,
-		.mxcsr = 0x1f80,	/* the ABI's defaults, unless the vCPU says */
-		.fcw = 0x37f,
-	};
 	char staged[NC_STAGED] = { 0 };
+	struct rt_native_clone c;
+	hv_regs r = ex->regs;
 
 	if (!refaults_natively(ex, rip) || !rsp ||
 	    mm_copy_out((void *)(uintptr_t)(rsp - NC_RED_ZONE - NC_STAGED), staged,
 			sizeof(staged)) < 0 ||
 	    atomic_flag_test_and_set(&once))
 		return;
-	if (hv_vcpu_get_xsave(vt->vcpu, &vt->xsave) == 0) {
-		memcpy(&c.mxcsr, (const char *)vt->xsave.region + 24, sizeof(c.mxcsr));
-		memcpy(&c.fcw, vt->xsave.region, sizeof(c.fcw));
+	r.rip = rip;
+	r.rsp = rsp;
+	r.rflags = (rflags & 0xcd5) | 2;	/* the arithmetic flags and DF; not AC, TF */
+	if (rt_native_guest(vt, &r, &c) < 0) {
+		c.mxcsr = 0x1f80;	/* the ABI's defaults */
+		c.fcw = 0x37f;
 	}
 	rt_native_enter(&c);
 }

@@ -289,6 +289,10 @@ void rt_hostcall(struct vthread *vt, const hv_regs *r);
 
 /* clone.c: the guest's clone, clone3, fork or vfork; the parent's result */
 long rt_clone(struct vthread *vt, const hv_regs *r);
+/* The guest's state as r and the vCPU hold it, for a native switch (native.h):
+ * 0, or -errno with the FPU control words unset. */
+struct rt_native_clone;
+int rt_native_guest(struct vthread *vt, const hv_regs *r, struct rt_native_clone *c);
 
 /* signal.c: 0, or -errno; deliver and pending return 1 when a handler was entered */
 int rt_signal_thread_start(struct vthread *vt);
