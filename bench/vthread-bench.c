@@ -31,6 +31,7 @@
 #include <unistd.h>
 #include <vthread.h>
 
+#include "bench.h"
 #include "commit.h"		/* BENCH_COMMIT, from meson's vcs_tag */
 #include "vthread-bench-gp.h"	/* gnuplot_script: vthread-bench.gp, embedded */
 
@@ -38,7 +39,7 @@ void hv_guest_null_exit(void);	/* libvthread internal, reached by static linking
 
 static bool quick;
 
-static double now_ns(void)
+double now_ns(void)
 {
 	struct timespec ts;
 
@@ -640,8 +641,6 @@ static void body_ticker(struct job *j)
 
 /* ---- how a sample runs: one body in a pthread, or in a vthread */
 
-enum kind { PTHREAD, VTHREAD };
-
 static void start(enum kind k, struct job *j, pthread_t *pt, vthread_t *vt)
 {
 	vthread_attr_t a;
@@ -692,7 +691,7 @@ static double one_body(enum kind k, void (*fn)(struct job *), long n)
 	return one_body_mode(k, fn, n, VTHREAD_SYSCALL_AUTO);
 }
 
-static long ops(long full)
+long ops(long full)
 {
 	return quick ? (full + 3) / 4 : full;
 }
@@ -1043,6 +1042,16 @@ static struct row rows[] = {
 	  .sample = s_hostcall, .samples = 11 },
 	{ .name = "vthread-call", .what = "vthread_call() of an empty function vs ffi_call in a new pthread, joined",
 	  .sample = s_call, .samples = 11 },
+	{ .name = "sandbox-call-fork", .what = "vthread_call() in a sandbox vs a seccomp-strict child forked per call, over a pipe",
+	  .sample = s_sandbox_call_fork, .samples = 11 },
+	{ .name = "sandbox-call-pipe", .what = "vthread_call() in a sandbox vs a call to a persistent seccomp-strict child, over pipes",
+	  .sample = s_sandbox_call_pipe, .samples = 11 },
+	{ .name = "reset-1", .what = "run a target that dirties 1 page of 64 MiB, then reset: sandbox vs fork server",
+	  .sample = s_reset_1, .samples = 11 },
+	{ .name = "reset-16", .what = "the same, 16 pages",
+	  .sample = s_reset_16, .samples = 11 },
+	{ .name = "reset-256", .what = "the same, 256 pages",
+	  .sample = s_reset_256, .samples = 11 },
 };
 #define NROWS (sizeof(rows) / sizeof(rows[0]))
 

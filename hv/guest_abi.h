@@ -47,4 +47,13 @@
 #define HV_RING_DONE	3	/* RET is the result */
 #define HV_RING_BOUNCED	4	/* the exit path must make the call; RET bytes already moved */
 #define HV_RING_NR_MAX	512	/* calls at or above it always exit */
+
+/*
+ * A sandbox's code page (hv/sandbox.S, copied into the sandbox's own memory):
+ * the `syscall` entry, the return address of the code it runs, and 32
+ * exception stubs HV_VECTOR_STUB bytes apart; each only exits.
+ */
+#define HV_SB_SYSCALL	0
+#define HV_SB_RETURN	16
+#define HV_SB_VECTORS	32
 #endif

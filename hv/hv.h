@@ -29,6 +29,8 @@ extern volatile uint32_t hv_ring_awake;
  * FXSAVE when hv_guest_xsave is 0) in hv_guest_xsave_size bytes. */
 extern uint32_t hv_guest_pf_fast, hv_guest_xsave;
 extern uint64_t hv_guest_xsave_size;
+/* A sandbox's code page, copied (guest_abi.h, HV_SB_*). */
+extern const char hv_sb_code[], hv_sb_code_end[];
 
 /* A call vthread_hostcall() asks the backing thread to make (hv_guest_hostcall). */
 struct hv_hostcall;
@@ -152,6 +154,7 @@ struct hv_exit {
 	int vector;		/* HV_EXIT_EXCEPTION */
 	uint64_t cr2;		/* HV_EXIT_EXCEPTION, vector 14 */
 	struct hv_frame frame;	/* HV_EXIT_EXCEPTION */
+	uint64_t gpa;		/* HV_EXIT_FAIL of reason KVM_EXIT_MMIO: the address */
 	uint32_t reason;	/* KVM exit reason, for reports */
 	int err;		/* errno of a failed KVM_RUN */
 	hv_regs regs;	/* the guest's registers, for every kind but SIGNAL */
@@ -166,6 +169,7 @@ struct hv {
 	bool guest_xsave;		/* guests may execute XSAVE */
 	bool irqchip;			/* in-kernel local APICs: interrupts (apic.c) */
 	bool guest_ipi;			/* guests may write the ICR (hv_guest_poke) */
+	bool readonly_mem;		/* KVM_CAP_READONLY_MEM: read-only memslots */
 	bool sync_regs;			/* KVM_CAP_SYNC_REGS: kvm_run holds the guest's
 					 * registers after every KVM_RUN */
 	struct kvm_cpuid2 *cpuid;	/* what guests are given */
@@ -190,6 +194,7 @@ struct hv_layout {
 	uint64_t cr3;		/* GPA of the PML4 */
 	void *idt;		/* HV_IDT_SIZE bytes, filled by hv_idt_fill */
 	uint64_t area_gpa;	/* GPA of the vCPU area */
+	uint64_t code;		/* a sandbox's copy of hv_sb_code; 0: hv/guest.S */
 };
 
 struct hv_backend {
@@ -227,6 +232,9 @@ enum hv_ring_stop hv_ring_unwind(struct hv_vcpu *vc, hv_regs *r);
 /* kvm.c: the KVM plumbing shared by all backends */
 int hv_open(struct hv *hv, const char *dev, struct hv_vcpu *first, char *why, size_t whylen);
 void hv_close(struct hv *hv);
+/* Another VM on parent's KVM and backend, with no vCPU and no local APICs
+ * (a sandbox's); hv_close closes it. */
+int hv_open_sibling(struct hv *hv, const struct hv *parent);
 const struct kvm_cpuid_entry2 *hv_cpuid_leaf(const struct hv *hv, uint32_t fn, uint32_t index);
 /* size 0 deletes the slot; flags: KVM_MEM_LOG_DIRTY_PAGES or 0 */
 int hv_set_memslot(struct hv *hv, uint32_t slot, uint64_t gpa, uint64_t size, void *hva,
@@ -236,6 +244,9 @@ int hv_get_dirty_log(struct hv *hv, uint32_t slot, uint64_t *bitmap);
 int hv_vcpu_create(struct hv *hv, struct hv_vcpu *vc, int id);
 void hv_vcpu_destroy(struct hv_vcpu *vc);
 int hv_vcpu_run(struct hv_vcpu *vc, struct hv_exit *ex);
+/* Ends what KVM keeps pending from the last exit (an access it emulates
+ * on the next KVM_RUN), so that registers set now are the ones that run. */
+int hv_vcpu_settle(struct hv_vcpu *vc);
 int hv_vcpu_get_regs(struct hv_vcpu *vc, hv_regs *r);
 int hv_vcpu_set_regs(struct hv_vcpu *vc, const hv_regs *r);
 int hv_vcpu_set_fs_base(struct hv_vcpu *vc, uint64_t base);
@@ -277,7 +288,12 @@ static inline void hv_guest_irq_restore(unsigned long f)
 
 /* x86.c: architectural guest state common to all backends */
 void hv_idt_fill(void *idt);
+/* A sandbox's IDT: the 32 exception stubs of its code page at code, no interrupts. */
+void hv_idt_fill_sandbox(void *idt, uint64_t code);
 int hv_vcpu_setup(struct hv_vcpu *vc, const struct hv_layout *lay);
+/* hv_vcpu_setup but for CPUID, again: the architectural state a guest at CPL0
+ * may have changed (descriptor tables, control registers, MSRs, FPU). */
+int hv_vcpu_rearm(struct hv_vcpu *vc, const struct hv_layout *lay);
 /* 0 if the vCPU runs natively (not instruction by instruction); *ns = best loop time */
 int hv_vcpu_probe_native(struct hv_vcpu *vc, long *ns);
 /* The best of three empty exits, in ns: what any exit costs at least. */

@@ -94,6 +94,7 @@ int hv_open(struct hv *hv, const char *dev, struct hv_vcpu *first, char *why, si
 	hv->run_size = ioctl(hv->kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
 	r = ioctl(hv->vm_fd, KVM_CHECK_EXTENSION, KVM_CAP_SYNC_REGS);
 	hv->sync_regs = r > 0 && (r & KVM_SYNC_X86_REGS);
+	hv->readonly_mem = ioctl(hv->vm_fd, KVM_CHECK_EXTENSION, KVM_CAP_READONLY_MEM) > 0;
 	hv->max_vcpus = ioctl(hv->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_MAX_VCPUS);
 	if (hv->max_vcpus <= 0)
 		hv->max_vcpus = ioctl(hv->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_NR_VCPUS);
@@ -148,6 +149,28 @@ void hv_close(struct hv *hv)
 	free(hv->cpuid);
 	hv->cpuid = NULL;
 	hv->vm_fd = hv->kvm_fd = -1;
+}
+
+int hv_open_sibling(struct hv *hv, const struct hv *parent)
+{
+	size_t cpuid = sizeof(*parent->cpuid) + parent->cpuid->nent * sizeof(parent->cpuid->entries[0]);
+
+	*hv = *parent;
+	hv->kvm_fd = -1;	/* the parent's */
+	hv->irqchip = hv->guest_ipi = false;
+	hv->cpuid = malloc(cpuid);
+	if (!hv->cpuid)
+		return -ENOMEM;
+	memcpy(hv->cpuid, parent->cpuid, cpuid);
+	hv->vm_fd = ioctl(parent->kvm_fd, KVM_CREATE_VM, 0);
+	if (hv->vm_fd < 0) {
+		int r = -errno;
+
+		free(hv->cpuid);
+		hv->cpuid = NULL;
+		return r;
+	}
+	return 0;
 }
 
 int hv_set_memslot(struct hv *hv, uint32_t slot, uint64_t gpa, uint64_t size, void *hva,
@@ -391,6 +414,20 @@ int hv_vcpu_run(struct hv_vcpu *vc, struct hv_exit *ex)
 		return 0;
 	default:	/* HLT, SHUTDOWN (triple fault), FAIL_ENTRY, INTERNAL_ERROR, MMIO... */
 		ex->kind = HV_EXIT_FAIL;
+		if (ex->reason == KVM_EXIT_MMIO)
+			ex->gpa = vc->run->mmio.phys_addr;
 		return exit_regs(vc, &ex->regs);
 	}
+}
+
+/* KVM completes a pending access at the start of KVM_RUN, before it looks at
+ * immediate_exit: one such call settles it without entering the guest. */
+int hv_vcpu_settle(struct hv_vcpu *vc)
+{
+	int r;
+
+	vc->run->immediate_exit = 1;
+	r = kvm_run(vc);
+	vc->run->immediate_exit = 0;
+	return r == -EINTR || r == 0 ? 0 : r;
 }

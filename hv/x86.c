@@ -54,12 +54,19 @@ void hv_idt_fill(void *idt)
 {
 	struct idt_gate *g = idt;
 
-	memset(idt, 0, HV_IDT_SIZE);
-	for (int v = 0; v < HV_NR_VECTORS; v++)
-		g[v] = gate(hv_guest_vectors + v * HV_VECTOR_STUB, 1);
+	hv_idt_fill_sandbox(idt, (uintptr_t)hv_guest_vectors - HV_SB_VECTORS);
 	g[HV_VECTOR_POKE] = gate(hv_guest_irq_poke, 2);
 	g[HV_VECTOR_TIMER] = gate(hv_guest_irq_timer, 2);
 	g[HV_VECTOR_SPURIOUS] = gate(hv_guest_irq_spurious, 2);
+}
+
+void hv_idt_fill_sandbox(void *idt, uint64_t code)
+{
+	struct idt_gate *g = idt;
+
+	memset(idt, 0, HV_IDT_SIZE);
+	for (int v = 0; v < HV_NR_VECTORS; v++)
+		g[v] = gate((const char *)(uintptr_t)code + HV_SB_VECTORS + v * HV_VECTOR_STUB, 1);
 }
 
 static void gdt_fill(char *area)
@@ -135,28 +142,36 @@ static int setup_sregs(struct hv_vcpu *vc, const struct hv_layout *lay)
 	return ioctl(vc->fd, KVM_SET_SREGS, s) < 0 ? -errno : 0;
 }
 
-static int setup_msrs(struct hv_vcpu *vc)
+static int setup_msrs(struct hv_vcpu *vc, const struct hv_layout *lay)
 {
+	uint64_t entry = lay->code ? lay->code + HV_SB_SYSCALL : (uintptr_t)hv_guest_syscall;
 	int r = hv_set_msr(vc, MSR_STAR, STAR_GUEST);
 
 	if (!r)
-		r = hv_set_msr(vc, MSR_LSTAR, (uintptr_t)hv_guest_syscall);
+		r = hv_set_msr(vc, MSR_LSTAR, entry);
 	if (!r)
 		r = hv_set_msr(vc, MSR_SYSCALL_MASK, SFMASK_GUEST);
+	if (!r)
+		vc->ring_entry = false;
 	return r;
 }
 
 /* kvmtool's order: CPUID before long-mode SREGS (newer kernels check it), then MSRs. */
 int hv_vcpu_setup(struct hv_vcpu *vc, const struct hv_layout *lay)
 {
+	int r = setup_cpuid(vc);
+
+	return r ? r : hv_vcpu_rearm(vc, lay);
+}
+
+int hv_vcpu_rearm(struct hv_vcpu *vc, const struct hv_layout *lay)
+{
 	int r;
 
 	gdt_fill(vc->area);
-	r = setup_cpuid(vc);
+	r = setup_sregs(vc, lay);
 	if (!r)
-		r = setup_sregs(vc, lay);
-	if (!r)
-		r = setup_msrs(vc);
+		r = setup_msrs(vc, lay);
 	if (!r)
 		r = vc->hv->be->vcpu_setup(vc, lay);
 	if (!r)

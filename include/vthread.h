@@ -16,9 +16,9 @@
 
 /* The version of this header; vthread_version() gives the library's. */
 #define VTHREAD_VERSION_MAJOR 0
-#define VTHREAD_VERSION_MINOR 5
+#define VTHREAD_VERSION_MINOR 6
 #define VTHREAD_VERSION_PATCH 0
-#define VTHREAD_VERSION "0.5.0"
+#define VTHREAD_VERSION "0.6.0"
 /* True when this header is version major.minor.patch or later. */
 #define VTHREAD_CHECK_VERSION(major, minor, patch)				\
 	(VTHREAD_VERSION_MAJOR > (major) ||					\
@@ -333,6 +333,101 @@ struct vthread_thread_stats {
 };
 #define VTHREAD_THREAD_STATS_INIT { .size = sizeof(struct vthread_thread_stats) }
 int vthread_get_thread_stats(vthread_t vt, struct vthread_thread_stats *st);
+
+/*
+ * Sandboxes: a sandboxed vthread runs in a VM of its own that holds only the
+ * memory granted to the sandbox and the runtime's pages for it (its code page,
+ * descriptor tables, a 1 MiB stack and a TLS block with a stack-protector
+ * canary); its system calls go through the sandbox's policy. The code is
+ * assumed hostile: whatever it does at guest supervisor level stays inside
+ * its grants (README, "Sandboxes"). One vthread runs in a sandbox at a time.
+ * Functions: 0 or an error number; EINVAL for a NULL or destroyed sandbox.
+ */
+typedef struct vthread_sandbox *vthread_sandbox_t;
+/* ENOSYS without KVM, EAGAIN when no VM or memory can be had. */
+int vthread_sandbox_create(vthread_sandbox_t *sb);
+/* EBUSY while a vthread runs in it. */
+int vthread_sandbox_destroy(vthread_sandbox_t sb);
+/*
+ * Grants [addr, addr + len) with prot (PROT_READ, _WRITE, _EXEC; at least
+ * one): the sandbox sees it at the same address. addr page aligned, len
+ * rounded up to pages; EINVAL for those, for other prot bits, or for a range
+ * that overlaps an earlier grant; ENOMEM where the process maps no memory, or
+ * too many pages are granted; ENOTSUP for a grant without PROT_WRITE where KVM
+ * has no read-only memory slots; EBUSY while a vthread runs in the sandbox.
+ * The code must be granted PROT_EXEC. Grants last as long as the sandbox.
+ */
+int vthread_sandbox_grant(vthread_sandbox_t sb, void *addr, size_t len, int prot);
+/*
+ * System calls are denied (-ENOSYS) unless allowed here, when they are made
+ * on the host as for an ordinary vthread. Only calls whose memory arguments
+ * the runtime checks against the grants can be allowed: read, write, pread64,
+ * pwrite64, close, lseek, getpid, getppid, gettid, sched_yield, clock_gettime,
+ * clock_getres, gettimeofday, nanosleep, clock_nanosleep, getrandom; ENOTSUP
+ * for others (give them to the handler). A call whose memory lies outside the
+ * grants ends the vthread (VTHREAD_VIOLATION_SYSCALL).
+ */
+int vthread_sandbox_allow(vthread_sandbox_t sb, long nr);
+/*
+ * Runs on a host thread (the vthread's backing thread; vthread_call's caller)
+ * for every call that is not allowed; its result (or -errno) is what the sandboxed code gets. Pointers in
+ * args are the guest's: vthread_sandbox_check them before use. NULL fn: back
+ * to -ENOSYS.
+ */
+typedef long (*vthread_syscall_fn)(long nr, const long args[6], void *ctx);
+int vthread_sandbox_set_syscall_handler(vthread_sandbox_t sb, vthread_syscall_fn fn, void *ctx);
+/* 0 when grants with at least prot cover [addr, addr + len); else EFAULT. */
+int vthread_sandbox_check(vthread_sandbox_t sb, const void *addr, size_t len, int prot);
+/* CPU time a vthread may spend in the sandbox per run (guest and system calls);
+ * 0: no limit. */
+int vthread_sandbox_set_time_limit(vthread_sandbox_t sb, uint64_t ns);
+/*
+ * vthreads created with this attribute run in the sandbox (NULL: none). Their
+ * start routine gets arg in RDI as usual; the attribute's stack and fault or
+ * interrupt handler do not apply (EINVAL at create for a handler), and
+ * signals sent to the backing thread wait until the vthread ends. EAGAIN at
+ * create while another vthread runs in the sandbox.
+ *
+ * vthread_call with it runs fn in the sandbox, not through libffi, which the
+ * sandbox does not hold: up to six integer or pointer arguments and an
+ * integer, pointer or void result; ENOTSUP for other signatures, ECANCELED
+ * when the call ended in a violation, EAGAIN while another vthread runs in the
+ * sandbox. From a host thread it runs the vCPU on that thread, no vthread
+ * made, its signals held until the call returns.
+ */
+int vthread_attr_setsandbox(vthread_attr_t *attr, vthread_sandbox_t sb);
+int vthread_attr_getsandbox(const vthread_attr_t *attr, vthread_sandbox_t *sb);
+/*
+ * A sandboxed vthread that breaks out of its grants, runs past its time limit
+ * or faults ends; vthread_join gives VTHREAD_SANDBOX_VIOLATION, and
+ * vthread_sandbox_violation the sandbox's latest violation (ENOENT: none yet).
+ */
+#define VTHREAD_SANDBOX_VIOLATION ((void *)-2)
+enum {
+	VTHREAD_VIOLATION_MEMORY = 1,	/* an access outside the grants or their prot: addr */
+	VTHREAD_VIOLATION_FAULT,	/* another CPU exception: signo says which */
+	VTHREAD_VIOLATION_TIME,		/* past the time limit */
+	VTHREAD_VIOLATION_SYSCALL,	/* an allowed call's memory outside the grants: addr */
+	VTHREAD_VIOLATION_EXIT,		/* an exit the sandbox offers no way to (hlt, `out`
+					 * to a port of the runtime's, a triple fault) */
+};
+struct vthread_violation {
+	int kind;		/* VTHREAD_VIOLATION_* */
+	void *addr;		/* the address, where the kind has one */
+	unsigned long ip;	/* the guest's RIP */
+	long syscall_nr;	/* VTHREAD_VIOLATION_SYSCALL: the call; else -1 */
+	int signo;		/* the signal a pthread would have got, or 0 */
+};
+int vthread_sandbox_violation(vthread_sandbox_t sb, struct vthread_violation *v);
+/*
+ * Snapshot copies the granted writable memory; reset restores it, copying
+ * only the pages written since the snapshot: by the sandboxed code (KVM's
+ * dirty log) or by allowed calls. Pages the host's own threads write are not
+ * tracked. Reset without a snapshot: EINVAL. EBUSY while a vthread runs in
+ * the sandbox.
+ */
+int vthread_sandbox_snapshot(vthread_sandbox_t sb);
+int vthread_sandbox_reset(vthread_sandbox_t sb);
 
 /* The library's version, "MAJOR.MINOR.PATCH": the one loaded, not the header's. */
 const char *vthread_version(void);

@@ -189,6 +189,64 @@ void *mm_alloc(struct mm *mm, size_t size);
 void mm_free(void *p, size_t size);
 
 /*
+ * space.c: a sandbox's guest memory (see there). Its region holds, in pages:
+ * the code page, the IDT, the vCPU area, a TLS page, a guard, the stack, and
+ * the guest's copy of the page tables, which the guest does not reach.
+ */
+#define MM_SB_CODE	0
+#define MM_SB_IDT	1
+#define MM_SB_AREA	2
+#define MM_SB_TLS	(MM_SB_AREA + HV_VCPU_AREA_SIZE / MM_PAGE_SIZE)
+#define MM_SB_STACK	(MM_SB_TLS + 2)		/* a guard page below it */
+#define MM_SB_STACK_PAGES	256		/* 1 MiB */
+#define MM_SB_TABLES	(MM_SB_STACK + MM_SB_STACK_PAGES)
+#define MM_SB_NTABLES	1024			/* 1 GiB of grants in 4 KiB pages at least */
+#define MM_SB_REGION	((size_t)(MM_SB_TABLES + MM_SB_NTABLES) * MM_PAGE_SIZE)
+
+struct mm_grant {
+	uint64_t lo, hi;	/* host addresses, the guest's too */
+	int prot;
+	uint32_t slot;
+	uint64_t gpa;
+	char *snap;		/* writable grants: the pages at the snapshot */
+	uint64_t *written;	/* pages the runtime wrote for the guest since */
+	uint64_t *log;		/* KVM's dirty log, as it hands it out */
+};
+
+struct mm_space {
+	struct hv *hv;
+	char *region;		/* MM_SB_REGION bytes */
+	uint64_t *master;	/* the page tables as the runtime wrote them */
+	unsigned tables;	/* table pages in use, the PML4 first */
+	struct mm_grant *grants;
+	unsigned ngrants;
+	uint64_t next_gpa;
+	bool snapped;
+};
+
+/* 0 or -errno; the VM of hv gets the region's memslot. */
+int mm_space_init(struct mm_space *sp, struct hv *hv);
+void mm_space_destroy(struct mm_space *sp);
+uint64_t mm_space_cr3(void);
+uint64_t mm_space_gpa(const struct mm_space *sp, const void *region_addr);
+/* [lo, hi) page aligned and mapped by the process: 0, -EINVAL (overlaps a
+ * grant or the region), -ENOMEM (unmapped, or the tables are full), or KVM's. */
+int mm_space_grant(struct mm_space *sp, uint64_t lo, uint64_t hi, int prot);
+const struct mm_grant *mm_space_find(const struct mm_space *sp, uint64_t addr);
+/* Whether grants that allow prot cover [lo, lo + len). */
+bool mm_space_covers(const struct mm_space *sp, uint64_t lo, uint64_t len, int prot);
+/* The host address of a grant's GPA, or 0. */
+uint64_t mm_space_hva(const struct mm_space *sp, uint64_t gpa);
+/* The guest's tables rewritten from the master. */
+void mm_space_rearm(struct mm_space *sp);
+/* The runtime wrote [lo, lo + len) for the guest (a system call): reset restores it. */
+void mm_space_written(struct mm_space *sp, uint64_t lo, uint64_t len);
+/* Copies the writable grants and starts KVM's dirty log on them. */
+int mm_space_snapshot(struct mm_space *sp);
+/* Copies back the pages written since; *pages says how many. */
+int mm_space_reset(struct mm_space *sp, uint64_t *pages);
+
+/*
  * The shared fault handler, for a guest page fault at gva: 0 when the address is
  * now mirrored (retry the access), -EEXIST when it already was, -EFAULT when the
  * process has nothing mapped there, -EACCES when a guest protection refuses the

@@ -8,7 +8,7 @@
 
 #include "rt.h"
 
-#define ATTR_MAGIC	0x76746872u	/* "vthr": catches attributes never initialised */
+#define ATTR_MAGIC	0x7674u		/* "vt": catches attributes never initialised */
 
 _Static_assert(sizeof(struct rt_attr) <= sizeof(vthread_attr_t), "vthread_attr_t too small");
 

@@ -76,6 +76,7 @@ RT_API int vthread_call(const vthread_attr_t *attr, ffi_cif *cif, void (*fn)(voi
 			void *rvalue, void **avalue)
 {
 	struct hv_hostcall c = { cif, fn, rvalue, avalue };
+	vthread_sandbox_t sb;
 	vthread_t vt;
 	int r, detached = VTHREAD_CREATE_JOINABLE;
 
@@ -86,6 +87,8 @@ RT_API int vthread_call(const vthread_attr_t *attr, ffi_cif *cif, void (*fn)(voi
 		return r;
 	if (detached != VTHREAD_CREATE_JOINABLE)
 		return EINVAL;
+	if (attr && vthread_attr_getsandbox(attr, &sb) == 0 && sb)
+		return rt_sandbox_call(attr, cif, fn, rvalue, avalue);
 	r = vthread_create(&vt, attr, call_body, &c);
 	return r ? r : vthread_join(vt, NULL);
 }

@@ -39,9 +39,10 @@ enum rt_exit_counter {
 
 /* Fits vthread_attr_t's 64 bytes, which binaries built against the header allocate. */
 struct rt_attr {
-	uint32_t magic;
+	uint16_t magic;
 	uint8_t detach;		/* VTHREAD_CREATE_* */
 	uint8_t syscallmode;	/* VTHREAD_SYSCALL_* */
+	uint32_t sandbox;	/* vthread_attr_setsandbox: its id; 0: none */
 	size_t stacksize;
 	size_t guardsize;
 	void *stackaddr;	/* NULL: the runtime allocates the stack */
@@ -142,6 +143,8 @@ struct vthread {
 	uint64_t timer_next;		/* CLOCK_MONOTONIC ns of the next expiry; 0: none */
 	uint64_t timer_period;
 	struct rt_counts counts;
+	struct vthread_sandbox *sandbox;	/* runs there (sandbox.c) ... */
+	long sb_args[6];			/* ... fn(args): RDI to R9 */
 };
 
 /* What a fault adds to a signal's ucontext. */
@@ -313,6 +316,7 @@ int rt_signal_return(struct vthread *vt, hv_regs *r);
 
 #define RT_SA_RESTORER	0x04000000	/* <asm/signal.h>; glibc hides it */
 #define RT_SIGCANCEL	32		/* glibc's; SIGRTMIN is after its two */
+#define RT_SIGSANDBOX	64		/* SIGRTMAX: a sandbox's time limit (sbrun.c) */
 
 long rt_sigaction_raw(int sig, const struct rt_ksigaction *act, struct rt_ksigaction *old);
 /* sigaction.c: the kernel's action for sig as the program set it (rt_action_entry
@@ -348,6 +352,23 @@ bool rt_fault_inject(struct vthread *vt, struct hv_exit *ex);
 int rt_fault_address(const struct vthread *vt, const hv_regs *r, uint64_t *addr, int *code,
 		     bool *write);
 void rt_bad_frame(struct vthread *vt, const hv_regs *r) __attribute__((noreturn));
+/*
+ * sandbox.c: the sandbox with this attribute id, claimed for one run: 0,
+ * -EINVAL (none), -EAGAIN (a vthread runs there). Released by rt_sandbox_main
+ * at the end of the run, or by rt_sandbox_release if it never started.
+ */
+int rt_sandbox_claim(uint32_t id, struct vthread_sandbox **out);
+void rt_sandbox_release(struct vthread_sandbox *sb);
+/* sbrun.c: on the backing thread, runs vt->fn(vt->sb_args) in vt->sandbox
+ * until it returns or breaks a rule; sets vt->retval and releases it. */
+void rt_sandbox_main(struct vthread *vt);
+/* hostcall.c's vthread_call for a sandbox: fn called by register, not libffi. */
+int rt_sandbox_call(const vthread_attr_t *attr, ffi_cif *cif, void (*fn)(void), void *rvalue,
+		    void **avalue);
+/* vthread.c: vthread_create with every argument register set. */
+int rt_create_with_args(vthread_t *out, const vthread_attr_t *attr, void *(*fn)(void *),
+			const long args[6]);
+
 void rt_die(struct vthread *vt, const char *what, int err) __attribute__((noreturn));
 
 /* stats.c: registers the VTHREAD_STATS=1 report at exit, unless the shim has its own;

@@ -150,15 +150,12 @@ __attribute__((no_sanitize("address"))) static void *guest_main(void *p)
 	return ret;
 }
 
-static void *backing_main(void *p)
+/* The guest side of a vthread's life, on its backing thread. */
+static void run_guest(struct vthread *vt)
 {
-	struct vthread *vt = p;
 	unsigned long fs;
-	bool unwound;
-	void *ret;
 	int r;
 
-	rt_current = vt;
 	syscall(SYS_arch_prctl, ARCH_GET_FS, &fs);
 	vt->fs_base = fs;
 	r = hv_vcpu_start(vt->vcpu, guest_main, vt, vt->stack + vt->stack_size, fs);
@@ -175,11 +172,23 @@ static void *backing_main(void *p)
 	asan_leave_guest_stack(vt);
 	rt_ring_detach(vt);
 	rt_irq_end(vt);
-	if (rt.stats == 2)
-		rt_stats_thread(vt);
-
 	rt_vcpu_put(vt->vcpu);
 	rt_stack_put(vt);
+}
+
+static void *backing_main(void *p)
+{
+	struct vthread *vt = p;
+	bool unwound;
+	void *ret;
+
+	rt_current = vt;
+	if (vt->sandbox)
+		rt_sandbox_main(vt);
+	else
+		run_guest(vt);
+	if (rt.stats == 2)
+		rt_stats_thread(vt);
 	unwound = vt->unwound;
 	ret = vt->retval;
 	pthread_mutex_lock(&rt.lock);
@@ -208,9 +217,18 @@ static int vt_alloc(const struct rt_attr *a, struct vthread **out)
 		return -r;
 	if (a->irq_fn && !rt.hv.irqchip)
 		return ENOTSUP;
+	if (a->sandbox && (a->irq_fn || a->fault_fn))
+		return EINVAL;	/* the handlers are the process's code */
 	vt = calloc(1, sizeof(*vt));
 	if (!vt)
 		return EAGAIN;
+	if (a->sandbox) {	/* the sandbox has its own stack and vCPU */
+		r = rt_sandbox_claim(a->sandbox, &vt->sandbox);
+		if (r < 0)
+			goto err;
+		*out = vt;
+		return 0;
+	}
 	r = rt_stack_get(vt, a);
 	if (r < 0)
 		goto err;
@@ -229,8 +247,12 @@ err:
 
 static void vt_free(struct vthread *vt)
 {
-	rt_vcpu_put(vt->vcpu);
-	rt_stack_put(vt);
+	if (vt->sandbox) {
+		rt_sandbox_release(vt->sandbox);
+	} else {
+		rt_vcpu_put(vt->vcpu);
+		rt_stack_put(vt);
+	}
 	free(vt);
 }
 
@@ -242,6 +264,8 @@ static void vt_init_ctx(struct vthread *vt, const struct rt_attr *a, void *(*fn)
 {
 	vt->fn = fn;
 	vt->arg = arg;
+	if (vt->sandbox)
+		return;
 	vt->ring = (a->syscallmode == VTHREAD_SYSCALL_AUTO ? rt.syscallmode : a->syscallmode) ==
 		   VTHREAD_SYSCALL_RING;
 	vt->fault_fn = a->fault_fn;
@@ -341,8 +365,8 @@ bool rt_guest_stack(pthread_t th, void **addr, size_t *size, size_t *guard)
 	return found;
 }
 
-RT_API int vthread_create(vthread_t *out, const vthread_attr_t *attr,
-			  void *(*fn)(void *), void *arg)
+int rt_create_with_args(vthread_t *out, const vthread_attr_t *attr, void *(*fn)(void *),
+			const long args[6])
 {
 	vthread_attr_t def;
 	const struct rt_attr *a;
@@ -363,7 +387,9 @@ RT_API int vthread_create(vthread_t *out, const vthread_attr_t *attr,
 	r = vt_alloc(a, &vt);
 	if (r)
 		return r;
-	vt_init_ctx(vt, a, fn, arg);
+	vt_init_ctx(vt, a, fn, (void *)args[0]);
+	for (int i = 0; i < 6; i++)
+		vt->sb_args[i] = args[i];
 	detached = a->detach == VTHREAD_CREATE_DETACHED;
 	pthread_attr_init(&host);
 	pthread_attr_setdetachstate(&host, detached ? PTHREAD_CREATE_DETACHED :
@@ -373,6 +399,14 @@ RT_API int vthread_create(vthread_t *out, const vthread_attr_t *attr,
 	if (!r)
 		*out = vt;
 	return r;
+}
+
+RT_API int vthread_create(vthread_t *out, const vthread_attr_t *attr,
+			  void *(*fn)(void *), void *arg)
+{
+	const long args[6] = { (long)arg };
+
+	return rt_create_with_args(out, attr, fn, args);
 }
 
 RT_API int vthread_join(vthread_t vt, void **retval)

@@ -16,13 +16,15 @@ import tempfile
 ROWS = ["syscall", "syscall-ring", "exit-floor", "create-join", "first-vthread", "compute",
         "first-touch", "random-access", "dirty-100", "dirty-10k", "prot1", "protN", "trap", "appel1",
         "appel2", "ping-pong", "mutex", "pipe-write", "pipe-write-ring",
-        "poke", "timer", "timer-p99", "hostcall", "vthread-call"]
+        "poke", "timer", "timer-p99", "hostcall", "vthread-call",
+        "sandbox-call-fork", "sandbox-call-pipe", "reset-1", "reset-16", "reset-256"]
 # Left out where the backend has no interrupts.
 IRQ_ROWS = ["poke", "timer", "timer-p99"]
 
 # Under QEMU (test/lanes/kvm-or-lane) the whole quick run takes over 5 minutes:
 # the rows the SVM lane runs anyway.
-LANE_ROWS = ["syscall", "syscall-ring", "exit-floor", "create-join", "pipe-write", "hostcall"]
+LANE_ROWS = ["syscall", "syscall-ring", "exit-floor", "create-join", "pipe-write", "hostcall",
+             "sandbox-call-pipe", "reset-16"]
 
 bench = os.path.abspath(sys.argv[1])
 only = []
