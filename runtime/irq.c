@@ -116,10 +116,10 @@ RT_API int vthread_timer(uint64_t first_ns, uint64_t period_ns)
 
 	if (!rt_in_guest())
 		return EPERM;
+	if (first_ns > INT64_MAX || period_ns > INT64_MAX)
+		return EINVAL;	/* a bad argument first, as pthread's calls check */
 	if (!rt.hv.irqchip)
 		return ENOTSUP;
-	if (first_ns > INT64_MAX || period_ns > INT64_MAX)
-		return EINVAL;
 	if (!vt->irq_fn)
 		return 0;	/* ignored: nothing would run */
 	f = hv_guest_irq_save();

@@ -267,13 +267,18 @@ static int call4(vthread_sandbox_t sb, void *fn, long a0, long a1, long a2, long
 	return r;
 }
 
-static struct vthread_violation violation_of(void *fn, struct box *b, long a0, long a1, long a2,
-					     long a3)
+/* fn's violation, which it must have; the caller's line in the message if not. */
+#define violation_of(...) violation_at(__LINE__, __VA_ARGS__)
+
+static struct vthread_violation violation_at(int line, void *fn, struct box *b, long a0, long a1,
+					     long a2, long a3)
 {
 	struct vthread_violation v;
-	long ret;
+	long ret = 0;
+	int r = call4(b->sb, fn, a0, a1, a2, a3, &ret);
 
-	ck_assert_int_eq(call4(b->sb, fn, a0, a1, a2, a3, &ret), ECANCELED);
+	ck_assert_msg(r == ECANCELED, "line %d: vthread_call gave %d, not ECANCELED (ret %ld)", line,
+		      r, ret);
 	ck_assert_int_eq(vthread_sandbox_violation(b->sb, &v), 0);
 	return v;
 }
@@ -544,11 +549,16 @@ START_TEST(test_the_runtimes_exits_are_no_way_out)
 	ck_assert_int_eq(ret, -ENOSYS);
 	v = violation_of(sb_in, &b, 0xf0, 0, 0, 0);
 	ck_assert_int_eq(v.kind, VTHREAD_VIOLATION_EXIT);
-	v = violation_of(sb_hlt, &b, 0, 0, 0, 0);
-	ck_assert_int_eq(v.kind, VTHREAD_VIOLATION_EXIT);
+	/* hlt with no interrupt to wait for: KVM exits (kvm_amd, kvm_intel: a violation)
+	 * or goes on (kvm_pvm); either way it neither hangs nor leaves */
+	if (call4(b.sb, sb_hlt, 0, 0, 0, 0, &ret) != 0) {
+		ck_assert_int_eq(vthread_sandbox_violation(b.sb, &v), 0);
+		ck_assert_int_eq(v.kind, VTHREAD_VIOLATION_EXIT);
+	}
+	/* no gate for 0x80: #GP (kvm_amd, kvm_intel), or an exit of kvm_pvm's own */
 	v = violation_of(sb_int80, &b, 0, 0, 0, 0);
-	ck_assert_int_eq(v.kind, VTHREAD_VIOLATION_FAULT);
-	ck_assert_int_eq(v.signo, SIGSEGV);
+	ck_assert(v.kind == VTHREAD_VIOLATION_FAULT || v.kind == VTHREAD_VIOLATION_EXIT);
+	ck_assert_int_eq(v.signo, v.kind == VTHREAD_VIOLATION_FAULT ? SIGSEGV : 0);
 	/* hypercalls: KVM's own, which the sandbox's VM keeps to itself */
 	call4(b.sb, sb_vmcall, 5, 0, 0, 0, &ret);
 	call4(b.sb, sb_vmmcall, 5, 0, 0, 0, &ret);
