@@ -244,6 +244,11 @@ int hv_get_dirty_log(struct hv *hv, uint32_t slot, uint64_t *bitmap);
 int hv_vcpu_create(struct hv *hv, struct hv_vcpu *vc, int id);
 void hv_vcpu_destroy(struct hv_vcpu *vc);
 int hv_vcpu_run(struct hv_vcpu *vc, struct hv_exit *ex);
+/* A sandbox's vCPU. Once: KVM's paravirtual MSRs follow its CPUID, which has
+ * no KVM leaves. Before each run: debug registers, pending events and those
+ * MSRs as at reset, so that one run leaves nothing armed for the next. */
+int hv_vcpu_confine(struct hv_vcpu *vc);
+int hv_vcpu_scrub(struct hv_vcpu *vc);
 /* Ends what KVM keeps pending from the last exit (an access it emulates
  * on the next KVM_RUN), so that registers set now are the ones that run. */
 int hv_vcpu_settle(struct hv_vcpu *vc);

@@ -162,6 +162,12 @@ int hv_open_sibling(struct hv *hv, const struct hv *parent)
 	if (!hv->cpuid)
 		return -ENOMEM;
 	memcpy(hv->cpuid, parent->cpuid, cpuid);
+	for (unsigned i = 0; i < hv->cpuid->nent;) {	/* no KVM paravirtual leaves */
+		if ((hv->cpuid->entries[i].function & 0xffffff00) == 0x40000000)
+			hv->cpuid->entries[i] = hv->cpuid->entries[--hv->cpuid->nent];
+		else
+			i++;
+	}
 	hv->vm_fd = ioctl(parent->kvm_fd, KVM_CREATE_VM, 0);
 	if (hv->vm_fd < 0) {
 		int r = -errno;
@@ -308,16 +314,19 @@ static bool vector_has_error_code(int v)
 	return v == 8 || (v >= 10 && v <= 14) || v == 17 || v == 21 || v == 29 || v == 30;
 }
 
-/* The exception stubs exit on IST1, so RSP points at the CPU-pushed frame. */
+/* The exception stubs exit on IST1, so RSP points at the CPU-pushed frame. RSP
+ * is the guest's to forge (a sandbox's `out`): checked before any read. */
 static int read_frame(struct hv_vcpu *vc, struct hv_exit *ex)
 {
-	const uint64_t *sp = (const uint64_t *)(uintptr_t)ex->regs.rsp;
 	const char *ist = (const char *)vc->area + HV_AREA_IST;
+	bool err = vector_has_error_code(ex->vector);
+	uint64_t rsp = ex->regs.rsp, lo = (uintptr_t)ist;
+	const uint64_t *sp = (const uint64_t *)(uintptr_t)rsp;
 
-	if (vector_has_error_code(ex->vector))
-		ex->frame.error = *sp++;
-	if ((const char *)sp < ist || (const char *)(sp + 5) > ist + HV_IST_SIZE)
+	if (rsp < lo || rsp > lo + HV_IST_SIZE - (err ? 6 : 5) * sizeof(uint64_t))
 		return -EFAULT;
+	if (err)
+		ex->frame.error = *sp++;
 	ex->frame.rip = sp[0];
 	ex->frame.cs = sp[1];
 	ex->frame.rflags = sp[2];
@@ -430,4 +439,45 @@ int hv_vcpu_settle(struct hv_vcpu *vc)
 	r = kvm_run(vc);
 	vc->run->immediate_exit = 0;
 	return r == -EINTR || r == 0 ? 0 : r;
+}
+
+/* KVM's paravirtual MSRs, with which a guest has KVM write into its memory
+ * (kvmclock, steal time, async page faults, PV EOI...). */
+static const uint32_t pv_msrs[] = {
+	0x11, 0x12, 0x4b564d00, 0x4b564d01, 0x4b564d02, 0x4b564d03, 0x4b564d04, 0x4b564d05,
+	0x4b564d06, 0x4b564d08,
+};
+
+int hv_vcpu_confine(struct hv_vcpu *vc)
+{
+	struct kvm_enable_cap cap = { .cap = KVM_CAP_ENFORCE_PV_FEATURE_CPUID, .args = { 1 } };
+
+	return ioctl(vc->fd, KVM_ENABLE_CAP, &cap) < 0 ? -errno : 0;
+}
+
+int hv_vcpu_scrub(struct hv_vcpu *vc)
+{
+	struct kvm_debugregs dr = { .dr6 = 0xffff0ff0, .dr7 = 0x400 };	/* as at reset */
+	struct kvm_vcpu_events ev = { 0 };
+	struct {
+		struct kvm_msrs h;
+		struct kvm_msr_entry e[sizeof(pv_msrs) / sizeof(pv_msrs[0])];
+	} m = { 0 };
+	unsigned n = sizeof(pv_msrs) / sizeof(pv_msrs[0]);
+
+	if (ioctl(vc->fd, KVM_SET_DEBUGREGS, &dr) < 0 || ioctl(vc->fd, KVM_SET_VCPU_EVENTS, &ev) < 0)
+		return -errno;
+	/* Off, one call for all; KVM stops at one it does not know, so go on after it. */
+	for (unsigned i = 0; i < n;) {
+		int done;
+
+		m.h.nmsrs = n - i;
+		for (unsigned j = i; j < n; j++)
+			m.e[j - i] = (struct kvm_msr_entry){ .index = pv_msrs[j] };
+		done = ioctl(vc->fd, KVM_SET_MSRS, &m);
+		if (done < 0)
+			return -errno;
+		i += done + 1;
+	}
+	return 0;
 }

@@ -344,17 +344,19 @@ int vthread_get_thread_stats(vthread_t vt, struct vthread_thread_stats *st);
  * Functions: 0 or an error number; EINVAL for a NULL or destroyed sandbox.
  */
 typedef struct vthread_sandbox *vthread_sandbox_t;
-/* ENOSYS without KVM, EAGAIN when no VM or memory can be had. */
+/* ENOSYS without KVM, ENOTSUP where KVM has no read-only memory slots, EAGAIN
+ * when no VM or memory can be had. */
 int vthread_sandbox_create(vthread_sandbox_t *sb);
 /* EBUSY while a vthread runs in it. */
 int vthread_sandbox_destroy(vthread_sandbox_t sb);
 /*
  * Grants [addr, addr + len) with prot (PROT_READ, _WRITE, _EXEC; at least
  * one): the sandbox sees it at the same address. addr page aligned, len
- * rounded up to pages; EINVAL for those, for other prot bits, or for a range
- * that overlaps an earlier grant; ENOMEM where the process maps no memory, or
- * too many pages are granted; ENOTSUP for a grant without PROT_WRITE where KVM
- * has no read-only memory slots; EBUSY while a vthread runs in the sandbox.
+ * rounded up to pages, and mapped by the process as long as the sandbox lives
+ * (a range unmapped and mapped again is granted with what is there then);
+ * EINVAL for those, for other prot bits, or for a range that overlaps an
+ * earlier grant; ENOMEM where the process maps no memory, or
+ * too many pages are granted; EBUSY while a vthread runs in the sandbox.
  * The code must be granted PROT_EXEC. Grants last as long as the sandbox.
  */
 int vthread_sandbox_grant(vthread_sandbox_t sb, void *addr, size_t len, int prot);
@@ -365,7 +367,8 @@ int vthread_sandbox_grant(vthread_sandbox_t sb, void *addr, size_t len, int prot
  * pwrite64, close, lseek, getpid, getppid, gettid, sched_yield, clock_gettime,
  * clock_getres, gettimeofday, nanosleep, clock_nanosleep, getrandom; ENOTSUP
  * for others (give them to the handler). A call whose memory lies outside the
- * grants ends the vthread (VTHREAD_VIOLATION_SYSCALL).
+ * grants ends the vthread (VTHREAD_VIOLATION_SYSCALL); one on a descriptor of
+ * the runtime's (/dev/kvm, a VM, a vCPU) gets -EBADF.
  */
 int vthread_sandbox_allow(vthread_sandbox_t sb, long nr);
 /*
@@ -401,6 +404,7 @@ int vthread_attr_getsandbox(const vthread_attr_t *attr, vthread_sandbox_t *sb);
  * A sandboxed vthread that breaks out of its grants, runs past its time limit
  * or faults ends; vthread_join gives VTHREAD_SANDBOX_VIOLATION, and
  * vthread_sandbox_violation the sandbox's latest violation (ENOENT: none yet).
+ * Its fields are what the guest's state said: hostile code can forge them.
  */
 #define VTHREAD_SANDBOX_VIOLATION ((void *)-2)
 enum {

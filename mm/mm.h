@@ -191,7 +191,7 @@ void mm_free(void *p, size_t size);
 /*
  * space.c: a sandbox's guest memory (see there). Its region holds, in pages:
  * the code page, the IDT, the vCPU area, a TLS page, a guard, the stack, and
- * the guest's copy of the page tables, which the guest does not reach.
+ * the page tables, not mapped in its address space.
  */
 #define MM_SB_CODE	0
 #define MM_SB_IDT	1
@@ -224,7 +224,8 @@ struct mm_space {
 	bool snapped;
 };
 
-/* 0 or -errno; the VM of hv gets the region's memslot. */
+/* 0 or -errno (-ENOTSUP without read-only memslots); the VM of hv gets the
+ * region's memslots. */
 int mm_space_init(struct mm_space *sp, struct hv *hv);
 void mm_space_destroy(struct mm_space *sp);
 uint64_t mm_space_cr3(void);
@@ -235,10 +236,11 @@ int mm_space_grant(struct mm_space *sp, uint64_t lo, uint64_t hi, int prot);
 const struct mm_grant *mm_space_find(const struct mm_space *sp, uint64_t addr);
 /* Whether grants that allow prot cover [lo, lo + len). */
 bool mm_space_covers(const struct mm_space *sp, uint64_t lo, uint64_t len, int prot);
+/* Before a run: the guest's tables as the master says, KVM's cache of them
+ * dropped where a guest had changed them. 0 or -errno. */
+int mm_space_rearm(struct mm_space *sp);
 /* The host address of a grant's GPA, or 0. */
 uint64_t mm_space_hva(const struct mm_space *sp, uint64_t gpa);
-/* The guest's tables rewritten from the master. */
-void mm_space_rearm(struct mm_space *sp);
 /* The runtime wrote [lo, lo + len) for the guest (a system call): reset restores it. */
 void mm_space_written(struct mm_space *sp, uint64_t lo, uint64_t len);
 /* Copies the writable grants and starts KVM's dirty log on them. */

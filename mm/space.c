@@ -2,11 +2,15 @@
 /*
  * A sandbox's guest memory: a VM of its own whose memslots hold only the
  * granted ranges (read-only ones as KVM_MEM_READONLY slots, so that a guest
- * that rewrites its page tables still cannot write them) and one region of
- * the runtime's pages that no one else uses. Its page tables map each page
- * at its host address. The guest may change everything in its region, so
- * the runtime keeps the tables' master copy outside it and rewrites what the
- * CPU reads there before every run; it trusts nothing it reads back.
+ * that rewrites page tables or clears CR0.WP still cannot write them) and one
+ * region of the runtime's pages that no one else uses. Each page is mapped at
+ * its host address. The page tables are not mapped in the guest, but a guest
+ * that loads tables of its own can reach their slot (it cannot be read-only:
+ * AMD's nested paging takes every guest table walk for a write), so the
+ * runtime keeps their master copy outside the VM, trusts nothing it reads
+ * back, and before each run puts back what a guest changed, then has KVM drop
+ * what it cached of them (deleting and adding their slot), since a shadow-
+ * paging KVM does not see the runtime's own writes.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -20,7 +24,8 @@
 #define GRANT_GPA	(4 * MM_CHUNK)		/* grants from here up */
 #define PTE_A		(1ull << 5)
 #define PTE_D		(1ull << 6)
-#define SLOT_GRANT0	1			/* slot 0 is the region's */
+#define SLOT_TABLES	1			/* slot 0 is the rest of the region's */
+#define SLOT_GRANT0	2
 
 static uint64_t *table(char *base, unsigned t)
 {
@@ -32,7 +37,8 @@ static uint64_t table_gpa(unsigned t)
 	return REGION_GPA + (uint64_t)(MM_SB_TABLES + t) * MM_PAGE_SIZE;
 }
 
-/* Sets gva's 4 KiB entry in the master tables and the guest's copy. */
+/* Sets gva's 4 KiB entry in the master tables and the guest's copy; the
+ * tables only ever gain entries (mm.h). */
 static int map_page(struct mm_space *sp, uint64_t gva, uint64_t pte)
 {
 	char *guest = sp->region + MM_SB_TABLES * MM_PAGE_SIZE;
@@ -56,12 +62,31 @@ static int map_page(struct mm_space *sp, uint64_t gva, uint64_t pte)
 	return 0;
 }
 
+static int tables_slot(struct mm_space *sp)
+{
+	return hv_set_memslot(sp->hv, SLOT_TABLES, table_gpa(0), MM_SB_NTABLES * MM_PAGE_SIZE,
+			      sp->region + MM_SB_TABLES * MM_PAGE_SIZE, 0);
+}
+
+int mm_space_rearm(struct mm_space *sp)
+{
+	char *guest = sp->region + MM_SB_TABLES * MM_PAGE_SIZE;
+	size_t len = (size_t)sp->tables * MM_PAGE_SIZE;
+	int r;
+
+	if (!memcmp(guest, sp->master, len))
+		return 0;
+	memcpy(guest, sp->master, len);
+	r = hv_set_memslot(sp->hv, SLOT_TABLES, table_gpa(0), 0, NULL, 0);
+	return r ? r : tables_slot(sp);
+}
+
 static uint64_t leaf(const struct mm_space *sp, uint64_t gpa, int prot)
 {
-	uint64_t pte = gpa | MM_PTE_P | PTE_A | sp->hv->be->pte_user;
+	uint64_t pte = gpa | MM_PTE_P | PTE_A | PTE_D | sp->hv->be->pte_user;
 
 	if (prot & PROT_WRITE)
-		pte |= MM_PTE_RW | PTE_D;
+		pte |= MM_PTE_RW;
 	if (!(prot & PROT_EXEC))
 		pte |= MM_PTE_NX;
 	return pte;
@@ -106,12 +131,13 @@ int mm_space_init(struct mm_space *sp, struct hv *hv)
 			  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (sp->region == MAP_FAILED)
 		return -ENOMEM;
+	sp->tables = 1;	/* the PML4 */
 	sp->master = calloc(MM_SB_NTABLES, MM_PAGE_SIZE);
-	r = sp->master ? 0 : -ENOMEM;
-	if (!r) {
-		sp->tables = 1;	/* the PML4 */
-		r = hv_set_memslot(hv, 0, REGION_GPA, MM_SB_REGION, sp->region, 0);
-	}
+	r = !sp->master ? -ENOMEM : hv->readonly_mem ? 0 : -ENOTSUP;
+	if (!r)
+		r = hv_set_memslot(hv, 0, REGION_GPA, MM_SB_TABLES * MM_PAGE_SIZE, sp->region, 0);
+	if (!r)
+		r = tables_slot(sp);
 	if (!r)
 		r = map_region(sp);
 	if (r < 0)
@@ -209,8 +235,6 @@ int mm_space_grant(struct mm_space *sp, uint64_t lo, uint64_t hi, int prot)
 	for (unsigned i = 0; i < sp->ngrants; i++)
 		if (lo < sp->grants[i].hi && hi > sp->grants[i].lo)
 			return -EINVAL;
-	if (!(prot & PROT_WRITE) && !sp->hv->readonly_mem)
-		return -ENOTSUP;	/* its own page tables would make it writable */
 	if (!mm_host_mapped(lo, hi))
 		return -ENOMEM;
 	if (tables_needed(lo, hi) > MM_SB_NTABLES - sp->tables)
@@ -232,13 +256,6 @@ int mm_space_grant(struct mm_space *sp, uint64_t lo, uint64_t hi, int prot)
 	sp->ngrants++;
 	sp->next_gpa = gpa + (hi - lo);
 	return map_range(sp, lo, hi - lo, gpa, prot);	/* cannot run out: checked */
-}
-
-/* The guest's copy of the tables as the master says. */
-void mm_space_rearm(struct mm_space *sp)
-{
-	memcpy(sp->region + MM_SB_TABLES * MM_PAGE_SIZE, sp->master,
-	       (size_t)sp->tables * MM_PAGE_SIZE);
 }
 
 void mm_space_written(struct mm_space *sp, uint64_t lo, uint64_t len)
@@ -314,6 +331,5 @@ int mm_space_reset(struct mm_space *sp, uint64_t *pages)
 			}
 		}
 	}
-	mm_space_rearm(sp);
 	return 0;
 }

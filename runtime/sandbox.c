@@ -45,6 +45,7 @@ static int vcpu_init(struct vthread_sandbox *sb)
 
 	if (r < 0)
 		return r;
+	hv_vcpu_confine(vc);	/* where KVM cannot, hv_vcpu_scrub's MSRs still hold */
 	vc->area = region + MM_SB_AREA * MM_PAGE_SIZE;
 	sb->lay = (struct hv_layout){
 		.cr3 = mm_space_cr3(),
@@ -91,7 +92,7 @@ RT_API int vthread_sandbox_create(vthread_sandbox_t *out)
 		r = vcpu_init(sb);
 	if (r < 0) {
 		sb_free(sb);
-		return EAGAIN;
+		return r == -ENOTSUP ? ENOTSUP : EAGAIN;
 	}
 	/* As glibc's: random, its low byte 0 so that string overruns stop at it. */
 	if (getrandom(&sb->canary, sizeof(sb->canary), 0) != sizeof(sb->canary))

@@ -1,18 +1,21 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Running a vthread in its sandbox, on the backing thread. Each run starts
- * from state the runtime writes afresh (code page, IDT, TLS, page tables,
- * descriptor tables, control registers, MSRs, FPU), since the last run's code
- * could change all of it. Every exit is untrusted: the only ones that do not
+ * Running a vthread in its sandbox, on the backing thread or vthread_call's
+ * caller. Each run starts from state the runtime writes afresh (code page,
+ * IDT, TLS, page tables, descriptor tables, control registers, MSRs, FPU),
+ * since the last run's code could change all of it. Every exit is untrusted: the only ones that do not
  * end the run are the `syscall` exit, whose call goes through the policy, and
  * the time limit's signal, which ends it when it is ours. Memory arguments of
  * allowed calls are checked against the grants before the host makes them.
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/random.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -27,6 +30,9 @@ struct mem_arg {
 	bool nullable;
 };
 
+#define FD	true	/* the call's first argument is a file descriptor */
+#define NOFD	false
+
 #define R	PROT_READ	/* the kernel reads it */
 #define W	PROT_WRITE	/* the kernel writes it */
 #define TS	16		/* struct timespec, struct timeval */
@@ -35,23 +41,24 @@ struct mem_arg {
 static const struct checkable {
 	short nr;
 	struct mem_arg m[2];
+	bool fd;
 } calls[] = {
-	{ SYS_read, { { 1, 2, 0, W, false }, NONE } },
-	{ SYS_write, { { 1, 2, 0, R, false }, NONE } },
-	{ SYS_pread64, { { 1, 2, 0, W, false }, NONE } },
-	{ SYS_pwrite64, { { 1, 2, 0, R, false }, NONE } },
-	{ SYS_close, { NONE, NONE } },
-	{ SYS_lseek, { NONE, NONE } },
-	{ SYS_getpid, { NONE, NONE } },
-	{ SYS_getppid, { NONE, NONE } },
-	{ SYS_gettid, { NONE, NONE } },
-	{ SYS_sched_yield, { NONE, NONE } },
-	{ SYS_clock_gettime, { { 1, -1, TS, W, false }, NONE } },
-	{ SYS_clock_getres, { { 1, -1, TS, W, true }, NONE } },
-	{ SYS_gettimeofday, { { 0, -1, TS, W, true }, { 1, -1, 8, W, true } } },
-	{ SYS_nanosleep, { { 0, -1, TS, R, false }, { 1, -1, TS, W, true } } },
-	{ SYS_clock_nanosleep, { { 2, -1, TS, R, false }, { 3, -1, TS, W, true } } },
-	{ SYS_getrandom, { { 0, 1, 0, W, false }, NONE } },
+	{ SYS_read, { { 1, 2, 0, W, false }, NONE }, FD },
+	{ SYS_write, { { 1, 2, 0, R, false }, NONE }, FD },
+	{ SYS_pread64, { { 1, 2, 0, W, false }, NONE }, FD },
+	{ SYS_pwrite64, { { 1, 2, 0, R, false }, NONE }, FD },
+	{ SYS_close, { NONE, NONE }, FD },
+	{ SYS_lseek, { NONE, NONE }, FD },
+	{ SYS_getpid, { NONE, NONE }, NOFD },
+	{ SYS_getppid, { NONE, NONE }, NOFD },
+	{ SYS_gettid, { NONE, NONE }, NOFD },
+	{ SYS_sched_yield, { NONE, NONE }, NOFD },
+	{ SYS_clock_gettime, { { 1, -1, TS, W, false }, NONE }, NOFD },
+	{ SYS_clock_getres, { { 1, -1, TS, W, true }, NONE }, NOFD },
+	{ SYS_gettimeofday, { { 0, -1, TS, W, true }, { 1, -1, 8, W, true } }, NOFD },
+	{ SYS_nanosleep, { { 0, -1, TS, R, false }, { 1, -1, TS, W, true } }, NOFD },
+	{ SYS_clock_nanosleep, { { 2, -1, TS, R, false }, { 3, -1, TS, W, true } }, NOFD },
+	{ SYS_getrandom, { { 0, 1, 0, W, false }, NONE }, NOFD },
 };
 
 static const struct checkable *checkable(long nr)
@@ -82,6 +89,21 @@ static void violate(struct vthread_sandbox *sb, int kind, uint64_t addr, uint64_
 	pthread_mutex_unlock(&sb->lock);
 }
 
+/* Whether fd is the runtime's: /dev/kvm, a VM's or a vCPU's (each sandbox's
+ * too), which the process's policy never meant to hand out. */
+static bool runtime_fd(long fd)
+{
+	char path[40], link[32];
+	long n;
+
+	snprintf(path, sizeof(path), "/proc/self/fd/%ld", fd);
+	n = rt_syscall6(SYS_readlinkat, AT_FDCWD, (long)path, (long)link, sizeof(link) - 1, 0, 0);
+	if (n <= 0)
+		return false;
+	link[n] = 0;
+	return !strncmp(link, "anon_inode:kvm", 14) || !strcmp(link, "/dev/kvm");
+}
+
 /* The allowed call c with the guest's args, its memory checked: false for a violation. */
 static bool make_allowed(struct vthread_sandbox *sb, const struct checkable *c,
 			 const long *a, long *ret, const hv_regs *r)
@@ -96,6 +118,10 @@ static bool make_allowed(struct vthread_sandbox *sb, const struct checkable *c,
 			violate(sb, VTHREAD_VIOLATION_SYSCALL, p, r->rcx - HV_SYSCALL_LEN, c->nr, 0);
 			return false;
 		}
+	}
+	if (c->fd && runtime_fd(a[0])) {
+		*ret = -EBADF;	/* not the process's to give: as if not open */
+		return true;
 	}
 	*ret = rt_syscall6(c->nr, a[0], a[1], a[2], a[3], a[4], a[5]);
 	for (int i = 0; i < 2 && c->m[i].ptr >= 0; i++) {
@@ -165,6 +191,16 @@ static int arm(struct vthread_sandbox *sb, const struct rt_sb_run *run)
 	};
 	int r;
 
+	/* An `out` the last run ended with (a forged one too) KVM would finish at
+	 * the next entry, skipping an instruction where RIP is the same. */
+	r = hv_vcpu_settle(&sb->vcpu);
+	if (!r)
+		r = hv_vcpu_scrub(&sb->vcpu);
+	if (r < 0)
+		return r;
+	/* A canary of its own per run: one run's code learns nothing of the next's. */
+	if (getrandom(&sb->canary, sizeof(sb->canary), GRND_NONBLOCK) == sizeof(sb->canary))
+		sb->canary &= ~0xffull;
 	memcpy(region + MM_SB_CODE * MM_PAGE_SIZE, hv_sb_code, hv_sb_code_end - hv_sb_code);
 	hv_idt_fill_sandbox(sb->lay.idt, sb->lay.code);
 	/* The TCB in the middle of its page, static TLS below it: what glibc's
@@ -173,8 +209,9 @@ static int arm(struct vthread_sandbox *sb, const struct rt_sb_run *run)
 	tls[0] = tls[2] = (uintptr_t)tls;
 	tls[5] = sb->canary;
 	*sp = sb->lay.code + HV_SB_RETURN;	/* fn's return address; RSP + 8 16-aligned */
-	mm_space_rearm(&sb->space);
-	r = hv_vcpu_rearm(&sb->vcpu, &sb->lay);
+	r = mm_space_rearm(&sb->space);
+	if (!r)
+		r = hv_vcpu_rearm(&sb->vcpu, &sb->lay);
 	if (!r)
 		r = hv_vcpu_set_fs_base(&sb->vcpu, (uintptr_t)tls);
 	if (!r)
