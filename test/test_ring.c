@@ -6,6 +6,7 @@
 #define _GNU_SOURCE
 #include <asm/prctl.h>
 #include <errno.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
@@ -66,11 +67,19 @@ static void *getppid_loop(void *arg)
 START_TEST(test_ring_mode_makes_calls_without_exits)
 {
 	struct vthread_stats before = VTHREAD_STATS_INIT, after = VTHREAD_STATS_INIT;
+	bool two = sysconf(_SC_NPROCESSORS_ONLN) >= 2;
 
-	ck_assert_int_eq(vthread_get_stats(&before), 0);
-	ck_assert_int_eq(run_mode(VTHREAD_SYSCALL_RING, getppid_loop, (void *)(intptr_t)getppid()), 0);
-	ck_assert_int_eq(vthread_get_stats(&after), 0);
-	if (sysconf(_SC_NPROCESSORS_ONLN) >= 2) {
+	/* With two CPUs, up to five tries: another process (CI's Bochs lane) may hold
+	 * the second CPU through one of them, and the server then never runs. */
+	for (int tries = 0; tries < (two ? 5 : 1); tries++) {
+		ck_assert_int_eq(vthread_get_stats(&before), 0);
+		ck_assert_int_eq(run_mode(VTHREAD_SYSCALL_RING, getppid_loop,
+					  (void *)(intptr_t)getppid()), 0);
+		ck_assert_int_eq(vthread_get_stats(&after), 0);
+		if (after.syscalls_ring - before.syscalls_ring > CALLS / 2)
+			break;
+	}
+	if (two) {
 		/* The server may sleep at first, or lose its CPU: most calls, not all. */
 		ck_assert_uint_gt(after.syscalls_ring - before.syscalls_ring, CALLS / 2);
 		ck_assert_uint_lt(after.exit_syscall - before.exit_syscall, CALLS / 2);
