@@ -245,8 +245,8 @@ uint64_t mm_space_hva(const struct mm_space *sp, uint64_t gpa);
 void mm_space_written(struct mm_space *sp, uint64_t lo, uint64_t len);
 /* Copies the writable grants and starts KVM's dirty log on them. */
 int mm_space_snapshot(struct mm_space *sp);
-/* Copies back the pages written since; *pages says how many. */
-int mm_space_reset(struct mm_space *sp, uint64_t *pages);
+/* Copies back the pages written since. */
+int mm_space_reset(struct mm_space *sp);
 
 /*
  * The shared fault handler, for a guest page fault at gva: 0 when the address is

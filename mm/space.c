@@ -305,9 +305,8 @@ int mm_space_snapshot(struct mm_space *sp)
 	return 0;
 }
 
-int mm_space_reset(struct mm_space *sp, uint64_t *pages)
+int mm_space_reset(struct mm_space *sp)
 {
-	*pages = 0;
 	for (unsigned i = 0; i < sp->ngrants; i++) {
 		struct mm_grant *g = &sp->grants[i];
 		size_t words = log_bytes(g) / 8;
@@ -327,7 +326,6 @@ int mm_space_reset(struct mm_space *sp, uint64_t *pages)
 
 				memcpy((char *)(uintptr_t)g->lo + off, g->snap + off, MM_PAGE_SIZE);
 				bits &= bits - 1;
-				++*pages;
 			}
 		}
 	}

@@ -299,6 +299,8 @@ int rt_native_guest(struct vthread *vt, const hv_regs *r, struct rt_native_clone
 
 /* signal.c: 0, or -errno; deliver and pending return 1 when a handler was entered */
 int rt_signal_thread_start(struct vthread *vt);
+/* The backing thread's own mask: set to mask, the old one in *old (NULL: not wanted). */
+void rt_signal_host_mask(uint64_t mask, uint64_t *old);
 void rt_signal_block_host(void);
 void rt_signal_unblock_host(const struct vthread *vt);
 int rt_signal_set_mask(struct vthread *vt, uint64_t mask);

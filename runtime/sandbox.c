@@ -12,8 +12,6 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/random.h>
-#include <sys/syscall.h>
-#include <signal.h>
 
 #include "rt_sandbox.h"
 
@@ -22,6 +20,16 @@ static struct {
 	struct vthread_sandbox *list;
 	uint32_t next_id;
 } sbs = { .lock = PTHREAD_MUTEX_INITIALIZER };
+
+/* The live sandbox with this attribute id (0: none), or NULL; sbs.lock held. */
+static struct vthread_sandbox *by_id(uint32_t id)
+{
+	struct vthread_sandbox *s;
+
+	for (s = sbs.list; s && (!id || s->id != id); s = s->next)
+		;
+	return s;
+}
 
 /* The live sandbox sb, locked; NULL for a bad handle. */
 static struct vthread_sandbox *get(vthread_sandbox_t sb)
@@ -130,8 +138,7 @@ int rt_sandbox_claim(uint32_t id, struct vthread_sandbox **out)
 	int r = -EINVAL;
 
 	pthread_mutex_lock(&sbs.lock);
-	for (s = sbs.list; s && s->id != id; s = s->next)
-		;
+	s = by_id(id);
 	if (s) {
 		pthread_mutex_lock(&s->lock);
 		r = s->running ? -EAGAIN : 0;
@@ -218,9 +225,7 @@ RT_API int vthread_sandbox_snapshot(vthread_sandbox_t sb)
 
 RT_API int vthread_sandbox_reset(vthread_sandbox_t sb)
 {
-	uint64_t pages;
-
-	WITH(sb, true, !s_->space.snapped ? EINVAL : mm_space_reset(&s_->space, &pages) ? EIO : 0);
+	WITH(sb, true, !s_->space.snapped ? EINVAL : mm_space_reset(&s_->space) ? EIO : 0);
 }
 
 RT_API int vthread_attr_setsandbox(vthread_attr_t *attr, vthread_sandbox_t sb)
@@ -248,8 +253,7 @@ RT_API int vthread_attr_getsandbox(const vthread_attr_t *attr, vthread_sandbox_t
 	if (!ra || !sb)
 		return EINVAL;
 	pthread_mutex_lock(&sbs.lock);
-	for (s = sbs.list; s && (!ra->sandbox || s->id != ra->sandbox); s = s->next)
-		;
+	s = by_id(ra->sandbox);
 	pthread_mutex_unlock(&sbs.lock);
 	*sb = s;
 	return 0;
@@ -311,15 +315,15 @@ static int call_here(const struct rt_attr *ra, void (*fn)(void), const long *arg
 {
 	struct rt_sb_run run = { .fn = (void *)fn };
 	struct vthread_sandbox *s;
-	uint64_t all = ~0ull, old;
+	uint64_t old;
 	int r = rt_sandbox_claim(ra->sandbox, &s);
 
 	if (r < 0)
 		return r;
 	memcpy(run.args, args, sizeof(run.args));
-	rt_syscall6(SYS_rt_sigprocmask, SIG_SETMASK, (long)&all, (long)&old, sizeof(old), 0, 0);
+	rt_signal_host_mask(~0ull, &old);
 	r = rt_sandbox_run(s, &run);
-	rt_syscall6(SYS_rt_sigprocmask, SIG_SETMASK, (long)&old, 0, sizeof(old), 0, 0);
+	rt_signal_host_mask(old, NULL);
 	rt_sandbox_release(s);
 	*rax = (long)run.retval;
 	return r < 0 ? -EAGAIN : run.violated;

@@ -104,13 +104,19 @@ static bool runtime_fd(long fd)
 	return !strncmp(link, "anon_inode:kvm", 14) || !strcmp(link, "/dev/kvm");
 }
 
+/* The bytes memory argument m spans. */
+static uint64_t mem_len(const struct mem_arg *m, const long *a)
+{
+	return m->len >= 0 ? (uint64_t)a[(int)m->len] : m->size;
+}
+
 /* The allowed call c with the guest's args, its memory checked: false for a violation. */
 static bool make_allowed(struct vthread_sandbox *sb, const struct checkable *c,
 			 const long *a, long *ret, const hv_regs *r)
 {
 	for (int i = 0; i < 2 && c->m[i].ptr >= 0; i++) {
 		const struct mem_arg *m = &c->m[i];
-		uint64_t p = a[(int)m->ptr], len = m->len >= 0 ? (uint64_t)a[(int)m->len] : m->size;
+		uint64_t p = a[(int)m->ptr], len = mem_len(m, a);
 
 		if ((!p && m->nullable) || !len)
 			continue;
@@ -128,8 +134,7 @@ static bool make_allowed(struct vthread_sandbox *sb, const struct checkable *c,
 		const struct mem_arg *m = &c->m[i];
 
 		if ((m->prot & W) && a[(int)m->ptr])
-			mm_space_written(&sb->space, a[(int)m->ptr],
-					 m->len >= 0 ? (uint64_t)a[(int)m->len] : m->size);
+			mm_space_written(&sb->space, a[(int)m->ptr], mem_len(m, a));
 	}
 	return true;
 }
@@ -344,8 +349,6 @@ int rt_sandbox_run(struct vthread_sandbox *sb, struct rt_sb_run *run)
 		timer_delete(timer);
 		timed_out(run);	/* a signal it queued before: taken, not left pending */
 	}
-	if (run->violated)
-		hv_vcpu_settle(&sb->vcpu);
 	return r < 0 ? r : run->err;
 }
 

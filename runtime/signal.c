@@ -45,14 +45,14 @@ bool rt_signal_caught(const struct vthread *vt, int sig)
 	       ka.handler != SIG_DFL && ka.handler != SIG_IGN;
 }
 
-static void set_host_mask(uint64_t mask, uint64_t *old)
+void rt_signal_host_mask(uint64_t mask, uint64_t *old)
 {
 	rt_syscall6(SYS_rt_sigprocmask, SIG_SETMASK, (long)&mask, (long)old, sizeof(mask), 0, 0);
 }
 
 void rt_signal_block_host(void)
 {
-	set_host_mask(~0ull, NULL);
+	rt_signal_host_mask(~0ull, NULL);
 }
 
 /*
@@ -61,13 +61,13 @@ void rt_signal_block_host(void)
  */
 void rt_signal_unblock_host(const struct vthread *vt)
 {
-	set_host_mask(vt->mask | (rt_cancel_ready() ? 0 : BIT(RT_SIGCANCEL)), NULL);
+	rt_signal_host_mask(vt->mask | (rt_cancel_ready() ? 0 : BIT(RT_SIGCANCEL)), NULL);
 }
 
 int rt_signal_thread_start(struct vthread *vt)
 {
 	/* A vthread starts with its creator's mask, as a pthread does. */
-	set_host_mask(~0ull, &vt->mask);
+	rt_signal_host_mask(~0ull, &vt->mask);
 	return hv_vcpu_set_sigmask(vt->vcpu, vt->mask);
 }
 
@@ -97,7 +97,7 @@ static void default_action(int sig, siginfo_t *si)
 {
 	if (BIT(sig) & DEFAULT_IGNORED)
 		return;
-	set_host_mask(~BIT(sig), NULL);
+	rt_signal_host_mask(~BIT(sig), NULL);
 	rt_syscall6(SYS_rt_tgsigqueueinfo, getpid(), gettid(), sig, (long)si, 0, 0);
 	rt_signal_block_host();
 }
