@@ -102,6 +102,30 @@ hv_guest_hostcall:
 	ret
 	.size hv_guest_hostcall, . - hv_guest_hostcall
 
+/* A vthread's first instructions: the FS base (RDX) and the FPU control state a
+ * new thread starts with, set here rather than by two more vCPU ioctls, each of
+ * which costs microseconds on kvm_pvm; then its flags (RCX: interrupts on only
+ * now, as their handler needs the FS base) and its start routine (RSI), arg in
+ * RDI. */
+	.globl hv_guest_start
+	.hidden hv_guest_start
+	.type hv_guest_start, @function
+	.balign 16
+hv_guest_start:
+	wrfsbase %rdx
+	fninit
+	ldmxcsr mxcsr_init(%rip)
+	push %rcx
+	popfq
+	jmp *%rsi
+	.size hv_guest_start, . - hv_guest_start
+
+	.section .rodata
+	.balign 4
+mxcsr_init:
+	.long 0x1f80
+	.text
+
 /* The return address under a vthread's start routine: RAX holds its value. Its
  * CFI ends the guest's stack for unwinders (gdb, libdw), which look up a return
  * address minus one: the nop. */

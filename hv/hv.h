@@ -15,6 +15,7 @@
 
 /* Guest-side entry points (hv/guest.S). */
 extern const char hv_guest_syscall[];	/* MSR_LSTAR: forward a system call */
+extern const char hv_guest_start[];	/* a vthread's entry: FS base, FPU, start routine */
 extern const char hv_guest_return[];	/* return address of a vthread's start routine */
 extern const char hv_guest_vectors[];	/* 32 exception stubs, HV_VECTOR_STUB bytes apart */
 extern const char hv_guest_probe[];	/* a timed loop proving native execution */
@@ -187,6 +188,8 @@ struct hv_vcpu {
 	volatile uint32_t in_run;	/* in KVM_RUN (the runtime's dispatch loop) */
 	uint64_t ran_gen;		/* mm's flush_gen when it last left KVM_RUN */
 	struct kvm_lapic_state *lapic;	/* its APIC as set up, for hv_vcpu_irq_reset */
+	uint64_t sigmask;		/* as last set, if sigmask_set */
+	bool sigmask_set;
 };
 
 /* Where guest memory sits, for the vCPU's architectural setup. */

@@ -307,19 +307,19 @@ int hv_vcpu_start(struct hv_vcpu *vc, void *(*fn)(void *), void *arg,
 {
 	uint64_t *sp = (uint64_t *)((uintptr_t)stack_top & ~15ul) - 1;
 	hv_regs regs = {
-		.rip = (uintptr_t)fn,
+		.rip = (uintptr_t)hv_guest_start,
 		.rdi = (uintptr_t)arg,
+		.rsi = (uintptr_t)fn,
+		.rdx = fs_base,
+		.rcx = 2 | (vc->hv->irqchip ? RFLAGS_IF : 0),	/* interrupts on, at fn */
 		.rsp = (uintptr_t)sp,
-		.rflags = 2 | (vc->hv->irqchip ? RFLAGS_IF : 0),	/* interrupts on */
+		.rflags = 2,
 	};
-	int r;
+	int r = 0;
 
 	*sp = (uintptr_t)hv_guest_return;	/* fn's return address; RSP + 8 is 16-aligned */
-	r = hv_vcpu_set_fs_base(vc, fs_base);
-	if (!r && vc->gs_moved)
+	if (vc->gs_moved)
 		r = hv_vcpu_set_gs_base(vc, (uintptr_t)hv_vcpu_ring(vc));
-	if (!r)
-		r = hv_vcpu_reset_fpu(vc);
 	if (!r && vc->pkru_offset)
 		r = inherit_pkru(vc);
 	if (!r)

@@ -537,6 +537,46 @@ START_TEST(test_bad_variable_refuses_with_reason)
 }
 END_TEST
 
+/* Leaves the FPU as no new thread starts: x87 rounding toward zero, single
+ * precision; SSE rounding toward zero, flush-to-zero, an exception unmasked. */
+static void *spoil_fpu(void *arg)
+{
+	uint16_t cw = 0x0c7f & ~0x0300;
+	uint32_t csr = (0x1f80 | 0x6000 | 0x8000) & ~0x0200;
+
+	__asm__ volatile("fldcw %0; ldmxcsr %1" : : "m"(cw), "m"(csr));
+	return arg;
+}
+
+static void *read_fpu(void *arg)
+{
+	uint16_t cw;
+	uint32_t csr;
+
+	(void)arg;
+	__asm__ volatile("fnstcw %0; stmxcsr %1" : "=m"(cw), "=m"(csr));
+	return (void *)(((uintptr_t)cw << 32) | csr);
+}
+
+/* A pthread of this main thread starts with its FPU control state, the
+ * default; a vthread too, whatever the last vthread on its pooled vCPU left. */
+START_TEST(test_vthread_starts_with_a_fresh_fpu_control_state)
+{
+	vthread_t vt;
+	void *ret;
+
+	require_backend();
+	for (int i = 0; i < 20; i++) {
+		ck_assert_int_eq(vthread_create(&vt, NULL, spoil_fpu, NULL), 0);
+		ck_assert_int_eq(vthread_join(vt, NULL), 0);
+		ck_assert_int_eq(vthread_create(&vt, NULL, read_fpu, NULL), 0);
+		ck_assert_int_eq(vthread_join(vt, &ret), 0);
+		ck_assert_uint_eq((uintptr_t)ret >> 32, 0x37f);
+		ck_assert_uint_eq((uintptr_t)ret & 0xffffffff, 0x1f80);
+	}
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("lifecycle");
@@ -544,6 +584,7 @@ int main(void)
 
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, test_join_returns_value);
+	tcase_add_test(tc, test_vthread_starts_with_a_fresh_fpu_control_state);
 	tcase_add_test(tc, test_64_vthreads_compute_into_shared_arrays);
 	tcase_add_test(tc, test_vthread_exit_gives_join_its_value);
 	tcase_add_test(tc, test_self_and_equal);
