@@ -71,6 +71,16 @@ static void body_empty(struct job *j)
 	(void)j;
 }
 
+/* A written __thread variable keeps a vthread's backing thread from being
+ * parked for the next (runtime/park.c): each create makes a fresh thread. */
+static __thread int touched;
+
+static void body_touch_tls(struct job *j)
+{
+	(void)j;
+	touched++;
+}
+
 static void body_getppid(struct job *j)
 {
 	double t = now_ns();
@@ -826,13 +836,13 @@ static double s_appel2(enum kind k)
 	return vm_sample(k, body_appel2, ops(20));
 }
 
-static double s_create_join(enum kind k)
+static double create_join(enum kind k, void (*body)(struct job *))
 {
 	long n = ops(200);
 	double t = now_ns();
 
 	for (long i = 0; i < n; i++) {
-		struct job j = { .fn = body_empty };
+		struct job j = { .fn = body };
 		pthread_t pt;
 		vthread_t vt;
 
@@ -840,6 +850,16 @@ static double s_create_join(enum kind k)
 		finish(k, pt, vt);
 	}
 	return (now_ns() - t) / n;
+}
+
+static double s_create_join(enum kind k)
+{
+	return create_join(k, body_empty);
+}
+
+static double s_create_join_fresh(enum kind k)
+{
+	return create_join(k, body_touch_tls);
 }
 
 /* The first vthread of a process pays for the VM: measured in a fresh child. */
@@ -1002,6 +1022,8 @@ static struct row rows[] = {
 	  .sample = s_floor, .samples = 21 },
 	{ .name = "create-join", .what = "create + join of a thread running an empty function",
 	  .sample = s_create_join, .samples = 11 },
+	{ .name = "create-join-fresh", .what = "the same, the function writing a __thread variable: no parked thread reused",
+	  .sample = s_create_join_fresh, .samples = 11 },
 	{ .name = "first-vthread", .what = "the process's first vthread (creates the VM) vs a pthread create + join",
 	  .sample = s_first_create, .samples = 7 },
 	{ .name = "compute", .what = "integer sieve over 16 Mi entries, per entry",

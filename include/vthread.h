@@ -16,9 +16,9 @@
 
 /* The version of this header; vthread_version() gives the library's. */
 #define VTHREAD_VERSION_MAJOR 0
-#define VTHREAD_VERSION_MINOR 6
+#define VTHREAD_VERSION_MINOR 7
 #define VTHREAD_VERSION_PATCH 0
-#define VTHREAD_VERSION "0.6.0"
+#define VTHREAD_VERSION "0.7.0"
 /* True when this header is version major.minor.patch or later. */
 #define VTHREAD_CHECK_VERSION(major, minor, patch)				\
 	(VTHREAD_VERSION_MAJOR > (major) ||					\
@@ -49,6 +49,13 @@ enum {
  * Returns 0, or an error number as pthread_create would: EINVAL (NULL vt or fn,
  * bad attribute), EAGAIN (no vCPU, thread or memory can be had), ENOSYS (no
  * usable KVM on this machine; see vthread_backend_error()).
+ *
+ * From a host thread, a vthread may run on the backing thread and vCPU of one
+ * that returned and was parked (VTHREAD_PARK=0: never), only where nothing of
+ * that one would show: __thread variables at their initial values, no pthread
+ * key value, no cancellation pending, the creator's signal mask, scheduling,
+ * affinity and name (README, "Parked vthreads"). Its thread ID is then that
+ * vthread's.
  */
 int vthread_create(vthread_t *vt, const vthread_attr_t *attr,
 		   void *(*fn)(void *), void *arg);
@@ -65,7 +72,8 @@ int vthread_equal(vthread_t a, vthread_t b);
  * The host thread that backs vt, for the pthread calls that act on a thread from
  * outside: pthread_kill, pthread_sigqueue, pthread_setname_np, the affinity and
  * scheduling calls. Signals sent to it are delivered inside the vthread. Valid
- * while vt is: until it is joined, or until a detached vthread ends.
+ * while vt is: until it is joined, or until a detached vthread ends; a parked
+ * thread may then back another vthread.
  * pthread_cancel on it cancels the vthread, as a pthread's. Joining, detaching
  * and ending a vthread go through vthread_join, vthread_detach and
  * vthread_exit, never through pthread_join, pthread_detach or pthread_exit on
@@ -195,7 +203,7 @@ int vthread_hostcall_long(long *ret, void (*fn)(void), unsigned nargs, const lon
  * From the host: runs fn as ffi_call(cif, fn, rvalue, avalue) inside a new
  * vthread made with attr (NULL: defaults) and waits for it; rvalue holds the
  * result. 0, EINVAL (NULL cif or fn, bad or detached attr), or vthread_create's error.
- * Each call makes a fresh vthread; its vCPU comes from the runtime's pool.
+ * Each call makes a vthread, on a parked thread where one fits (vthread_create).
  */
 int vthread_call(const vthread_attr_t *attr, ffi_cif *cif, void (*fn)(void), void *rvalue,
 		 void **avalue);
@@ -289,7 +297,7 @@ struct vthread_stats {
 	unsigned long vthreads_created;
 	unsigned long vthreads_live;	/* created and not yet joined or reaped */
 	unsigned long vcpus;		/* vCPUs created; they are pooled and reused */
-	unsigned long vcpus_busy;
+	unsigned long vcpus_busy;	/* running a vthread: parked ones' are not */
 	unsigned long memslots;		/* in KVM now: chunks of unmapped memory lose theirs */
 	unsigned long runtime_bytes;	/* runtime memory guests see: tables, stacks (cached too) */
 	/* guest exits, by reason */
@@ -303,6 +311,9 @@ struct vthread_stats {
 	unsigned long exit_ring;	/* ring calls that ended in an exit after all */
 	unsigned long exit_hostcall;	/* vthread_hostcall() from a vthread */
 	unsigned long syscalls_ring;	/* system calls made without an exit */
+	/* vthreads created on a parked backing thread (README, "Parked vthreads") */
+	unsigned long vthreads_reused;
+	unsigned long vthreads_parked;	/* backing threads parked now, each with a vCPU */
 };
 #define VTHREAD_STATS_INIT { .size = sizeof(struct vthread_stats) }
 int vthread_get_stats(struct vthread_stats *st);

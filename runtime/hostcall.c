@@ -27,6 +27,7 @@ void rt_hostcall(struct vthread *vt, const hv_regs *r)
 	if (mm_copy_in(&c, (const void *)(uintptr_t)r->rdi, sizeof(c)) < 0)
 		rt_die(vt, "made a host call with a bad descriptor", -EFAULT);
 	vt->on_host = true;
+	vt->thread_changed = true;	/* host code ran on its thread: no parking after */
 	errno = vt->guest_errno;	/* the host function's errno is the guest's */
 	make(&c);
 	vt->guest_errno = errno;

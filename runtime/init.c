@@ -52,6 +52,7 @@ static void atfork_child(void)
 	mm_arena_fork_child();
 	if (rt.state == RT_READY) {
 		rt_vcpu_forget_all();
+		rt_park_forget();
 		rt_ring_forget();
 		mm_free(rt.idt, HV_IDT_SIZE);
 		rt.idt = NULL;
@@ -168,10 +169,16 @@ err:
 /* The variables read once, at the first use: 0, or -ENOSYS with rt.why set. */
 static int read_env(int *mode)
 {
+	const char *park = getenv("VTHREAD_PARK");
+
 	if (rt_env_flag("VTHREAD_DEBUG", &rt.debug, rt.why, sizeof(rt.why)) < 0 ||
+	    rt_env_flag("VTHREAD_PARK", &rt.park, rt.why, sizeof(rt.why)) < 0 ||
 	    rt_env_stats(&rt.stats, rt.why, sizeof(rt.why)) < 0 ||
 	    rt_env_syscalls(mode, rt.why, sizeof(rt.why)) < 0)
 		return -ENOSYS;
+	/* On unless 0; without glibc's thread count a parked thread would keep
+	 * the process alive (park.c). */
+	rt.park = (!park || !*park || rt.park) && rt_nthreads_add(0) >= 0;
 	if (!atfork_ready) {
 		pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
 		atfork_ready = true;

@@ -138,3 +138,27 @@ void rt_paths_publish(void)
 		if (rt_syscall_path(nr)->path >= RT_PATH_RING)
 			hv_ring_calls[nr / 8] |= 1u << (nr % 8);
 }
+
+/*
+ * Calls after which the thread may differ from a fresh one in what the kernel
+ * keeps per thread (name, scheduling, credentials, namespaces, stacks and
+ * lists it registered, its FS base): its backing thread is not parked
+ * (park.c) but ends. Getters are listed too where the call number is shared
+ * (prctl, arch_prctl): a false "changed" costs one thread, never correctness.
+ */
+bool rt_path_changes_thread(long nr)
+{
+	switch (nr) {
+	case SYS_exit: case SYS_arch_prctl: case SYS_prctl: case SYS_set_robust_list:
+	case SYS_rseq: case SYS_sigaltstack: case SYS_set_tid_address:
+	case SYS_sched_setaffinity: case SYS_sched_setscheduler: case SYS_sched_setparam:
+	case SYS_sched_setattr: case SYS_setpriority: case SYS_ioprio_set:
+	case SYS_capset: case SYS_setuid: case SYS_setgid: case SYS_setreuid:
+	case SYS_setregid: case SYS_setresuid: case SYS_setresgid: case SYS_setfsuid:
+	case SYS_setfsgid: case SYS_setgroups: case SYS_unshare: case SYS_setns:
+	case SYS_seccomp: case SYS_personality: case SYS_timer_create:
+		return true;
+	default:
+		return false;
+	}
+}

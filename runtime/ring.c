@@ -242,21 +242,12 @@ static void *server_main(void *p)
 /*
  * glibc ends the process when its count of live threads falls to zero: after
  * the last thread's pthread_exit(), as the main thread's. Servers are taken off
- * that count, or a program whose main thread calls pthread_exit() would never
- * end: its last thread gone, the servers (every signal blocked) would live on.
- * The count is private to glibc (libthread_db reads it); without it, servers
- * count as threads and the README says what that costs.
+ * that count (rt_nthreads_add), or a program whose main thread calls
+ * pthread_exit() would never end: its last thread gone, the servers (every
+ * signal blocked) would live on. The count is private to glibc (libthread_db
+ * reads it); without it, servers count as threads and the README says what
+ * that costs.
  */
-static void uncount_server(void)
-{
-	static int *nthreads;
-
-	if (!nthreads)
-		nthreads = dlvsym(RTLD_DEFAULT, "__nptl_nthreads", "GLIBC_PRIVATE");
-	if (nthreads)
-		__atomic_sub_fetch(nthreads, 1, __ATOMIC_SEQ_CST);
-}
-
 static void start_server(void)
 {
 	pthread_attr_t a;
@@ -268,7 +259,7 @@ static void start_server(void)
 	__atomic_add_fetch(&hv_ring_awake, 1, __ATOMIC_SEQ_CST);
 	if (pthread_create(&th, &a, server_main, NULL) == 0) {
 		pthread_setname_np(th, "vthread-ring");
-		uncount_server();
+		rt_nthreads_add(-1);
 		ring.nservers++;
 	} else {
 		__atomic_sub_fetch(&hv_ring_awake, 1, __ATOMIC_SEQ_CST);

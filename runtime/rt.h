@@ -4,6 +4,7 @@
 #define RT_H
 
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -118,6 +119,12 @@ struct vthread {
 	int *started;			/* set to 1 when the guest runs, if not NULL */
 	bool ring;			/* system calls may take the ring (ring.c) */
 	bool unwound;			/* ended by pthread_exit() or cancellation */
+	bool parkable;			/* its backing thread may park after it (park.c) */
+	bool thread_changed;		/* it made a call that changes its thread */
+	bool reused;			/* runs on a parked thread; mask set by its creator */
+	bool own_host;			/* its backing thread is the runtime's to reap */
+	bool reap;			/* its backing thread ends: join it */
+	uint32_t done;			/* 1 once state says it ended (futex) */
 	int guest_errno;		/* the guest's errno while the runtime runs */
 	uint64_t fs_base;		/* the guest's, normally the backing thread's */
 	uint64_t gs_base;		/* what the guest set with ARCH_SET_GS */
@@ -157,6 +164,7 @@ struct rt {
 	enum rt_state state;
 	char why[256];			/* why the runtime is unusable */
 	bool debug;
+	bool park;			/* VTHREAD_PARK: park.c */
 	int stats;			/* VTHREAD_STATS: 0, 1, 2 */
 	struct hv hv;
 	struct mm mm;
@@ -167,12 +175,13 @@ struct rt {
 	unsigned nvcpus, nidle;
 	struct vthread registry;	/* list head */
 	uint64_t next_id;
-	atomic_ulong created, live;
+	atomic_ulong created, live, reused;
 	atomic_ulong exits[RT_EXIT_NR];
 	size_t xsave_size;		/* bytes of FPU state in a signal frame */
 	int syscallmode;		/* the default: VTHREAD_SYSCALL_EXIT or _RING */
 	long exit_ns;			/* an empty exit's cost, measured at start */
 	atomic_ulong ring_served;	/* calls servers made without a guest exit */
+	atomic_ulong syscall_exits[HV_RING_NR_MAX + 1];	/* by number; the last: any above */
 };
 
 extern struct rt rt;
@@ -268,11 +277,47 @@ struct rt_path_entry {
 const struct rt_path_entry *rt_syscall_path(long nr);
 /* Made with the guest's signal mask when it takes the exit path. */
 bool rt_path_guest_mask(long nr);
+/* Whether the call may change the calling thread (a parked one must not have). */
+bool rt_path_changes_thread(long nr);
 /* Fills the guest's bitmap of the calls the ring takes. */
 void rt_paths_publish(void);
 
 /* ring.c: exit-less system calls */
 /* Picks the default mode, mode or AUTO's choice; after the exit cost is known. */
+/* park.c: backing threads kept for the next vthread */
+/* What a new thread inherits from its creator and a parked one must match. */
+/* What a new thread inherits from its creator and a parked one must match. */
+struct rt_thread_env {
+	cpu_set_t cpus;
+	int policy, nice;
+	struct sched_param param;
+	char comm[16];
+};
+
+struct rt_park {
+	struct rt_park *next;
+	pthread_t host;
+	struct hv_vcpu *vcpu;
+	struct vthread *vt;		/* the next one, once word is TAKEN_JOB */
+	bool taken;			/* off the list, under rt.pool_lock */
+	uint32_t word;
+	struct rt_thread_env env;
+};
+
+/* One fit to back the caller's child, its vCPU in *vc; or NULL. */
+struct rt_park *rt_park_take(struct hv_vcpu **vc);
+void rt_park_untake(struct rt_park *p);
+void rt_park_give(struct rt_park *p, struct vthread *vt);	/* sets vt->host, wakes it */
+/* On vt's backing thread once vt ended, before its joiner is told: whether
+ * the thread parks (p then on the list, its vCPU vt's); then the next
+ * vthread, or NULL: the thread is to end. */
+bool rt_park_offer(struct rt_park *p, const struct vthread *vt);
+struct vthread *rt_park_wait(struct rt_park *p);
+bool rt_park_evict(void);		/* one parked thread ends, its vCPU returned */
+void rt_park_forget(void);		/* in a fork child */
+unsigned rt_park_count(void);
+int rt_nthreads_add(int n);		/* glibc's count of threads after; -1 without it */
+
 void rt_ring_init(int mode);
 void rt_ring_forget(void);		/* in a fork child: the servers are the parent's */
 void rt_ring_prepare(const struct vthread *vt);	/* on the creating thread */

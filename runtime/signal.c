@@ -66,8 +66,9 @@ void rt_signal_unblock_host(const struct vthread *vt)
 
 int rt_signal_thread_start(struct vthread *vt)
 {
-	/* A vthread starts with its creator's mask, as a pthread does. */
-	rt_signal_host_mask(~0ull, &vt->mask);
+	/* A vthread starts with its creator's mask, as a pthread does: the new
+	 * thread's, or what the creator of a reused one read (park.c). */
+	rt_signal_host_mask(~0ull, vt->reused ? NULL : &vt->mask);
 	return hv_vcpu_set_sigmask(vt->vcpu, vt->mask);
 }
 

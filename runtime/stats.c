@@ -29,7 +29,7 @@ RT_API int vthread_get_stats(struct vthread_stats *st)
 		.vthreads_created = rt.created,
 		.vthreads_live = rt.live,
 		.vcpus = rt.nvcpus,
-		.vcpus_busy = rt.nvcpus - rt.nidle,
+		.vcpus_busy = rt.nvcpus - rt.nidle - rt_park_count(),
 		.memslots = rt.state == RT_READY ? rt.mm.live : 0,
 		.runtime_bytes = mm_arena_in_use() + rt_stack_bytes(),
 		.exit_syscall = rt.exits[RT_EXIT_SYSCALL],
@@ -42,6 +42,8 @@ RT_API int vthread_get_stats(struct vthread_stats *st)
 		.exit_hostcall = rt.exits[RT_EXIT_HOSTCALL],
 		.syscalls_ring = rt.ring_served,
 		.exit_other = rt.exits[RT_EXIT_OTHER],
+		.vthreads_reused = rt.reused,
+		.vthreads_parked = rt_park_count(),
 	};
 	pthread_mutex_unlock(&rt.pool_lock);
 	memset((char *)st + n, 0, st->size - n);
@@ -128,24 +130,70 @@ void rt_stats_thread(const struct vthread *vt)
 		rt_syscall6(SYS_write, STDERR_FILENO, (long)buf, n, 0, 0, 0);
 }
 
+#include "rt_syscall_names.h"
+
+#define RT_STATS_TOP	10
+
+/* The system calls that left the guest most often, with their counts: where the
+ * ring or the runtime could still save exits (paths.c). */
+static int print_top_exits(char *buf, size_t size)
+{
+	unsigned long seen[RT_STATS_TOP] = { 0 };
+	int nr[RT_STATS_TOP], n, k = 0;
+
+	for (int i = 0; i <= HV_RING_NR_MAX; i++) {
+		unsigned long c = rt.syscall_exits[i];
+		int j;
+
+		if (!c || (k == RT_STATS_TOP && c <= seen[k - 1]))
+			continue;
+		j = k < RT_STATS_TOP ? k++ : k - 1;	/* a new place, or the last one's */
+		for (; j > 0 && seen[j - 1] < c; j--) {
+			seen[j] = seen[j - 1];
+			nr[j] = nr[j - 1];
+		}
+		seen[j] = c;
+		nr[j] = i;
+	}
+	n = snprintf(buf, size, "  system calls that exited, most first:");
+	for (int j = 0; j < k && n > 0 && (size_t)n < size; j++) {
+		const char *name = nr[j] < (int)(sizeof(rt_syscall_names) / sizeof(*rt_syscall_names)) ?
+					   rt_syscall_names[nr[j]] : NULL;
+
+		if (nr[j] == HV_RING_NR_MAX)
+			name = "(above 511)";
+		n += name ? snprintf(buf + n, size - n, " %s %lu", name, seen[j]) :
+			    snprintf(buf + n, size - n, " #%d %lu", nr[j], seen[j]);
+	}
+	if (n > 0 && (size_t)n < size)
+		n += snprintf(buf + n, size - n, "%s\n", k ? "" : " none");
+	return n;
+}
+
 void rt_stats_print(int fd)
 {
 	struct vthread_stats s = VTHREAD_STATS_INIT;
-	char buf[768];
+	char buf[1280];
 	int n;
 
 	vthread_get_stats(&s);
 	n = snprintf(buf, sizeof(buf),
 		     "libvthread stats: backend %s\n"
-		     "  vthreads created %lu, live %lu; vCPUs %lu; memslots %lu; runtime memory %lu KiB\n"
+		     "  vthreads created %lu (on parked threads %lu), live %lu, parked %lu; vCPUs %lu; "
+		     "memslots %lu; runtime memory %lu KiB\n"
 		     "  exits: syscall %lu, mirror %lu, fault %lu, end %lu, signal %lu, null %lu, "
 		     "ring %lu, hostcall %lu, other %lu\n"
 		     "  system calls made without an exit (ring): %lu; default mode %s\n",
 		     rt.state == RT_READY ? rt.hv.be->name : "none", s.vthreads_created,
-		     s.vthreads_live, s.vcpus, s.memslots, s.runtime_bytes >> 10, s.exit_syscall,
+		     s.vthreads_reused, s.vthreads_live, s.vthreads_parked, s.vcpus, s.memslots,
+		     s.runtime_bytes >> 10, s.exit_syscall,
 		     s.exit_mirror, s.exit_fault, s.exit_end, s.exit_signal, s.exit_null, s.exit_ring,
 		     s.exit_hostcall, s.exit_other, s.syscalls_ring,
 		     rt.syscallmode == VTHREAD_SYSCALL_RING ? "ring" : "exit");
+	if (n > 0 && (size_t)n < sizeof(buf))
+		n += print_top_exits(buf + n, sizeof(buf) - n);
+	if (n > (int)sizeof(buf) - 1)
+		n = sizeof(buf) - 1;
 	if (n > 0)
 		rt_syscall6(SYS_write, fd, (long)buf, n, 0, 0, 0);	/* not a cancellation point */
 }

@@ -129,6 +129,9 @@ enum rt_next rt_syscall_forward(struct vthread *vt, hv_regs *r, long moved)
 	uint64_t mask;
 	long ret;
 
+	rt.syscall_exits[r->rax < HV_RING_NR_MAX ? r->rax : HV_RING_NR_MAX]++;
+	if (rt_path_changes_thread(r->rax))
+		vt->thread_changed = true;
 	switch (r->rax) {
 	case SYS_exit:		/* the thread's own exit: ends the vthread */
 		vt->retval = NULL;

@@ -1,14 +1,15 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The vthread life cycle. Each vthread has a backing host thread, created fresh
- * as a pthread would be, so that TLS, errno, the stack-protector canary and
- * pthread keys behave as in a pthread: the guest's FS base is the backing
- * thread's. The backing thread runs the vCPU and performs the guest's system
- * calls; joining a vthread is joining it.
+ * as a pthread would be or a parked one no different from it (park.c), so that
+ * TLS, errno, the stack-protector canary and pthread keys behave as in a
+ * pthread: the guest's FS base is the backing thread's. The backing thread runs
+ * the vCPU and performs the guest's system calls.
  *
  * Create, in Akaros' steps: vt_alloc() takes what can run out (the struct, the
- * stack, stack.c, a vCPU from the pool, vcpu.c); vt_init_ctx() says where the guest
- * starts; vt_run() registers the vthread and starts its backing thread.
+ * stack, stack.c, a vCPU from the pool, vcpu.c, unless a parked thread brings
+ * its own); vt_init_ctx() says where the guest starts; vt_run() registers the
+ * vthread and starts its backing thread or wakes the parked one.
  * vthread_create() composes them, and so does rt_create_pthread() for the shim.
  *
  * Run: backing_main() points the vCPU at guest_main() on the vthread's stack
@@ -21,9 +22,10 @@
  *   then finishes the unwind on the host;
  * - the guest's own exit system call (syscall.c), as a raw clone child would.
  *
- * Exit and join: backing_main() returns the vCPU and the stack, and the state
- * word (enum rt_thread_state) says who frees the vthread. vthread_join() is
- * pthread_join() of the backing thread.
+ * Exit and join: backing_main() returns the stack and, unless it parks, the
+ * vCPU; the state word (enum rt_thread_state) says who frees the vthread, and
+ * hand_over() tells the joiner, who also joins the backing thread if it ended.
+ * The shim's pthreads are joined by the program, with pthread_join().
  */
 #define _GNU_SOURCE
 #include <asm/prctl.h>
@@ -172,43 +174,78 @@ static void run_guest(struct vthread *vt)
 	asan_leave_guest_stack(vt);
 	rt_ring_detach(vt);
 	rt_irq_end(vt);
-	rt_vcpu_put(vt->vcpu);
 	rt_stack_put(vt);
+}
+
+/*
+ * The vthread has ended: the joiner, if any, may go on. A backing thread of
+ * the runtime's own (own_host) is joinable; one that ends rather than parks is
+ * joined by the vthread's joiner (reap), after its key destructors ran, or
+ * detaches itself when the vthread is detached.
+ */
+static void hand_over(struct vthread *vt, bool park)
+{
+	pthread_mutex_lock(&rt.lock);
+	vt->reap = !park;
+	if (vt->state == RT_THREAD_DETACHED) {
+		if (!park && vt->own_host)
+			pthread_detach(pthread_self());
+		registry_del(vt);
+		free(vt);
+	} else {
+		if (vt->state == RT_THREAD_JOINABLE)
+			vt->state = RT_THREAD_EXITED;
+		/* RT_THREAD_JOINING: the joiner frees it, after rt.lock */
+		__atomic_store_n(&vt->done, 1, __ATOMIC_RELEASE);
+		rt_syscall6(SYS_futex, (long)&vt->done, FUTEX_WAKE_PRIVATE, 1, 0, 0, 0);
+	}
+	pthread_mutex_unlock(&rt.lock);
 }
 
 static void *backing_main(void *p)
 {
 	struct vthread *vt = p;
-	bool unwound;
-	void *ret;
 
-	rt_current = vt;
-	if (vt->sandbox)
-		rt_sandbox_main(vt);
-	else
-		run_guest(vt);
-	if (rt.stats == 2)
-		rt_stats_thread(vt);
-	unwound = vt->unwound;
-	ret = vt->retval;
-	pthread_mutex_lock(&rt.lock);
-	if (vt->state == RT_THREAD_DETACHED) {
-		registry_del(vt);
-		free(vt);
-	} else if (vt->state == RT_THREAD_JOINABLE) {
-		vt->state = RT_THREAD_EXITED;
-	}	/* RT_THREAD_JOINING: the joiner frees it */
-	pthread_mutex_unlock(&rt.lock);
-	if (unwound)
-		finish_unwind();
-	return ret;
+	for (;;) {
+		struct rt_park parked;
+		struct hv_vcpu *vc;
+		bool unwound, park;
+		void *ret;
+
+		rt_current = vt;
+		if (vt->sandbox)
+			rt_sandbox_main(vt);
+		else
+			run_guest(vt);
+		if (rt.stats == 2)
+			rt_stats_thread(vt);
+		unwound = vt->unwound;
+		ret = vt->retval;
+		vc = vt->vcpu;
+		/* Offered before the joiner goes on: its next create finds this
+		 * thread, still awake. */
+		park = rt_park_offer(&parked, vt);
+		if (vc && !park)
+			rt_vcpu_put(vc);
+		hand_over(vt, park);
+		if (!park) {
+			if (unwound)
+				finish_unwind();
+			return ret;
+		}
+		vt = rt_park_wait(&parked);
+		if (!vt) {		/* it idled or was evicted */
+			pthread_detach(pthread_self());
+			return NULL;
+		}
+	}
 }
 
 /* The vthread, its stack and a vCPU: 0, ENOSYS without KVM, ENOTSUP for an
  * interrupt handler where the backend has no interrupts, EAGAIN when one
  * of them cannot be had, EINVAL when stack and guard sizes overflow together
  * (as pthread_create). */
-static int vt_alloc(const struct rt_attr *a, struct vthread **out)
+static int vt_alloc(const struct rt_attr *a, struct vthread **out, bool vcpu)
 {
 	struct vthread *vt;
 	int r = rt_init();
@@ -232,8 +269,10 @@ static int vt_alloc(const struct rt_attr *a, struct vthread **out)
 	r = rt_stack_get(vt, a);
 	if (r < 0)
 		goto err;
-	r = rt_vcpu_get(&vt->vcpu);
-	if (r < 0)
+	/* Parked threads hold vCPUs: one gives its back before EAGAIN. */
+	while (vcpu && (r = rt_vcpu_get(&vt->vcpu)) == -EAGAIN && rt_park_evict())
+		;
+	if (vcpu && r < 0)
 		goto err_stack;
 	*out = vt;
 	return 0;
@@ -250,7 +289,8 @@ static void vt_free(struct vthread *vt)
 	if (vt->sandbox) {
 		rt_sandbox_release(vt->sandbox);
 	} else {
-		rt_vcpu_put(vt->vcpu);
+		if (vt->vcpu)
+			rt_vcpu_put(vt->vcpu);
 		rt_stack_put(vt);
 	}
 	free(vt);
@@ -304,10 +344,10 @@ static bool outranks_creator(const pthread_attr_t *host)
  * on: so the creator waits until the guest runs.
  */
 static int vt_run(struct vthread *vt, pthread_attr_t *host, enum rt_thread_state state,
-		  pthread_t *th)
+		  pthread_t *th, struct rt_park *parked)
 {
-	bool wait = outranks_creator(host);
-	int started = 0, r;
+	bool wait = !parked && outranks_creator(host);
+	int started = 0, r = 0;
 
 	pthread_attr_setstacksize(host, RT_HOST_STACK);
 	vt->started = wait ? &started : NULL;
@@ -315,7 +355,12 @@ static int vt_run(struct vthread *vt, pthread_attr_t *host, enum rt_thread_state
 	vt->id = ++rt.next_id;
 	vt->state = state;
 	registry_add(vt);
-	r = pthread_create(&vt->host, host, backing_main, vt);
+	if (parked) {
+		rt_park_give(parked, vt);
+		rt.reused++;
+	} else {
+		r = pthread_create(&vt->host, host, backing_main, vt);
+	}
 	if (r)
 		registry_del(vt);
 	else if (th)
@@ -340,11 +385,11 @@ int rt_create_pthread(pthread_t *th, const vthread_attr_t *attr, pthread_attr_t 
 
 	if (!a)
 		return EINVAL;
-	r = vt_alloc(a, &vt);
+	r = vt_alloc(a, &vt, true);
 	if (r)
 		return r;
 	vt_init_ctx(vt, a, fn, arg);
-	return vt_run(vt, host, RT_THREAD_DETACHED, th);	/* the pthread is joined */
+	return vt_run(vt, host, RT_THREAD_DETACHED, th, NULL);	/* the pthread is joined */
 }
 
 bool rt_guest_stack(pthread_t th, void **addr, size_t *size, size_t *guard)
@@ -365,9 +410,18 @@ bool rt_guest_stack(pthread_t th, void **addr, size_t *size, size_t *guard)
 	return found;
 }
 
+/* A host thread's plain vthread: sandboxes and interrupt state stay out, and a
+ * vthread's children are made through the guest's clone. */
+static bool parkable(const struct rt_attr *a)
+{
+	return rt.park && !a->sandbox && !a->irq_fn && !rt_current;
+}
+
 int rt_create_with_args(vthread_t *out, const vthread_attr_t *attr, void *(*fn)(void *),
 			const long args[6])
 {
+	struct rt_park *parked = NULL;
+	struct hv_vcpu *vc = NULL;
 	vthread_attr_t def;
 	const struct rt_attr *a;
 	pthread_attr_t host;
@@ -384,17 +438,28 @@ int rt_create_with_args(vthread_t *out, const vthread_attr_t *attr, void *(*fn)(
 	a = rt_attr(attr);
 	if (!a)
 		return EINVAL;
-	r = vt_alloc(a, &vt);
-	if (r)
+	if (parkable(a))
+		parked = rt_park_take(&vc);
+	r = vt_alloc(a, &vt, !parked);
+	if (r) {
+		if (parked)
+			rt_park_untake(parked);
 		return r;
+	}
+	if (parked) {
+		vt->vcpu = vc;
+		vt->reused = true;	/* the mask a new thread would inherit */
+		rt_syscall6(SYS_rt_sigprocmask, SIG_BLOCK, 0, (long)&vt->mask, sizeof(vt->mask),
+			    0, 0);
+	}
 	vt_init_ctx(vt, a, fn, (void *)args[0]);
 	for (int i = 0; i < 6; i++)
 		vt->sb_args[i] = args[i];
+	vt->own_host = true;
+	vt->parkable = parkable(a);
 	detached = a->detach == VTHREAD_CREATE_DETACHED;
-	pthread_attr_init(&host);
-	pthread_attr_setdetachstate(&host, detached ? PTHREAD_CREATE_DETACHED :
-						      PTHREAD_CREATE_JOINABLE);
-	r = vt_run(vt, &host, detached ? RT_THREAD_DETACHED : RT_THREAD_JOINABLE, NULL);
+	pthread_attr_init(&host);	/* joinable: hand_over says who reaps it */
+	r = vt_run(vt, &host, detached ? RT_THREAD_DETACHED : RT_THREAD_JOINABLE, NULL, parked);
 	pthread_attr_destroy(&host);
 	if (!r)
 		*out = vt;
@@ -411,6 +476,7 @@ RT_API int vthread_create(vthread_t *out, const vthread_attr_t *attr,
 
 RT_API int vthread_join(vthread_t vt, void **retval)
 {
+	void *host_ret = NULL;
 	int r = 0;
 
 	pthread_mutex_lock(&rt.lock);
@@ -426,7 +492,13 @@ RT_API int vthread_join(vthread_t vt, void **retval)
 	if (r)
 		return r;
 
-	pthread_join(vt->host, retval);
+	/* Joinable vthreads are vthread_create's: their backing thread is own_host. */
+	while (!__atomic_load_n(&vt->done, __ATOMIC_ACQUIRE))
+		rt_syscall6(SYS_futex, (long)&vt->done, FUTEX_WAIT_PRIVATE, 0, 0, 0, 0);
+	if (vt->reap)
+		pthread_join(vt->host, &host_ret);
+	if (retval)	/* an unwind's value is the thread's; a return's, vt's */
+		*retval = vt->reap && vt->unwound ? host_ret : vt->retval;
 	pthread_mutex_lock(&rt.lock);
 	registry_del(vt);
 	pthread_mutex_unlock(&rt.lock);
@@ -443,14 +515,13 @@ RT_API int vthread_detach(vthread_t vt)
 		r = ESRCH;
 	} else if (vt->state == RT_THREAD_DETACHED || vt->state == RT_THREAD_JOINING) {
 		r = EINVAL;
+	} else if (vt->state == RT_THREAD_EXITED) {
+		if (vt->reap)
+			pthread_detach(vt->host);
+		registry_del(vt);
+		free(vt);
 	} else {
-		pthread_detach(vt->host);
-		if (vt->state == RT_THREAD_EXITED) {
-			registry_del(vt);
-			free(vt);
-		} else {
-			vt->state = RT_THREAD_DETACHED;
-		}
+		vt->state = RT_THREAD_DETACHED;	/* hand_over detaches its thread */
 	}
 	pthread_mutex_unlock(&rt.lock);
 	return r;

@@ -76,9 +76,10 @@ static inline int run_vthread_in_child(void *(*fn)(void *), void *arg)
 	return status;
 }
 
-static inline int count_open_fds(void)
+/* Entries of a directory, . and .. included. */
+static inline int count_entries(const char *path)
 {
-	DIR *d = opendir("/proc/self/fd");
+	DIR *d = opendir(path);
 	int n = 0;
 
 	ck_assert_ptr_nonnull(d);
@@ -86,6 +87,11 @@ static inline int count_open_fds(void)
 		n++;
 	closedir(d);
 	return n;
+}
+
+static inline int count_open_fds(void)
+{
+	return count_entries("/proc/self/fd");
 }
 
 /* Reads fd to its end, or until buf (len > 0) is full: NUL-terminated. */

@@ -153,15 +153,21 @@ static void *two_calls(void *p)
 	return NULL;
 }
 
-/* VTHREAD_STATS=2: a line per vthread as it ends, and the process's report. */
-static void two_vthreads(void *arg)
-{
-	vthread_t vt[2];
+/* A child's body: n vthreads of fn, one after the other, under VTHREAD_STATS=level. */
+struct stats_child {
+	const char *level;
+	void *(*fn)(void *);
+	int n;
+};
 
-	(void)arg;
-	setenv("VTHREAD_STATS", "2", 1);	/* read when the runtime starts, below */
-	for (int i = 0; i < 2; i++)
-		if (vthread_create(&vt[i], NULL, two_calls, NULL) || vthread_join(vt[i], NULL))
+static void vthreads_with_stats(void *arg)
+{
+	const struct stats_child *c = arg;
+	vthread_t vt;
+
+	setenv("VTHREAD_STATS", c->level, 1);	/* read when the runtime starts, below */
+	for (int i = 0; i < c->n; i++)
+		if (vthread_create(&vt, NULL, c->fn, NULL) || vthread_join(vt, NULL))
 			_exit(99);
 	exit(0);
 }
@@ -172,7 +178,9 @@ START_TEST(test_stats_2_prints_each_vthread_as_it_ends)
 	int status;
 
 	require_backend();
-	status = stderr_of_child(two_vthreads, NULL, out, sizeof(out));
+	/* VTHREAD_STATS=2: a line per vthread as it ends, and the process's report. */
+	status = stderr_of_child(vthreads_with_stats, &(struct stats_child){ "2", two_calls, 2 },
+				 out, sizeof(out));
 	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 	for (int i = 1; i <= 2; i++) {
 		char want[64];
@@ -187,6 +195,29 @@ START_TEST(test_stats_2_prints_each_vthread_as_it_ends)
 }
 END_TEST
 
+/* 37 sched_yield calls, each made by an exit whatever the mode (paths.c). */
+static void *yields(void *p)
+{
+	(void)p;
+	for (int i = 0; i < 37; i++)
+		sched_yield();
+	return NULL;
+}
+
+START_TEST(test_stats_1_names_the_system_calls_that_exited_most)
+{
+	char out[8192], *line;
+	int status;
+
+	require_backend();
+	status = stderr_of_child(vthreads_with_stats, &(struct stats_child){ "1", yields, 1 },
+				 out, sizeof(out));
+	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	line = strstr(out, "  system calls that exited, most first: sched_yield 37");
+	ck_assert_msg(line, "%s", out);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("stats");
@@ -196,6 +227,7 @@ int main(void)
 	tcase_add_test(tc, test_each_vthread_counts_its_own_calls_and_time_in_the_guest);
 	tcase_add_test(tc, test_the_struct_can_grow_and_bad_arguments_are_refused);
 	tcase_add_test(tc, test_stats_2_prints_each_vthread_as_it_ends);
+	tcase_add_test(tc, test_stats_1_names_the_system_calls_that_exited_most);
 	suite_add_tcase(s, tc);
 	return run_suite(s);
 }

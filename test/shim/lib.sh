@@ -24,7 +24,7 @@ now_ns() {
 
 # stderr without the shim's and the runtime's own lines
 program_stderr() {
-	grep -v -e '^libvthread' -e '^  vthreads created' -e '^  exits:' -e '^  system calls made' -e '^  [0-9]* pthread (' "$1" || true
+	grep -v -e '^libvthread' -e '^  vthreads created' -e '^  exits:' -e '^  system calls made' -e '^  system calls that exited' -e '^  [0-9]* pthread (' "$1" || true
 }
 
 # compare LABEL CMD...: stdout, exit status and stderr equal natively and under

@@ -1,0 +1,354 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Parked vthreads (Akaros parks its exited vthreads; Wasp caches VM shells).
+ * A backing thread whose vthread returned keeps its vCPU and waits here for
+ * the next vthread_create, which then costs a wake instead of a clone, a
+ * thread's start and exit, and KVM's switch of the vCPU to a new thread.
+ *
+ * The next vthread must not tell the difference from a fresh pthread, so a
+ * thread parks only when nothing of its last vthread would show (can_park):
+ * its __thread variables (every module's but libc's and the runtime's) equal
+ * their initial images, it holds no pthread key value and no robust mutex,
+ * no cancellation is pending, no signal waits, and the vthread made no call
+ * that changes its thread (paths.c: name, affinity, credentials...). What
+ * would show anyway is reset when the thread is taken: errno, the locale,
+ * the cancellation state and type, the signal mask (the creator's). The
+ * creator's scheduling policy, priority, nice value, CPU affinity and name
+ * must equal the parked thread's, as a fresh thread inherits them. Anything
+ * else, and the thread ends as a pthread does, its key destructors run
+ * before vthread_join returns.
+ *
+ * A thread is offered (put on the list) before its joiner is told, so that
+ * the joiner's next create finds it still awake; it spins a while, then
+ * sleeps. glibc ends the process when its count of threads falls to zero:
+ * parked threads are taken off it, as the ring's servers are, so that a
+ * program whose last thread exits does not live on for them, and the last
+ * counted thread never parks. A thread parked longer than RT_PARK_IDLE_S
+ * seconds ends; one is ended early when the vCPUs run out.
+ */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <errno.h>
+#include <gnu/libc-version.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <link.h>
+#include <locale.h>
+#include <netdb.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "rt.h"
+
+#define RT_PARK_MAX	16
+#define RT_PARK_IDLE_S	1
+#define RT_PARK_SPIN_NS	50000
+
+enum { PARKED, TAKEN_JOB, ENDED };
+
+static struct rt_park *parked;		/* under rt.pool_lock */
+static unsigned nparked;
+
+int rt_nthreads_add(int n)
+{
+	static int *nthreads;
+
+	if (!nthreads)
+		nthreads = dlvsym(RTLD_DEFAULT, "__nptl_nthreads", "GLIBC_PRIVATE");
+	return nthreads ? __atomic_add_fetch(nthreads, n, __ATOMIC_SEQ_CST) : -1;
+}
+
+unsigned rt_park_count(void)
+{
+	return __atomic_load_n(&nparked, __ATOMIC_RELAXED);
+}
+
+static void env_get(struct rt_thread_env *e)
+{
+	int saved = errno;
+
+	memset(e, 0, sizeof(*e));
+	sched_getaffinity(0, sizeof(e->cpus), &e->cpus);
+	e->policy = sched_getscheduler(0);
+	sched_getparam(0, &e->param);
+	e->nice = getpriority(PRIO_PROCESS, 0);	/* the calling thread's, on Linux */
+	prctl(PR_GET_NAME, e->comm);
+	errno = saved;
+}
+
+static bool env_equal(const struct rt_thread_env *a, const struct rt_thread_env *b)
+{
+	return CPU_EQUAL(&a->cpus, &b->cpus) && a->policy == b->policy && a->nice == b->nice &&
+	       a->param.sched_priority == b->param.sched_priority &&
+	       !strncmp(a->comm, b->comm, sizeof(a->comm));
+}
+
+static long futex(uint32_t *w, int op, uint32_t val, const struct timespec *t)
+{
+	return rt_syscall6(SYS_futex, (long)w, op, val, (long)t, 0, 0);
+}
+
+static void unlink_locked(struct rt_park *p)
+{
+	for (struct rt_park **q = &parked; *q; q = &(*q)->next) {
+		if (*q == p) {
+			*q = p->next;
+			break;
+		}
+	}
+	p->taken = true;
+	nparked--;
+	rt_nthreads_add(1);
+}
+
+struct rt_park *rt_park_take(struct hv_vcpu **vc)
+{
+	struct rt_thread_env e;
+	struct rt_park *p;
+
+	if (!rt_park_count())
+		return NULL;
+	env_get(&e);
+	pthread_mutex_lock(&rt.pool_lock);
+	for (p = parked; p && !env_equal(&p->env, &e); p = p->next)
+		;
+	if (p) {
+		unlink_locked(p);
+		*vc = p->vcpu;
+	}
+	pthread_mutex_unlock(&rt.pool_lock);
+	return p;
+}
+
+/* false: the caller's thread is the process's last counted one, which must
+ * end, and the process with it, as after a pthread's last thread. */
+static bool push_locked(struct rt_park *p)
+{
+	if (rt_nthreads_add(-1) == 0) {
+		rt_nthreads_add(1);
+		return false;
+	}
+	p->taken = false;
+	p->next = parked;
+	parked = p;
+	nparked++;
+	return true;
+}
+
+void rt_park_untake(struct rt_park *p)
+{
+	pthread_mutex_lock(&rt.pool_lock);
+	push_locked(p);		/* true: the caller is a counted thread */
+	pthread_mutex_unlock(&rt.pool_lock);
+}
+
+void rt_park_give(struct rt_park *p, struct vthread *vt)
+{
+	vt->host = p->host;
+	p->vt = vt;
+	__atomic_store_n(&p->word, TAKEN_JOB, __ATOMIC_RELEASE);
+	futex(&p->word, FUTEX_WAKE_PRIVATE, 1, NULL);
+}
+
+bool rt_park_evict(void)
+{
+	struct rt_park *p;
+	struct hv_vcpu *vc;
+
+	pthread_mutex_lock(&rt.pool_lock);
+	p = parked;
+	if (p) {
+		unlink_locked(p);
+		vc = p->vcpu;
+		/* After the store p may be gone with its thread's stack: a wake
+		 * of a futex no longer there is harmless. */
+		__atomic_store_n(&p->word, ENDED, __ATOMIC_RELEASE);
+		futex(&p->word, FUTEX_WAKE_PRIVATE, 1, NULL);
+	}
+	pthread_mutex_unlock(&rt.pool_lock);
+	if (p)
+		rt_vcpu_put(vc);
+	return p;
+}
+
+void rt_park_forget(void)
+{
+	parked = NULL;
+	nparked = 0;
+}
+
+/* Modules whose TLS is not the program's to see: libc's (errno, malloc's
+ * caches, the locale: reset or invisible), the runtime's, the sanitizers'. */
+static char libc_name[PATH_MAX], self_name[PATH_MAX];
+
+static void find_names(void)
+{
+	Dl_info i;
+
+	if (dladdr((void *)gnu_get_libc_version, &i) && i.dli_fname)
+		snprintf(libc_name, sizeof(libc_name), "%s", i.dli_fname);
+	if (dladdr((void *)find_names, &i) && i.dli_fname)
+		snprintf(self_name, sizeof(self_name), "%s", i.dli_fname);
+}
+
+static bool tls_private(const char *name)
+{
+	static const char *const libs[] = { "/libasan.so", "/libubsan.so", "/liblsan.so",
+					    "/libtsan.so", "/libhwasan.so" };
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+	pthread_once(&once, find_names);
+	if (!strcmp(name, libc_name) || !strcmp(name, self_name) || strstr(name, "/ld-linux"))
+		return true;
+	for (size_t k = 0; k < sizeof(libs) / sizeof(libs[0]); k++)
+		if (strstr(name, libs[k]))
+			return true;
+	return false;
+}
+
+static int tls_changed(struct dl_phdr_info *info, size_t size, void *arg)
+{
+	const char *block = info->dlpi_tls_data;
+
+	(void)size;
+	if (!block || tls_private(info->dlpi_name))
+		return 0;
+	for (int i = 0; i < info->dlpi_phnum; i++) {
+		const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+
+		if (ph->p_type != PT_TLS)
+			continue;
+		if (memcmp(block, (const char *)info->dlpi_addr + ph->p_vaddr, ph->p_filesz))
+			return *(bool *)arg = true;
+		for (size_t b = ph->p_filesz; b < ph->p_memsz; b++)
+			if (block[b])
+				return *(bool *)arg = true;
+	}
+	return 0;
+}
+
+static bool keys_held(void)
+{
+	for (pthread_key_t k = 0; k < PTHREAD_KEYS_MAX; k++)
+		if (pthread_getspecific(k))
+			return true;
+	return false;
+}
+
+static bool robust_held(void)
+{
+	struct robust_list_head *head;
+	size_t len;
+
+	if (rt_syscall6(SYS_get_robust_list, 0, (long)&head, (long)&len, 0, 0, 0) < 0)
+		return true;
+	return head && (head->list.next != &head->list || head->list_op_pending);
+}
+
+/*
+ * A pthread_cancel that came after the vthread's last cancellation point is
+ * acted on here, at glibc's: the unwind lands in this frame, and the thread
+ * then ends as it would have, its return value kept.
+ */
+static bool cancel_pending(void)
+{
+	__pthread_unwind_buf_t buf;
+	int old;
+
+	pthread_setcanceltype(PTHREAD_CANCEL_DEFERRED, &old);
+	pthread_setcancelstate(PTHREAD_CANCEL_ENABLE, &old);
+	if (__sigsetjmp_cancel(buf.__cancel_jmp_buf, 0)) {
+		__pthread_unregister_cancel(&buf);
+		return true;
+	}
+	__pthread_register_cancel(&buf);
+	pthread_testcancel();
+	__pthread_unregister_cancel(&buf);
+	return false;
+}
+
+static bool can_park(const struct vthread *vt)
+{
+	sigset_t pending;
+	bool changed = false;
+
+	if (!vt->parkable || vt->unwound || vt->thread_changed || rt_park_count() >= RT_PARK_MAX)
+		return false;
+	if (cancel_pending() || keys_held() || robust_held())
+		return false;
+	if (sigpending(&pending) || !sigisemptyset(&pending))
+		return false;
+	dl_iterate_phdr(tls_changed, &changed);
+	return !changed;
+}
+
+static uint64_t now_ns(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return t.tv_sec * 1000000000ull + t.tv_nsec;
+}
+
+/*
+ * A thread that sleeps at once is woken on its own CPU, gone idle meanwhile:
+ * on kvm_pvm's 2-vCPU development VM that wake took ~20 µs more than a clone,
+ * and parking lost to a fresh thread. Spinning a while first keeps the next
+ * create of a create-join loop, or a vthread_call, off that path.
+ */
+static void spin(const struct rt_park *p)
+{
+	uint64_t until = now_ns() + RT_PARK_SPIN_NS;
+
+	while (!__atomic_load_n(&p->word, __ATOMIC_ACQUIRE) && now_ns() < until)
+		__builtin_ia32_pause();
+}
+
+bool rt_park_offer(struct rt_park *p, const struct vthread *vt)
+{
+	bool parks;
+
+	if (!can_park(vt))
+		return false;
+	*p = (struct rt_park){ .host = pthread_self(), .vcpu = vt->vcpu };
+	env_get(&p->env);
+	pthread_mutex_lock(&rt.pool_lock);
+	parks = push_locked(p);
+	pthread_mutex_unlock(&rt.pool_lock);
+	return parks;
+}
+
+struct vthread *rt_park_wait(struct rt_park *p)
+{
+	const struct timespec idle = { RT_PARK_IDLE_S, 0 };
+	bool idled = false;
+	uint32_t w;
+
+	rt_current = NULL;
+	spin(p);
+	while ((w = __atomic_load_n(&p->word, __ATOMIC_ACQUIRE)) == PARKED) {
+		if (futex(&p->word, FUTEX_WAIT_PRIVATE, PARKED, &idle) != -ETIMEDOUT)
+			continue;
+		pthread_mutex_lock(&rt.pool_lock);
+		if (!p->taken) {
+			unlink_locked(p);
+			p->word = ENDED;
+			idled = true;
+		}
+		pthread_mutex_unlock(&rt.pool_lock);
+	}
+	if (idled)
+		rt_vcpu_put(p->vcpu);	/* else an eviction's: the evictor returned it */
+	if (w == ENDED)
+		return NULL;
+	errno = 0;
+	h_errno = 0;
+	uselocale(LC_GLOBAL_LOCALE);
+	return p->vt;
+}
