@@ -288,14 +288,6 @@ static bool can_park(const struct vthread *vt)
 	return !changed;
 }
 
-static uint64_t now_ns(void)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return t.tv_sec * 1000000000ull + t.tv_nsec;
-}
-
 /*
  * A thread that sleeps at once is woken on its own CPU, gone idle meanwhile:
  * on kvm_pvm's 2-vCPU development VM that wake took ~20 µs more than a clone,
@@ -304,9 +296,9 @@ static uint64_t now_ns(void)
  */
 static void spin(const struct rt_park *p)
 {
-	uint64_t until = now_ns() + RT_PARK_SPIN_NS;
+	uint64_t until = rt_now_ns() + RT_PARK_SPIN_NS;
 
-	while (!__atomic_load_n(&p->word, __ATOMIC_ACQUIRE) && now_ns() < until)
+	while (!__atomic_load_n(&p->word, __ATOMIC_ACQUIRE) && rt_now_ns() < until)
 		__builtin_ia32_pause();
 }
 

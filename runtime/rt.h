@@ -282,10 +282,7 @@ bool rt_path_changes_thread(long nr);
 /* Fills the guest's bitmap of the calls the ring takes. */
 void rt_paths_publish(void);
 
-/* ring.c: exit-less system calls */
-/* Picks the default mode, mode or AUTO's choice; after the exit cost is known. */
 /* park.c: backing threads kept for the next vthread */
-/* What a new thread inherits from its creator and a parked one must match. */
 /* What a new thread inherits from its creator and a parked one must match. */
 struct rt_thread_env {
 	cpu_set_t cpus;
@@ -318,6 +315,8 @@ void rt_park_forget(void);		/* in a fork child */
 unsigned rt_park_count(void);
 int rt_nthreads_add(int n);		/* glibc's count of threads after; -1 without it */
 
+/* ring.c: exit-less system calls */
+/* Picks the default mode, mode or AUTO's choice; after the exit cost is known. */
 void rt_ring_init(int mode);
 void rt_ring_forget(void);		/* in a fork child: the servers are the parent's */
 void rt_ring_prepare(const struct vthread *vt);	/* on the creating thread */

@@ -456,7 +456,7 @@ int rt_create_with_args(vthread_t *out, const vthread_attr_t *attr, void *(*fn)(
 	for (int i = 0; i < 6; i++)
 		vt->sb_args[i] = args[i];
 	vt->own_host = true;
-	vt->parkable = parkable(a);
+	vt->parkable = parkable(a);	/* again: the first vt_alloc read VTHREAD_PARK */
 	detached = a->detach == VTHREAD_CREATE_DETACHED;
 	pthread_attr_init(&host);	/* joinable: hand_over says who reaps it */
 	r = vt_run(vt, &host, detached ? RT_THREAD_DETACHED : RT_THREAD_JOINABLE, NULL, parked);
