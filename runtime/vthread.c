@@ -474,6 +474,17 @@ RT_API int vthread_create(vthread_t *out, const vthread_attr_t *attr,
 	return rt_create_with_args(out, attr, fn, args);
 }
 
+/* A cancelled joiner leaves the vthread joinable, as pthread_join does. */
+static void join_cancelled(void *p)
+{
+	struct vthread *vt = p;
+
+	pthread_mutex_lock(&rt.lock);
+	vt->state = __atomic_load_n(&vt->done, __ATOMIC_ACQUIRE) ? RT_THREAD_EXITED
+								 : RT_THREAD_JOINABLE;
+	pthread_mutex_unlock(&rt.lock);
+}
+
 RT_API int vthread_join(vthread_t vt, void **retval)
 {
 	void *host_ret = NULL;
@@ -492,9 +503,18 @@ RT_API int vthread_join(vthread_t vt, void **retval)
 	if (r)
 		return r;
 
-	/* Joinable vthreads are vthread_create's: their backing thread is own_host. */
-	while (!__atomic_load_n(&vt->done, __ATOMIC_ACQUIRE))
+	/* Joinable vthreads are vthread_create's: their backing thread is own_host.
+	 * The wait is a cancellation point, as pthread_join's is (glibc's own
+	 * waits enable asynchronous cancellation around the futex call too). */
+	pthread_cleanup_push(join_cancelled, vt);
+	while (!__atomic_load_n(&vt->done, __ATOMIC_ACQUIRE)) {
+		int type;
+
+		pthread_setcanceltype(PTHREAD_CANCEL_ASYNCHRONOUS, &type);
 		rt_syscall6(SYS_futex, (long)&vt->done, FUTEX_WAIT_PRIVATE, 0, 0, 0, 0);
+		pthread_setcanceltype(type, NULL);
+	}
+	pthread_cleanup_pop(0);
 	if (vt->reap)
 		pthread_join(vt->host, &host_ret);
 	if (retval)	/* an unwind's value is the thread's; a return's, vt's */

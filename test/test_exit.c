@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* How a vthread ends: return, pthread_exit, vthread_exit, raw exit, exit_group. */
 #define _GNU_SOURCE
+#include <errno.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -505,6 +506,72 @@ START_TEST(test_cancel_of_a_pthread_blocked_in_read)
 }
 END_TEST
 
+/* vthread_join is a cancellation point, as pthread_join is, and a cancelled
+ * join leaves its vthread joinable. */
+static atomic_int release_target;
+static vthread_t join_target;
+
+static void *wait_for_release(void *arg)
+{
+	while (!release_target)
+		usleep(1000);
+	return arg;
+}
+
+static void *cancelled_joiner(void *arg)
+{
+	void *ret = NULL;
+
+	(void)arg;
+	backing_of_target = pthread_self();
+	pthread_cleanup_push(note_cleanup, (void *)20);
+	blocking = 1;
+	vthread_join(join_target, &ret);
+	pthread_cleanup_pop(0);
+	return ret;	/* not reached: the join is cancelled */
+}
+
+static void cancel_joiner(bool as_vthread)
+{
+	pthread_t th;
+	vthread_t vt;
+	void *ret;
+
+	require_backend();
+	ck_assert_int_eq(vthread_create(&join_target, NULL, wait_for_release, (void *)42), 0);
+	if (as_vthread)
+		ck_assert_int_eq(vthread_create(&vt, NULL, cancelled_joiner, NULL), 0);
+	else
+		ck_assert_int_eq(pthread_create(&th, NULL, cancelled_joiner, NULL), 0);
+	while (!blocking)
+		usleep(1000);
+	usleep(100 * 1000);	/* into the wait, most likely; the result is the same if not */
+	ck_assert_int_eq(vthread_join(join_target, NULL), EINVAL);	/* one joiner at a time */
+	ck_assert_int_eq(pthread_cancel(backing_of_target), 0);
+	if (as_vthread)
+		ck_assert_int_eq(vthread_join(vt, &ret), 0);
+	else
+		ck_assert_int_eq(pthread_join(th, &ret), 0);
+	ck_assert_ptr_eq(ret, PTHREAD_CANCELED);
+	ck_assert_int_eq(ncleanups, 1);
+	ck_assert_int_eq(cleanups[0], 20);
+	release_target = 1;
+	ck_assert_int_eq(vthread_join(join_target, &ret), 0);
+	ck_assert_ptr_eq(ret, (void *)42);
+}
+
+START_TEST(test_cancelled_join_leaves_the_vthread_joinable)
+{
+	cancel_joiner(false);
+}
+END_TEST
+
+START_TEST(test_cancelled_join_inside_a_vthread)
+{
+	cancel_joiner(true);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("exit");
@@ -528,6 +595,8 @@ int main(void)
 	tcase_add_test(tc, test_cancel_blocked_in_sleep);
 	tcase_add_test(tc, test_cancel_while_disabled_leaves_a_read_alone);
 	tcase_add_test(tc, test_cancel_of_a_pthread_blocked_in_read);
+	tcase_add_test(tc, test_cancelled_join_leaves_the_vthread_joinable);
+	tcase_add_test(tc, test_cancelled_join_inside_a_vthread);
 	suite_add_tcase(s, tc);
 	return run_suite(s);
 }
