@@ -90,6 +90,15 @@ static void body_getppid(struct job *j)
 	j->ns = (now_ns() - t) / j->n;
 }
 
+static void body_yield(struct job *j)
+{
+	double t = now_ns();
+
+	for (long i = 0; i < j->n; i++)
+		sched_yield();
+	j->ns = (now_ns() - t) / j->n;
+}
+
 static void body_null_exit(struct job *j)
 {
 	double t = now_ns();
@@ -717,6 +726,11 @@ static double s_getppid_ring(enum kind k)
 	return one_body_mode(k, body_getppid, ops(20000), VTHREAD_SYSCALL_RING);
 }
 
+static double s_yield_ring(enum kind k)
+{
+	return one_body_mode(k, body_yield, ops(20000), VTHREAD_SYSCALL_RING);
+}
+
 static double s_hostcall(enum kind k)
 {
 	return one_body(k, body_hostcall, k == PTHREAD ? ops(20000) : ops(400));
@@ -1018,6 +1032,8 @@ static struct row rows[] = {
 	  .sample = s_getppid, .samples = 21 },
 	{ .name = "syscall-ring", .what = "null system call, getppid(): native in a pthread vs a vthread's ring",
 	  .sample = s_getppid_ring, .samples = 21 },
+	{ .name = "yield-ring", .what = "sched_yield() with no other thread waiting: native in a pthread vs a vthread's ring",
+	  .sample = s_yield_ring, .samples = 21 },
 	{ .name = "exit-floor", .what = "cheapest guest exit and resume (an empty `out`) vs a native getppid()",
 	  .sample = s_floor, .samples = 21 },
 	{ .name = "create-join", .what = "create + join of a thread running an empty function",

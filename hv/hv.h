@@ -45,7 +45,8 @@ struct hv_ring_slot {
 	uint64_t args[6];
 	uint64_t deadline;
 	unsigned long *served;	/* the host's: the vthread's count of calls served */
-	char pad[HV_RING_SIZE - 80];
+	uint64_t yielded;	/* the host's: TSC of the vthread's last real sched_yield */
+	char pad[HV_RING_SIZE - 88];
 } __attribute__((aligned(64)));
 _Static_assert(__builtin_offsetof(struct hv_ring_slot, args) == HV_RING_ARG0, "ring slot");
 _Static_assert(__builtin_offsetof(struct hv_ring_slot, deadline) == HV_RING_DEADLINE, "ring slot");

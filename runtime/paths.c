@@ -20,6 +20,8 @@ static const char
 	memory[] = "the address space is the process's; KVM's MMU notifiers keep the mirror in step",
 	rw[] = "tried on the ring without waiting (RWF_NOWAIT); what would wait takes the exit path",
 	futex[] = "wake and requeue are prompt and thread-independent; waits take the exit path",
+	yield[] = "answered on the ring, the guest pausing; one call per millisecond takes "
+		  "the exit path and yields the backing thread's CPU (ring.c)",
 	thread[] = "acts on or for the calling thread: the backing thread must make it",
 	wait[] = "may wait for long: made on the backing thread with the guest's signal mask, "
 		 "so that signals and cancellation interrupt it",
@@ -68,11 +70,11 @@ static const struct rt_path_entry paths[HV_RING_NR_MAX] = {
 	P(read, RING_TRY, rw), P(write, RING_TRY, rw), P(pread64, RING_TRY, rw),
 	P(pwrite64, RING_TRY, rw),
 
-	P(futex, RING_WAKE, futex),
+	P(futex, RING_WAKE, futex), P(sched_yield, RING_YIELD, yield),
 
 	P(gettid, THREAD, thread), P(set_robust_list, THREAD, thread),
 	P(get_robust_list, THREAD, thread), P(sched_setaffinity, THREAD, thread),
-	P(sched_getaffinity, THREAD, thread), P(sched_yield, THREAD, thread),
+	P(sched_getaffinity, THREAD, thread),
 	P(sched_setscheduler, THREAD, thread), P(sched_getscheduler, THREAD, thread),
 	P(sched_setparam, THREAD, thread), P(sched_getparam, THREAD, thread),
 	P(sched_setattr, THREAD, thread), P(sched_getattr, THREAD, thread),

@@ -30,6 +30,7 @@
 #define WAITER		0x100u		/* in a slot's state: the backing thread sleeps on it */
 #define MAX_SERVERS	4
 #define AUTO_MIN_EXIT_NS	10000	/* AUTO picks the ring above this exit cost */
+#define YIELD_NS	1000000	/* a ring vthread's sched_yield really yields this often */
 
 static struct {
 	pthread_mutex_t lock;
@@ -39,6 +40,7 @@ static struct {
 	volatile bool more;		/* a backing thread found every server busy */
 	_Atomic uint32_t bell;		/* sleeping servers wait for it to change */
 	uint64_t idle_ticks;		/* a server spins this long without work, then sleeps */
+	uint64_t yield_ticks;		/* YIELD_NS in TSC ticks */
 } ring = { .lock = PTHREAD_MUTEX_INITIALIZER };
 
 static long futex(_Atomic uint32_t *w, int op, uint32_t val)
@@ -63,9 +65,11 @@ static void set_spin(void)
 		clock_gettime(CLOCK_MONOTONIC, &b);
 	while ((b.tv_sec - a.tv_sec) * 1000000000L + b.tv_nsec - a.tv_nsec < 200000);
 	t1 = __rdtsc();
-	hv_ring_spin = (uint64_t)(spin_ns * (double)(t1 - t0) /
-				  ((b.tv_sec - a.tv_sec) * 1e9 + b.tv_nsec - a.tv_nsec));
+	double per_ns = (t1 - t0) / ((b.tv_sec - a.tv_sec) * 1e9 + b.tv_nsec - a.tv_nsec);
+
+	hv_ring_spin = (uint64_t)(spin_ns * per_ns);
 	ring.idle_ticks = 4 * hv_ring_spin;
+	ring.yield_ticks = (uint64_t)(YIELD_NS * per_ns);
 }
 
 /*
@@ -158,6 +162,24 @@ static bool futex_prompt(uint64_t op)
 	return false;
 }
 
+/*
+ * sched_yield gives the CPU to a runnable thread beside the caller, if any. A
+ * vthread spinning on a lock with it (sysbench threads, spin-then-yield locks)
+ * would pay an exit per call: the round trip, with the guest's pause while it
+ * waits, answers instead, and one call per YIELD_NS bounces to the backing
+ * thread for a real yield, so that a lock holder sharing the vthread's CPU
+ * runs within YIELD_NS, as the host's tick would let it run anyway.
+ */
+static bool yield_prompt(struct hv_ring_slot *s)
+{
+	uint64_t now = __rdtsc();
+
+	if (now - s->yielded < ring.yield_ticks)
+		return true;
+	s->yielded = now;
+	return false;
+}
+
 static void serve(struct hv_ring_slot *s)
 {
 	_Atomic uint32_t *state = (_Atomic uint32_t *)&s->state;
@@ -173,6 +195,9 @@ static void serve(struct hv_ring_slot *s)
 		done = futex_prompt(a[1]);
 		if (done)
 			ret = rt_syscall6(nr, a[0], a[1], a[2], a[3], a[4], a[5]);
+		break;
+	case RT_PATH_RING_YIELD:
+		done = yield_prompt(s);
 		break;
 	default:
 		ret = rt_syscall6(nr, a[0], a[1], a[2], a[3], a[4], a[5]);
