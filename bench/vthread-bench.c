@@ -130,19 +130,35 @@ static void body_sieve(struct job *j)
 		abort();
 }
 
-static void body_first_touch(struct job *j)
+/* First writes to j->n fresh pages; huge: in 2 MiB-aligned memory that asks
+ * for transparent huge pages (MADV_HUGEPAGE), where the kernel has them. */
+static void first_touch(struct job *j, bool huge)
 {
-	char *p = mmap(NULL, j->n * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-		       -1, 0);
+	size_t len = j->n * 4096, extra = huge ? 2 << 20 : 0;
+	char *m = mmap(NULL, len + extra, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+		       -1, 0), *p;
 	double t;
 
-	if (p == MAP_FAILED)
+	if (m == MAP_FAILED)
 		abort();
+	p = huge ? (char *)(((uintptr_t)m + extra - 1) & ~(uintptr_t)(extra - 1)) : m;
+	if (huge)
+		madvise(p, len, MADV_HUGEPAGE);
 	t = now_ns();
 	for (long i = 0; i < j->n; i++)
 		p[i * 4096] = 1;
 	j->ns = (now_ns() - t) / j->n;
-	munmap(p, j->n * 4096);
+	munmap(m, len + extra);
+}
+
+static void body_first_touch(struct job *j)
+{
+	first_touch(j, false);
+}
+
+static void body_first_touch_thp(struct job *j)
+{
+	first_touch(j, true);
 }
 
 #define RANDOM_BYTES (256ul << 20)
@@ -776,6 +792,11 @@ static double s_first_touch(enum kind k)
 	return one_body(k, body_first_touch, ops(4096));
 }
 
+static double s_first_touch_thp(enum kind k)
+{
+	return one_body(k, body_first_touch_thp, ops(4096));
+}
+
 static double s_random(enum kind k)
 {
 	return one_body(k, body_random_access, ops(2 << 20));
@@ -1010,11 +1031,6 @@ static double s_timer_p99(enum kind k)
 
 /* ---- rows */
 
-struct summary {
-	double median, p10, p90;
-	int n;
-};
-
 struct row {
 	const char *name, *what;
 	double (*sample)(enum kind);
@@ -1046,6 +1062,8 @@ static struct row rows[] = {
 	  .sample = s_sieve, .samples = 11 },
 	{ .name = "first-touch", .what = "first write to each of 4096 fresh pages, per page",
 	  .sample = s_first_touch, .samples = 11 },
+	{ .name = "first-touch-thp", .what = "the same in 2 MiB-aligned memory with MADV_HUGEPAGE (transparent huge pages)",
+	  .sample = s_first_touch_thp, .samples = 11 },
 	{ .name = "random-access", .what = "random 8-byte reads over 256 MiB, per read",
 	  .sample = s_random, .samples = 11 },
 	{ .name = "dirty-100", .what = "100 random 8-byte writes over 256 MiB, then collect the pages written, per interval",
@@ -1100,7 +1118,7 @@ static int cmp_double(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
-static struct summary summarise(double *v, int n)
+struct summary summarise(double *v, int n)
 {
 	double *s = malloc(n * sizeof(*s));
 	struct summary r = { .n = n };
@@ -1641,6 +1659,7 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: vthread-bench [--quick] [--only NAME[,NAME...]] [--out DIR] [--json FILE] [--svg FILE]\n"
+		"       vthread-bench [--quick] [--out DIR] [--json FILE] --scaling\n"
 		"       vthread-bench [--out DIR] [--svg FILE] --plot RUN.json\n"
 		"       vthread-bench --compare A.json B.json\n"
 		"       vthread-bench --version\n"
@@ -1655,6 +1674,9 @@ static void usage(FILE *f)
 		"  --svg FILE   the chart's own path; the chart needs gnuplot, and without it is\n"
 		"               skipped with a note unless this names it\n"
 		"  --plot RUN   draws the chart of a saved run instead of measuring\n"
+		"  --scaling    instead of the rows: 1, 2, 4 ... every core of pthreads, and of\n"
+		"               vthreads, at once, making system calls, pipe writes, create + join:\n"
+		"               throughput per thread count (JSON: vthread-scaling.json)\n"
 		"  --compare    prints each row's ratio in two saved runs, the change, and whether\n"
 		"               their p10-p90 whiskers overlap (within noise) or not (changed)\n"
 		"rows:");
@@ -1698,15 +1720,16 @@ int main(int argc, char **argv)
 		{ "out", required_argument, NULL, 'O' }, { "json", required_argument, NULL, 'j' },
 		{ "svg", required_argument, NULL, 's' }, { "plot", required_argument, NULL, 'p' },
 		{ "compare", no_argument, NULL, 'c' }, { "version", no_argument, NULL, 'V' },
+		{ "scaling", no_argument, NULL, 'S' },
 		{ "help", no_argument, NULL, 'h' }, { 0 },
 	};
 	const char *only = NULL, *out = NULL, *json = NULL, *svg = NULL, *saved = NULL;
 	char json_buf[4096], svg_buf[4096], title[512];
-	bool svg_named, cmp = false;
+	bool svg_named, cmp = false, scaling = false;
 	struct utsname u;
 	int c, r;
 
-	while ((c = getopt_long(argc, argv, "qo:O:j:s:p:cVh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "qo:O:j:s:p:cSVh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'q': quick = true; break;
 		case 'o': only = optarg; break;
@@ -1715,6 +1738,7 @@ int main(int argc, char **argv)
 		case 's': svg = optarg; break;
 		case 'p': saved = optarg; break;
 		case 'c': cmp = true; break;
+		case 'S': scaling = true; break;
 		case 'V': printf("vthread-bench (libvthread) %s\n", vthread_version()); return 0;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
@@ -1734,7 +1758,8 @@ int main(int argc, char **argv)
 	if (!svg)
 		svg = out_path(svg_buf, sizeof(svg_buf), out, "vthread-bench.svg");
 	if (!json)
-		json = out_path(json_buf, sizeof(json_buf), out, "vthread-bench.json");
+		json = out_path(json_buf, sizeof(json_buf), out,
+				scaling ? "vthread-scaling.json" : "vthread-bench.json");
 	if (saved)
 		return replot(saved, svg);
 	if (select_rows(only) < 0) {
@@ -1745,6 +1770,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "vthread-bench: no usable KVM: %s\n", vthread_backend_error());
 		return 1;
 	}
+	if (scaling)
+		return scaling_run(json);
 	random_area = malloc(RANDOM_BYTES);
 	memset(random_area, 1, RANDOM_BYTES);
 	pagemap_fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);

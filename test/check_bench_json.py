@@ -14,7 +14,7 @@ import sys
 import tempfile
 
 ROWS = ["syscall", "syscall-ring", "yield-ring", "exit-floor", "create-join", "create-join-fresh", "first-vthread", "compute",
-        "first-touch", "random-access", "dirty-100", "dirty-10k", "prot1", "protN", "trap", "appel1",
+        "first-touch", "first-touch-thp", "random-access", "dirty-100", "dirty-10k", "prot1", "protN", "trap", "appel1",
         "appel2", "ping-pong", "mutex", "pipe-write", "pipe-write-ring",
         "poke", "timer", "timer-p99", "hostcall", "vthread-call",
         "sandbox-call-fork", "sandbox-call-pipe", "reset-1", "reset-16", "reset-256"]
@@ -64,6 +64,9 @@ with tempfile.TemporaryDirectory() as d:
         assert "chart: skipped, gnuplot is not installed" in p.stdout, p.stdout
     out = os.path.join(d, "vthread-bench.json")
     cmp = run(bench, "--compare", out, out).stdout.splitlines()
+    run(bench, "--quick", "--scaling", cwd=d)
+    with open(os.path.join(d, "vthread-scaling.json")) as f:
+        scaling = json.load(f)
 
 assert data["schema"] == 2, data.get("schema")
 assert re.fullmatch(r"\d+\.\d+\.\d+", data["version"]), data["version"]
@@ -103,4 +106,13 @@ for r in data["rows"]:
 assert cmp[-1] == "0 changed, %d within noise" % len(ROWS), cmp
 for line in cmp[3:-1]:
     assert line.endswith(" +0.0%  within noise"), line
+# --scaling: every load at 1, 2, 4 ... thread counts up to every core.
+cores = scaling["cores"]
+counts = [1 << i for i in range(cores.bit_length()) if 1 << i < cores] + [cores]
+assert scaling["schema"] == 1 and scaling["version"] == data["version"], scaling
+assert scaling["backend"] == data["backend"] and cores == machine["cores"], scaling
+assert [l["name"] for l in scaling["loads"]] == ["syscall", "pipe", "create-join"], scaling
+for l in scaling["loads"]:
+    assert [p["threads"] for p in l["points"]] == counts, l
+    assert all(p["pthread"] > 0 and p["vthread"] > 0 for p in l["points"]), l
 print("bench JSON: schema 2, every row present and well formed; --compare reads it back")
