@@ -29,7 +29,10 @@ static const char
 	guest[] = "about the guest's own state: the runtime emulates it",
 	sig[] = "a signal to the own process must arrive before the call returns (POSIX), "
 		"which only the calling thread's call ensures",
-	open_[] = "may wait for long (a FIFO waits for its peer)";
+	open_[] = "a server finds the file with O_PATH, which never waits, and opens it through "
+		 "/proc/self/fd only if it is a regular file or a directory; what may wait (FIFOs, "
+		 "devices) or must create takes the exit path (ring.c)",
+	open2[] = "may wait for long (a FIFO waits for its peer)";
 
 static const struct rt_path_entry paths[HV_RING_NR_MAX] = {
 	P(getpid, RING, process), P(getppid, RING, process), P(getuid, RING, process),
@@ -106,7 +109,7 @@ static const struct rt_path_entry paths[HV_RING_NR_MAX] = {
 	P(fcntl, WAIT, wait), P(io_getevents, WAIT, wait), P(io_pgetevents, WAIT, wait),
 	P(io_uring_enter, WAIT, wait), P(mq_timedreceive, WAIT, wait),
 	P(mq_timedsend, WAIT, wait),
-	P(open, WAIT, open_), P(openat, WAIT, open_), P(openat2, WAIT, open_),
+	P(open, RING_OPEN, open_), P(openat, RING_OPEN, open_), P(openat2, WAIT, open2),
 	P(execve, WAIT, exec), P(execveat, WAIT, exec),
 
 	P(exit, GUEST, guest), P(arch_prctl, GUEST, guest), P(rt_sigprocmask, GUEST, guest),
@@ -131,7 +134,8 @@ bool rt_path_guest_mask(long nr)
 {
 	enum rt_path p = rt_syscall_path(nr)->path;
 
-	return p == RT_PATH_WAIT || p == RT_PATH_RING_TRY || p == RT_PATH_RING_WAKE;
+	return p == RT_PATH_WAIT || p == RT_PATH_RING_TRY || p == RT_PATH_RING_WAKE ||
+	       p == RT_PATH_RING_OPEN;
 }
 
 void rt_paths_publish(void)

@@ -15,12 +15,15 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/futex.h>
+#include <linux/magic.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
+#include <sys/vfs.h>
 #include <time.h>
 #include <unistd.h>
 #include <x86intrin.h>
@@ -108,6 +111,13 @@ static void drop_signal(int sig)
 	rt_syscall6(SYS_rt_sigtimedwait, (long)&set, 0, (long)&zero, sizeof(set), 0, 0);
 }
 
+/* Where a read of r bytes left the file: pread64's offset plus r, or read's
+ * file position (-1 if it cannot be had: the read bounces). */
+static long read_end(const uint64_t *a, bool pos, long r)
+{
+	return pos ? (long)a[3] + r : rt_syscall6(SYS_lseek, a[0], 0, SEEK_CUR, 0, 0, 0);
+}
+
 /*
  * read, write, pread64, pwrite64 without waiting: true with *ret when done;
  * false to bounce, *moved bytes already moved (a blocking call would have
@@ -144,9 +154,11 @@ static bool try_rw(long nr, const uint64_t *a, long *ret, long *moved)
 	*ret = r;
 	if (r <= 0 || (uint64_t)r == a[2])
 		return true;
-	/* Short: a blocking write goes on; a blocking read of a file does too. */
+	/* Short: a blocking write goes on; a blocking read of a file does too,
+	 * unless it stopped at the end of a regular file, as a blocking read would. */
 	if (!wr && (rt_syscall6(SYS_fstat, a[0], (long)&st, 0, 0, 0, 0) < 0 ||
-		    !(S_ISREG(st.st_mode) || S_ISBLK(st.st_mode))))
+		    !(S_ISREG(st.st_mode) || S_ISBLK(st.st_mode)) ||
+		    (S_ISREG(st.st_mode) && read_end(a, pos, r) >= st.st_size)))
 		return true;
 	*moved = r;
 	return false;
@@ -160,6 +172,57 @@ static bool futex_prompt(uint64_t op)
 		return true;
 	}
 	return false;
+}
+
+/*
+ * open and openat without waiting: true with *ret when done, false to bounce.
+ * Opening a FIFO waits for its peer (and, done without waiting, wakes a peer
+ * that waits), a device's open may wait too: the file is first found with
+ * O_PATH, which opens nothing, and only a regular file or a directory is
+ * opened, through /proc/self/fd, so the file checked is the file opened. The
+ * result moves to the O_PATH descriptor's number, the lowest free one, as the
+ * call's own would be. Creating, files of /proc (/proc/thread-self would be
+ * the server's), and any doubt take the exit path.
+ */
+static bool try_open(long nr, const uint64_t *a, long *ret)
+{
+	long dirfd = nr == SYS_open ? AT_FDCWD : (long)a[0];
+	uint64_t path = nr == SYS_open ? a[0] : a[1];
+	long flags = nr == SYS_open ? (long)a[1] : (long)a[2], found, fd;
+	char self[40];
+	struct statfs fs;
+	struct stat st;
+
+	if ((flags & O_TMPFILE) == O_TMPFILE || (flags & (O_CREAT | O_EXCL)) == (O_CREAT | O_EXCL))
+		return false;
+	found = rt_syscall6(SYS_openat, dirfd, path,
+			    O_PATH | O_CLOEXEC | (flags & (O_NOFOLLOW | O_DIRECTORY)), 0, 0, 0);
+	if (found == -ENOENT || found == -ENOTDIR) {
+		*ret = found;
+		return !(flags & O_CREAT);	/* not there: the call creates it */
+	}
+	if (found < 0)
+		return false;
+	fd = -1;
+	if (rt_syscall6(SYS_fstat, found, (long)&st, 0, 0, 0, 0) == 0 &&
+	    (S_ISREG(st.st_mode) || S_ISDIR(st.st_mode)) &&
+	    rt_syscall6(SYS_fstatfs, found, (long)&fs, 0, 0, 0, 0) == 0 &&
+	    fs.f_type != PROC_SUPER_MAGIC) {
+		snprintf(self, sizeof(self), "/proc/self/fd/%ld", found);
+		fd = rt_syscall6(SYS_openat, AT_FDCWD, (long)self, flags & ~(O_CREAT | O_NOFOLLOW),
+				 0, 0, 0);
+	}
+	if (fd >= 0 && rt_syscall6(SYS_dup3, fd, found, flags & O_CLOEXEC, 0, 0, 0) < 0) {
+		rt_syscall6(SYS_close, fd, 0, 0, 0, 0, 0);
+		fd = -1;
+	}
+	if (fd < 0) {
+		rt_syscall6(SYS_close, found, 0, 0, 0, 0, 0);
+		return false;
+	}
+	rt_syscall6(SYS_close, fd, 0, 0, 0, 0, 0);
+	*ret = found;
+	return true;
 }
 
 /*
@@ -198,6 +261,9 @@ static void serve(struct hv_ring_slot *s)
 		break;
 	case RT_PATH_RING_YIELD:
 		done = yield_prompt(s);
+		break;
+	case RT_PATH_RING_OPEN:
+		done = try_open(nr, a, &ret);
 		break;
 	default:
 		ret = rt_syscall6(nr, a[0], a[1], a[2], a[3], a[4], a[5]);

@@ -7,6 +7,7 @@
 #include <asm/prctl.h>
 #include <dirent.h>
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -17,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -108,15 +110,16 @@ static bool two_cpus(int cpu[2])
 }
 
 /*
- * Runs fn in ring mode until more than half of its calls (*calls) take the
- * ring, up to 40 tries (~60 ms each) where there are two CPUs, and leaves in
- * *d what the last try added to the process's stats; true if the process had
- * two CPUs to run on. With two CPUs the server must be able to run beside
- * the vthread. With another process busy (CI's Bochs lane) the scheduler kept them on one CPU through 40 tries: the
- * vthread, and so the server it starts, go on the first CPU, then the server
- * moves to the second. Tries also ride out a moment when both CPUs are taken.
+ * Runs fn in ring mode until more than *want of its calls take the ring, up
+ * to 40 tries (~60 ms each) where there are two CPUs, and leaves in *d what
+ * the last try added to the process's stats; true if the process had two
+ * CPUs to run on. With two CPUs the server must be able to run beside the
+ * vthread. With another process busy (CI's Bochs lane) the scheduler kept
+ * them on one CPU through 40 tries: the vthread, and so the server it starts,
+ * go on the first CPU, then the server moves to the second. Tries also ride
+ * out a moment when both CPUs are taken.
  */
-static bool ring_tries(void *(*fn)(void *), void *arg, const long *calls,
+static bool ring_tries(void *(*fn)(void *), void *arg, const long *want,
 		       struct vthread_stats *d)
 {
 	struct vthread_stats before = VTHREAD_STATS_INIT, after = VTHREAD_STATS_INIT;
@@ -133,7 +136,7 @@ static bool ring_tries(void *(*fn)(void *), void *arg, const long *calls,
 		ck_assert_int_eq(vthread_get_stats(&before), 0);
 		ck_assert_int_eq(run_mode(VTHREAD_SYSCALL_RING, fn, arg), 0);
 		ck_assert_int_eq(vthread_get_stats(&after), 0);
-		if (after.syscalls_ring - before.syscalls_ring > (unsigned long)*calls / 2)
+		if (after.syscalls_ring - before.syscalls_ring > (unsigned long)*want)
 			break;
 		if (two)
 			pin_servers(cpu[1]);	/* started by the first try */
@@ -147,9 +150,9 @@ static bool ring_tries(void *(*fn)(void *), void *arg, const long *calls,
 START_TEST(test_ring_mode_makes_calls_without_exits)
 {
 	struct vthread_stats d = VTHREAD_STATS_INIT;
-	const long calls = CALLS;
+	const long want = CALLS / 2;
 
-	if (ring_tries(getppid_loop, (void *)(intptr_t)getppid(), &calls, &d)) {
+	if (ring_tries(getppid_loop, (void *)(intptr_t)getppid(), &want, &d)) {
 		/* The server may sleep at first, or lose its CPU: most calls, not all. */
 		ck_assert_uint_gt(d.syscalls_ring, CALLS / 2);
 		ck_assert_uint_lt(d.exit_syscall, CALLS / 2);
@@ -161,14 +164,15 @@ START_TEST(test_ring_mode_makes_calls_without_exits)
 }
 END_TEST
 
-/* sched_yield for 30 ms: the count of calls in *arg. */
+/* sched_yield for 30 ms: the count of calls in n[0], half of it in n[1]. */
 static void *yield_loop(void *arg)
 {
 	struct timespec t0, t;
 	long *n = arg;
 
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	for (*n = 0;; ++*n) {
+	for (n[0] = 0;; n[0]++) {
+		n[1] = n[0] / 2;
 		clock_gettime(CLOCK_MONOTONIC, &t);
 		if ((t.tv_sec - t0.tv_sec) * 1000000000L + t.tv_nsec - t0.tv_nsec > 30000000)
 			return NULL;
@@ -187,16 +191,16 @@ static void *yield_loop(void *arg)
 START_TEST(test_ring_sched_yield_still_yields_each_millisecond)
 {
 	struct vthread_stats d = VTHREAD_STATS_INIT;
-	long calls = 0;
-	bool two = ring_tries(yield_loop, &calls, &calls, &d);
+	long n[2] = { 0, 0 };
+	bool two = ring_tries(yield_loop, n, &n[1], &d);
 
-	ck_assert_int_gt(calls, 0);
+	ck_assert_int_gt(n[0], 0);
 	if (two) {
-		ck_assert_uint_gt(d.syscalls_ring, (unsigned long)calls / 2);
+		ck_assert_uint_gt(d.syscalls_ring, (unsigned long)n[1]);
 		ck_assert_uint_ge(d.exit_ring + d.exit_syscall, 10);
 	} else {
 		ck_assert_uint_ge(d.syscalls_ring + d.exit_ring + d.exit_syscall,
-				  (unsigned long)calls);
+				  (unsigned long)n[0]);
 	}
 }
 END_TEST
@@ -243,6 +247,195 @@ START_TEST(test_failing_calls_give_the_same_errno_in_both_modes)
 {
 	ck_assert_int_eq(run_mode(VTHREAD_SYSCALL_RING, failing_calls, NULL), 0);
 	ck_assert_int_eq(run_mode(VTHREAD_SYSCALL_EXIT, failing_calls, NULL), 0);
+}
+END_TEST
+
+/*
+ * open and openat as a direct call gives them, whichever path takes them
+ * (paths.c: a server opens regular files and directories; creating, FIFOs,
+ * devices and /proc take the exit path). Run in both modes.
+ */
+static char open_dir[64];
+
+static int lowest_free_fd(void)
+{
+	int fd = dup(0);
+
+	close(fd);
+	return fd;
+}
+
+static void *open_calls(void *arg)
+{
+	char path[128], link[128], comm[32] = "", want[32] = "", buf[16];
+	int fd, lowest;
+
+	(void)arg;
+	snprintf(path, sizeof(path), "%s/file", open_dir);
+	snprintf(link, sizeof(link), "%s/link", open_dir);
+	/* a new file: created, with its mode */
+	fd = open(path, O_WRONLY | O_CREAT, 0640);
+	if (fd < 0 || write(fd, "hello", 5) != 5 || close(fd))
+		return (void *)1;
+	struct stat st;
+	if (stat(path, &st) || (st.st_mode & 0777) != 0640)
+		return (void *)2;
+	/* an existing file: the lowest free number, its data, its flags */
+	lowest = lowest_free_fd();
+	fd = open(path, O_RDONLY);
+	if (fd != lowest || read(fd, buf, sizeof(buf)) != 5 || memcmp(buf, "hello", 5) ||
+	    read(fd, buf, sizeof(buf)) != 0)
+		return (void *)3;
+	if (fcntl(fd, F_GETFD) != 0 || (fcntl(fd, F_GETFL) & O_ACCMODE) != O_RDONLY)
+		return (void *)4;
+	close(fd);
+	fd = openat(AT_FDCWD, path, O_RDWR | O_CLOEXEC | O_APPEND);
+	if (fd < 0 || fcntl(fd, F_GETFD) != FD_CLOEXEC ||
+	    (fcntl(fd, F_GETFL) & (O_ACCMODE | O_APPEND)) != (O_RDWR | O_APPEND))
+		return (void *)5;
+	close(fd);
+	/* O_CREAT of an existing file opens it; with O_EXCL it fails */
+	fd = open(path, O_RDONLY | O_CREAT, 0600);
+	if (fd < 0 || fstat(fd, &st) || st.st_size != 5 || (st.st_mode & 0777) != 0640)
+		return (void *)6;
+	close(fd);
+	if (open(path, O_RDONLY | O_CREAT | O_EXCL, 0600) != -1 || errno != EEXIST)
+		return (void *)7;
+	/* O_TRUNC truncates */
+	fd = open(path, O_WRONLY | O_TRUNC);
+	if (fd < 0 || fstat(fd, &st) || st.st_size != 0)
+		return (void *)8;
+	close(fd);
+	/* errors */
+	if (open("/no/such/file", O_RDONLY) != -1 || errno != ENOENT)
+		return (void *)9;
+	if (open(path, O_RDONLY | O_DIRECTORY) != -1 || errno != ENOTDIR)
+		return (void *)10;
+	if (open(open_dir, O_WRONLY) != -1 || errno != EISDIR)
+		return (void *)11;
+	if (symlink(path, link) || open(link, O_RDONLY | O_NOFOLLOW) != -1 || errno != ELOOP)
+		return (void *)12;
+	if (openat(-1, "relative", O_RDONLY) != -1 || errno != EBADF)
+		return (void *)13;
+	/* a directory; a device */
+	fd = open(open_dir, O_RDONLY | O_DIRECTORY);
+	if (fd < 0 || fstat(fd, &st) || !S_ISDIR(st.st_mode))
+		return (void *)14;
+	close(fd);
+	fd = open("/dev/null", O_WRONLY);
+	if (fd < 0 || write(fd, "x", 1) != 1)
+		return (void *)15;
+	close(fd);
+	/* /proc/thread-self is the calling thread's, not a server's */
+	fd = open("/proc/thread-self/comm", O_RDONLY);
+	if (fd < 0 || read(fd, comm, sizeof(comm) - 1) <= 0)
+		return (void *)16;
+	close(fd);
+	prctl(PR_GET_NAME, want);
+	if (strncmp(comm, want, strlen(want)) || comm[strlen(want)] != '\n')
+		return (void *)17;
+	unlink(link);
+	unlink(path);
+	return NULL;
+}
+
+START_TEST(test_open_gives_what_a_direct_call_gives_in_both_modes)
+{
+	snprintf(open_dir, sizeof(open_dir), "/tmp/vthread-open-XXXXXX");
+	ck_assert_ptr_nonnull(mkdtemp(open_dir));
+	ck_assert_int_eq(run_mode(VTHREAD_SYSCALL_RING, open_calls, NULL), 0);
+	ck_assert_int_eq(run_mode(VTHREAD_SYSCALL_EXIT, open_calls, NULL), 0);
+	ck_assert_int_eq(rmdir(open_dir), 0);
+}
+END_TEST
+
+/* Opening a FIFO waits for its peer, and wakes a peer that waits. */
+static char fifo_path[64];
+static atomic_int fifo_opened;
+
+static void *open_fifo(void *arg)
+{
+	int fd = open(fifo_path, arg ? O_RDONLY : O_WRONLY);
+
+	fifo_opened = 1;
+	if (fd < 0)
+		return (void *)1;
+	close(fd);
+	return NULL;
+}
+
+static void fifo_peer(bool vthread_reads)
+{
+	vthread_attr_t a;
+	vthread_t vt;
+	int fd;
+	void *ret;
+
+	snprintf(fifo_path, sizeof(fifo_path), "/tmp/vthread-fifo-%d", getpid());
+	unlink(fifo_path);
+	ck_assert_int_eq(mkfifo(fifo_path, 0600), 0);
+	fifo_opened = 0;
+	require_backend();
+	ck_assert_int_eq(vthread_attr_init(&a), 0);
+	ck_assert_int_eq(vthread_attr_setsyscallmode(&a, VTHREAD_SYSCALL_RING), 0);
+	ck_assert_int_eq(vthread_create(&vt, &a, open_fifo, vthread_reads ? (void *)1 : NULL), 0);
+	usleep(100 * 1000);
+	ck_assert_int_eq(fifo_opened, 0);	/* still waiting for a peer */
+	fd = open(fifo_path, vthread_reads ? O_WRONLY : O_RDONLY);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(vthread_join(vt, &ret), 0);
+	ck_assert_ptr_null(ret);
+	ck_assert_int_eq(fifo_opened, 1);
+	close(fd);
+	vthread_attr_destroy(&a);
+	unlink(fifo_path);
+}
+
+START_TEST(test_opening_a_fifo_waits_for_its_peer)
+{
+	fifo_peer(true);
+	fifo_peer(false);
+}
+END_TEST
+
+/* 500 opens and closes of a file, and reads of it to its end. */
+#define OPENS 500
+
+static void *open_read_loop(void *arg)
+{
+	char buf[4096];
+
+	for (int i = 0; i < OPENS; i++) {
+		int fd = open(arg, O_RDONLY);
+
+		if (fd < 0 || read(fd, buf, sizeof(buf)) <= 0 || close(fd))
+			return (void *)1;
+	}
+	return NULL;
+}
+
+/*
+ * A regular file's open, and a read that stops at its end, take the ring:
+ * at most OPENS / 2 of the 3 * OPENS calls exit (the reads alone were OPENS
+ * exits before a read to the end stayed on the ring).
+ */
+START_TEST(test_open_and_a_read_to_the_end_take_the_ring)
+{
+	struct vthread_stats d = VTHREAD_STATS_INIT;
+	const long calls = 3 * OPENS, want = calls - OPENS / 2;
+	char path[] = "/tmp/vthread-open-XXXXXX";
+	int fd = mkstemp(path);
+
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(write(fd, "short", 5), 5);
+	close(fd);
+	if (ring_tries(open_read_loop, path, &want, &d)) {
+		ck_assert_uint_gt(d.syscalls_ring, want);
+		ck_assert_uint_lt(d.exit_syscall + d.exit_ring, OPENS / 2);
+	} else {
+		ck_assert_uint_ge(d.syscalls_ring + d.exit_ring + d.exit_syscall, calls);
+	}
+	unlink(path);
 }
 END_TEST
 
@@ -483,6 +676,9 @@ int main(void)
 	tcase_add_test(tc, test_ring_sched_yield_still_yields_each_millisecond);
 	tcase_add_test(tc, test_exit_mode_never_uses_the_ring);
 	tcase_add_test(tc, test_failing_calls_give_the_same_errno_in_both_modes);
+	tcase_add_test(tc, test_open_gives_what_a_direct_call_gives_in_both_modes);
+	tcase_add_test(tc, test_opening_a_fifo_waits_for_its_peer);
+	tcase_add_test(tc, test_open_and_a_read_to_the_end_take_the_ring);
 	tcase_add_test(tc, test_epipe_raises_sigpipe_in_the_vthread);
 	tcase_add_test(tc, test_a_blocking_write_moves_everything);
 	tcase_add_test(tc, test_a_read_that_must_wait_waits);
