@@ -168,3 +168,16 @@ bool rt_path_changes_thread(long nr)
 		return false;
 	}
 }
+
+/*
+ * Calls after which the thread may see files or credentials of its own: its
+ * own descriptor table, root, working directory or umask (unshare), namespaces
+ * (setns), fsuid or fsgid (not shared by glibc), capabilities. A server sees
+ * the process's: the thread's calls take the exit path from then on, as the
+ * failed call's do too (the exit path is always correct).
+ */
+bool rt_path_own_view(long nr)
+{
+	return nr == SYS_unshare || nr == SYS_setns || nr == SYS_setfsuid || nr == SYS_setfsgid ||
+	       nr == SYS_capset;
+}

@@ -281,6 +281,8 @@ const struct rt_path_entry *rt_syscall_path(long nr);
 bool rt_path_guest_mask(long nr);
 /* Whether the call may change the calling thread (a parked one must not have). */
 bool rt_path_changes_thread(long nr);
+/* True for calls after which the thread's files or credentials are its own. */
+bool rt_path_own_view(long nr);
 /* Fills the guest's bitmap of the calls the ring takes. */
 void rt_paths_publish(void);
 
@@ -324,7 +326,7 @@ void rt_ring_forget(void);		/* in a fork child: the servers are the parent's */
 void rt_ring_prepare(const struct vthread *vt);	/* on the creating thread */
 int rt_ring_attach(struct vthread *vt);	/* at start: the vCPU's entry and slot */
 void rt_ring_detach(struct vthread *vt);
-int rt_ring_leave(struct vthread *vt);	/* ARCH_SET_GS took GS: exit path from now on */
+int rt_ring_leave(struct vthread *vt);	/* exit path from now on (ARCH_SET_GS, own view) */
 /* An exit of a ring vthread whose call could have taken the ring. */
 void rt_ring_missed(const struct vthread *vt, long nr);
 /* HV_EXIT_RING: the call is completed, or made on the exit path. */

@@ -439,6 +439,44 @@ START_TEST(test_open_and_a_read_to_the_end_take_the_ring)
 }
 END_TEST
 
+/*
+ * After unshare(CLONE_FILES) a thread's descriptors are its own: the files it
+ * opens are not in the process's table, which a server would have used.
+ */
+#define PRIVATE_OPENS 100
+static int private_fd[PRIVATE_OPENS];
+
+static void *open_after_unshare(void *arg)
+{
+	if (unshare(CLONE_FILES))
+		return (void *)1;
+	for (int i = 0; i < PRIVATE_OPENS; i++)
+		if ((private_fd[i] = open(arg, O_RDONLY)) < 0)
+			return (void *)2;
+	return NULL;
+}
+
+START_TEST(test_unshared_descriptors_are_the_vthreads_own)
+{
+	char path[] = "/tmp/vthread-unshare-XXXXXX";
+	int fd = mkstemp(path), shared = 0;
+
+	ck_assert_int_ge(fd, 0);
+	close(fd);
+	ck_assert_int_eq(run_mode(VTHREAD_SYSCALL_RING, open_after_unshare, path), 0);
+	for (int i = 0; i < PRIVATE_OPENS; i++) {
+		struct stat a, b;
+
+		/* a number free in ours, or a file other than the one opened */
+		if (!fstat(private_fd[i], &a) && !stat(path, &b) && a.st_ino == b.st_ino &&
+		    a.st_dev == b.st_dev)
+			shared++;
+	}
+	ck_assert_int_eq(shared, 0);
+	unlink(path);
+}
+END_TEST
+
 static volatile sig_atomic_t pipes;
 
 static void on_sigpipe(int sig)
@@ -679,6 +717,7 @@ int main(void)
 	tcase_add_test(tc, test_open_gives_what_a_direct_call_gives_in_both_modes);
 	tcase_add_test(tc, test_opening_a_fifo_waits_for_its_peer);
 	tcase_add_test(tc, test_open_and_a_read_to_the_end_take_the_ring);
+	tcase_add_test(tc, test_unshared_descriptors_are_the_vthreads_own);
 	tcase_add_test(tc, test_epipe_raises_sigpipe_in_the_vthread);
 	tcase_add_test(tc, test_a_blocking_write_moves_everything);
 	tcase_add_test(tc, test_a_read_that_must_wait_waits);
