@@ -181,7 +181,8 @@ static bool futex_prompt(uint64_t op)
  * O_PATH, which opens nothing, and only a regular file or a directory is
  * opened, through /proc/self/fd, so the file checked is the file opened. The
  * result moves to the O_PATH descriptor's number, the lowest free one, as the
- * call's own would be. Creating, files of /proc (/proc/thread-self would be
+ * call's own would be. It is opened O_NONBLOCK, which for these files only
+ * keeps the open from waiting for a lease to break, then cleared. Creating, files of /proc (/proc/thread-self would be
  * the server's), and any doubt take the exit path.
  */
 static bool try_open(long nr, const uint64_t *a, long *ret)
@@ -209,10 +210,13 @@ static bool try_open(long nr, const uint64_t *a, long *ret)
 	    rt_syscall6(SYS_fstatfs, found, (long)&fs, 0, 0, 0, 0) == 0 &&
 	    fs.f_type != PROC_SUPER_MAGIC) {
 		snprintf(self, sizeof(self), "/proc/self/fd/%ld", found);
-		fd = rt_syscall6(SYS_openat, AT_FDCWD, (long)self, flags & ~(O_CREAT | O_NOFOLLOW),
-				 0, 0, 0);
+		fd = rt_syscall6(SYS_openat, AT_FDCWD, (long)self,
+				 (flags & ~(O_CREAT | O_NOFOLLOW)) | O_NONBLOCK, 0, 0, 0);
 	}
-	if (fd >= 0 && rt_syscall6(SYS_dup3, fd, found, flags & O_CLOEXEC, 0, 0, 0) < 0) {
+	if (fd >= 0 && ((!(flags & O_NONBLOCK) &&
+			 rt_syscall6(SYS_fcntl, fd, F_SETFL, flags & (O_APPEND | O_DIRECT | O_NOATIME),
+				     0, 0, 0) < 0) ||
+			rt_syscall6(SYS_dup3, fd, found, flags & O_CLOEXEC, 0, 0, 0) < 0)) {
 		rt_syscall6(SYS_close, fd, 0, 0, 0, 0, 0);
 		fd = -1;
 	}
