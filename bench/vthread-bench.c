@@ -36,6 +36,8 @@
 #include "vthread-bench-gp.h"	/* gnuplot_script: vthread-bench.gp, embedded */
 
 void hv_guest_null_exit(void);	/* libvthread internal, reached by static linking */
+void rt_bench_null_syscalls_on(void);	/* likewise */
+void rt_bench_null_syscalls_off(void);
 
 static bool quick;
 
@@ -97,6 +99,21 @@ static void body_yield(struct job *j)
 	for (long i = 0; i < j->n; i++)
 		sched_yield();
 	j->ns = (now_ns() - t) / j->n;
+}
+
+static ffi_cif empty_cif;	/* void (void) */
+
+/* getppid() whose `syscall` lands on a stub that returns at once: the trap alone. */
+static void body_null_syscall(struct job *j)
+{
+	double t;
+
+	vthread_hostcall(&empty_cif, rt_bench_null_syscalls_on, NULL, NULL);
+	t = now_ns();
+	for (long i = 0; i < j->n; i++)
+		getppid();
+	j->ns = (now_ns() - t) / j->n;
+	vthread_hostcall(&empty_cif, rt_bench_null_syscalls_off, NULL, NULL);
 }
 
 static void body_null_exit(struct job *j)
@@ -561,8 +578,6 @@ static void empty_function(void)
 {
 }
 
-static ffi_cif empty_cif;
-
 /* A host function called from the thread: vthread_hostcall, which is a plain
  * ffi_call in a pthread and one exit to the backing thread in a vthread. */
 static void body_hostcall(struct job *j)
@@ -740,6 +755,11 @@ static double s_getppid(enum kind k)
 static double s_getppid_ring(enum kind k)
 {
 	return one_body_mode(k, body_getppid, ops(20000), VTHREAD_SYSCALL_RING);
+}
+
+static double s_trap_floor(enum kind k)
+{
+	return k == PTHREAD ? s_getppid(k) : one_body(k, body_null_syscall, ops(20000));
 }
 
 static double s_yield_ring(enum kind k)
@@ -1050,6 +1070,8 @@ static struct row rows[] = {
 	  .sample = s_getppid_ring, .samples = 21 },
 	{ .name = "yield-ring", .what = "sched_yield() with no other thread waiting: native in a pthread vs a vthread's ring",
 	  .sample = s_yield_ring, .samples = 21 },
+	{ .name = "trap-floor", .what = "a vthread's `syscall` to a stub that returns at once (the trap alone) vs a native getppid()",
+	  .sample = s_trap_floor, .samples = 21 },
 	{ .name = "exit-floor", .what = "cheapest guest exit and resume (an empty `out`) vs a native getppid()",
 	  .sample = s_floor, .samples = 21 },
 	{ .name = "create-join", .what = "create + join of a thread running an empty function",

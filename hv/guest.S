@@ -152,6 +152,20 @@ hv_guest_end:
 	jmp hv_guest_return
 	.size hv_guest_end, . - hv_guest_end
 
+/* MSR_LSTAR for vthread-bench's trap-floor row: back to the caller at once, as
+ * sysret would return, with nothing done. What the `syscall` trap alone costs. */
+	.globl hv_guest_syscall_null
+	.hidden hv_guest_syscall_null
+	.type hv_guest_syscall_null, @function
+	.balign 16
+hv_guest_syscall_null:
+	leaq -HV_RED_ZONE(%rsp), %rsp
+	pushq %r11
+	popfq
+	leaq HV_RED_ZONE(%rsp), %rsp
+	jmp *%rcx
+	.size hv_guest_syscall_null, . - hv_guest_syscall_null
+
 /* An empty exit: the runtime resumes after the `out` (KVM completes it), changing
  * nothing. The cheapest guest-to-host round trip, for measuring the floor. */
 	.globl hv_guest_null_exit

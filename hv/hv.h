@@ -21,6 +21,7 @@ extern const char hv_guest_vectors[];	/* 32 exception stubs, HV_VECTOR_STUB byte
 extern const char hv_guest_probe[];	/* a timed loop proving native execution */
 void hv_guest_end(void *retval) __attribute__((noreturn));
 void hv_guest_null_exit(void);	/* in a vthread: one empty exit (bench/) */
+extern const char hv_guest_syscall_null[];	/* MSR_LSTAR returning at once (bench/) */
 extern const char hv_guest_syscall_ring[];	/* MSR_LSTAR in ring mode */
 extern uint8_t hv_ring_calls[HV_RING_NR_MAX / 8];
 extern uint64_t hv_ring_spin;
@@ -311,6 +312,8 @@ int hv_vcpu_exit_cost(struct hv_vcpu *vc, long *ns);
 struct hv_ring_slot *hv_vcpu_ring(struct hv_vcpu *vc);
 /* MSR_LSTAR: the ring stub, or the stub that exits for every call. */
 int hv_vcpu_set_syscall_entry(struct hv_vcpu *vc, bool ring);
+/* on: MSR_LSTAR is hv_guest_syscall_null; off: the entry set above, again. */
+int hv_vcpu_set_syscall_null(struct hv_vcpu *vc, bool on);
 /* The guest's own GS base, until the vCPU's next hv_vcpu_start. */
 int hv_vcpu_set_gs_base(struct hv_vcpu *vc, uint64_t base);
 /* The stack on which the #PF stub may hand faults to the guest's handler. */

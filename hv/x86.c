@@ -283,6 +283,13 @@ int hv_vcpu_set_syscall_entry(struct hv_vcpu *vc, bool ring)
 	return r;
 }
 
+int hv_vcpu_set_syscall_null(struct hv_vcpu *vc, bool on)
+{
+	const char *entry = vc->ring_entry ? hv_guest_syscall_ring : hv_guest_syscall;
+
+	return hv_set_msr(vc, MSR_LSTAR, (uintptr_t)(on ? hv_guest_syscall_null : entry));
+}
+
 /* A thread starts with its creator's PKRU: the backing thread's, read here. */
 static int inherit_pkru(struct hv_vcpu *vc)
 {

@@ -93,3 +93,17 @@ RT_API int vthread_call(const vthread_attr_t *attr, ffi_cif *cif, void (*fn)(voi
 	r = vthread_create(&vt, attr, call_body, &c);
 	return r ? r : vthread_join(vt, NULL);
 }
+
+/*
+ * For vthread-bench's trap-floor row, through vthread_hostcall: the calling
+ * vthread's `syscall` instruction returns at once (on), or is served again.
+ */
+void rt_bench_null_syscalls_on(void)
+{
+	hv_vcpu_set_syscall_null(rt_current->vcpu, true);
+}
+
+void rt_bench_null_syscalls_off(void)
+{
+	hv_vcpu_set_syscall_null(rt_current->vcpu, false);
+}
