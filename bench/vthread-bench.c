@@ -106,13 +106,8 @@ static ffi_cif empty_cif;	/* void (void) */
 /* getppid() whose `syscall` lands on a stub that returns at once: the trap alone. */
 static void body_null_syscall(struct job *j)
 {
-	double t;
-
 	vthread_hostcall(&empty_cif, rt_bench_null_syscalls_on, NULL, NULL);
-	t = now_ns();
-	for (long i = 0; i < j->n; i++)
-		getppid();
-	j->ns = (now_ns() - t) / j->n;
+	body_getppid(j);
 	vthread_hostcall(&empty_cif, rt_bench_null_syscalls_off, NULL, NULL);
 }
 

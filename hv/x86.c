@@ -271,13 +271,18 @@ int hv_vcpu_set_gs_base(struct hv_vcpu *vc, uint64_t base)
 	return r;
 }
 
+static const char *syscall_entry(bool ring)
+{
+	return ring ? hv_guest_syscall_ring : hv_guest_syscall;
+}
+
 int hv_vcpu_set_syscall_entry(struct hv_vcpu *vc, bool ring)
 {
 	int r;
 
 	if (vc->ring_entry == ring)
 		return 0;
-	r = hv_set_msr(vc, MSR_LSTAR, (uintptr_t)(ring ? hv_guest_syscall_ring : hv_guest_syscall));
+	r = hv_set_msr(vc, MSR_LSTAR, (uintptr_t)syscall_entry(ring));
 	if (!r)
 		vc->ring_entry = ring;
 	return r;
@@ -285,9 +290,9 @@ int hv_vcpu_set_syscall_entry(struct hv_vcpu *vc, bool ring)
 
 int hv_vcpu_set_syscall_null(struct hv_vcpu *vc, bool on)
 {
-	const char *entry = vc->ring_entry ? hv_guest_syscall_ring : hv_guest_syscall;
+	const char *entry = on ? hv_guest_syscall_null : syscall_entry(vc->ring_entry);
 
-	return hv_set_msr(vc, MSR_LSTAR, (uintptr_t)(on ? hv_guest_syscall_null : entry));
+	return hv_set_msr(vc, MSR_LSTAR, (uintptr_t)entry);
 }
 
 /* A thread starts with its creator's PKRU: the backing thread's, read here. */

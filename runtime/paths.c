@@ -170,9 +170,10 @@ bool rt_path_changes_thread(long nr)
 }
 
 /*
- * Calls after which the thread may see files or credentials of its own: its
- * own descriptor table, root, working directory or umask (unshare), namespaces
- * (setns), fsuid or fsgid (not shared by glibc), capabilities. A server sees
+ * Calls after which the thread may see files or credentials of its own (all
+ * of them among rt_path_changes_thread's): its own descriptor table, root,
+ * working directory or umask (unshare), namespaces (setns), fsuid or fsgid
+ * (not shared by glibc), capabilities. A server sees
  * the process's: the thread's calls take the exit path from then on, as the
  * failed call's do too (the exit path is always correct).
  */

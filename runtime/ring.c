@@ -61,6 +61,7 @@ static void set_spin(void)
 	long spin_ns = rt.exit_ns < 5000 ? 5000 : rt.exit_ns > 100000 ? 100000 : rt.exit_ns;
 	struct timespec a, b;
 	uint64_t t0, t1;
+	double per_ns;
 
 	clock_gettime(CLOCK_MONOTONIC, &a);
 	t0 = __rdtsc();
@@ -68,8 +69,7 @@ static void set_spin(void)
 		clock_gettime(CLOCK_MONOTONIC, &b);
 	while ((b.tv_sec - a.tv_sec) * 1000000000L + b.tv_nsec - a.tv_nsec < 200000);
 	t1 = __rdtsc();
-	double per_ns = (t1 - t0) / ((b.tv_sec - a.tv_sec) * 1e9 + b.tv_nsec - a.tv_nsec);
-
+	per_ns = (t1 - t0) / ((b.tv_sec - a.tv_sec) * 1e9 + b.tv_nsec - a.tv_nsec);
 	hv_ring_spin = (uint64_t)(spin_ns * per_ns);
 	ring.idle_ticks = 4 * hv_ring_spin;
 	ring.yield_ticks = (uint64_t)(YIELD_NS * per_ns);
@@ -175,24 +175,59 @@ static bool futex_prompt(uint64_t op)
 }
 
 /*
+ * Whether the file behind an O_PATH descriptor opens without waiting and as
+ * from any thread: a regular file or a directory, not of /proc. A FIFO's open
+ * waits for its peer (and, made without waiting, wakes a peer that waits), a
+ * device's may wait too; /proc/thread-self would be the server's.
+ */
+static bool prompt_to_open(long found)
+{
+	struct statfs fs;
+	struct stat st;
+
+	return rt_syscall6(SYS_fstat, found, (long)&st, 0, 0, 0, 0) == 0 &&
+	       (S_ISREG(st.st_mode) || S_ISDIR(st.st_mode)) &&
+	       rt_syscall6(SYS_fstatfs, found, (long)&fs, 0, 0, 0, 0) == 0 &&
+	       fs.f_type != PROC_SUPER_MAGIC;
+}
+
+/*
+ * Opens the file behind the O_PATH descriptor found with flags, through
+ * /proc/self/fd (so the file checked is the file opened), in found's place:
+ * the lowest free number, as the call's own would be. O_NONBLOCK, which for
+ * these files only keeps the open from waiting for a lease to break, is
+ * cleared after unless asked for. False, found unchanged, if any step fails.
+ */
+static bool reopen(long found, long flags)
+{
+	char self[40];
+	long fd;
+	bool done;
+
+	snprintf(self, sizeof(self), "/proc/self/fd/%ld", found);
+	fd = rt_syscall6(SYS_openat, AT_FDCWD, (long)self,
+			 (flags & ~(O_CREAT | O_NOFOLLOW)) | O_NONBLOCK, 0, 0, 0);
+	if (fd < 0)
+		return false;
+	done = ((flags & O_NONBLOCK) ||
+		rt_syscall6(SYS_fcntl, fd, F_SETFL, flags & (O_APPEND | O_DIRECT | O_NOATIME),
+			    0, 0, 0) == 0) &&
+	       rt_syscall6(SYS_dup3, fd, found, flags & O_CLOEXEC, 0, 0, 0) >= 0;
+	rt_syscall6(SYS_close, fd, 0, 0, 0, 0, 0);
+	return done;
+}
+
+/*
  * open and openat without waiting: true with *ret when done, false to bounce.
- * Opening a FIFO waits for its peer (and, done without waiting, wakes a peer
- * that waits), a device's open may wait too: the file is first found with
- * O_PATH, which opens nothing, and only a regular file or a directory is
- * opened, through /proc/self/fd, so the file checked is the file opened. The
- * result moves to the O_PATH descriptor's number, the lowest free one, as the
- * call's own would be. It is opened O_NONBLOCK, which for these files only
- * keeps the open from waiting for a lease to break, then cleared. Creating, files of /proc (/proc/thread-self would be
- * the server's), and any doubt take the exit path.
+ * The file is first found with O_PATH, which opens nothing and never waits.
+ * Creating, what may wait or depends on the thread, and any doubt take the
+ * exit path.
  */
 static bool try_open(long nr, const uint64_t *a, long *ret)
 {
 	long dirfd = nr == SYS_open ? AT_FDCWD : (long)a[0];
 	uint64_t path = nr == SYS_open ? a[0] : a[1];
-	long flags = nr == SYS_open ? (long)a[1] : (long)a[2], found, fd;
-	char self[40];
-	struct statfs fs;
-	struct stat st;
+	long flags = nr == SYS_open ? (long)a[1] : (long)a[2], found;
 
 	if ((flags & O_TMPFILE) == O_TMPFILE || (flags & (O_CREAT | O_EXCL)) == (O_CREAT | O_EXCL))
 		return false;
@@ -204,29 +239,12 @@ static bool try_open(long nr, const uint64_t *a, long *ret)
 	}
 	if (found < 0)
 		return false;
-	fd = -1;
-	if (rt_syscall6(SYS_fstat, found, (long)&st, 0, 0, 0, 0) == 0 &&
-	    (S_ISREG(st.st_mode) || S_ISDIR(st.st_mode)) &&
-	    rt_syscall6(SYS_fstatfs, found, (long)&fs, 0, 0, 0, 0) == 0 &&
-	    fs.f_type != PROC_SUPER_MAGIC) {
-		snprintf(self, sizeof(self), "/proc/self/fd/%ld", found);
-		fd = rt_syscall6(SYS_openat, AT_FDCWD, (long)self,
-				 (flags & ~(O_CREAT | O_NOFOLLOW)) | O_NONBLOCK, 0, 0, 0);
+	if (prompt_to_open(found) && reopen(found, flags)) {
+		*ret = found;
+		return true;
 	}
-	if (fd >= 0 && ((!(flags & O_NONBLOCK) &&
-			 rt_syscall6(SYS_fcntl, fd, F_SETFL, flags & (O_APPEND | O_DIRECT | O_NOATIME),
-				     0, 0, 0) < 0) ||
-			rt_syscall6(SYS_dup3, fd, found, flags & O_CLOEXEC, 0, 0, 0) < 0)) {
-		rt_syscall6(SYS_close, fd, 0, 0, 0, 0, 0);
-		fd = -1;
-	}
-	if (fd < 0) {
-		rt_syscall6(SYS_close, found, 0, 0, 0, 0, 0);
-		return false;
-	}
-	rt_syscall6(SYS_close, fd, 0, 0, 0, 0, 0);
-	*ret = found;
-	return true;
+	rt_syscall6(SYS_close, found, 0, 0, 0, 0, 0);
+	return false;
 }
 
 /*

@@ -281,10 +281,7 @@ const struct rt_path_entry *rt_syscall_path(long nr);
 bool rt_path_guest_mask(long nr);
 /* Whether the call may change the calling thread (a parked one must not have). */
 bool rt_path_changes_thread(long nr);
-/* hostcall.c, for vthread-bench: `syscall` returns at once in the caller, or not. */
-void rt_bench_null_syscalls_on(void);
-void rt_bench_null_syscalls_off(void);
-/* True for calls after which the thread's files or credentials are its own. */
+/* Of those, the calls after which the thread's files or credentials are its own. */
 bool rt_path_own_view(long nr);
 /* Fills the guest's bitmap of the calls the ring takes. */
 void rt_paths_publish(void);
@@ -340,6 +337,9 @@ int rt_ring_settle_for_signal(struct vthread *vt);
 
 /* hostcall.c: HV_EXIT_HOSTCALL */
 void rt_hostcall(struct vthread *vt, const hv_regs *r);
+/* hostcall.c, for vthread-bench: `syscall` returns at once in the caller, or not. */
+void rt_bench_null_syscalls_on(void);
+void rt_bench_null_syscalls_off(void);
 
 /* clone.c: the guest's clone, clone3, fork or vfork; the parent's result */
 long rt_clone(struct vthread *vt, const hv_regs *r);

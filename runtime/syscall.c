@@ -130,11 +130,12 @@ enum rt_next rt_syscall_forward(struct vthread *vt, hv_regs *r, long moved)
 	long ret;
 
 	rt.syscall_exits[r->rax < HV_RING_NR_MAX ? r->rax : HV_RING_NR_MAX]++;
-	if (rt_path_changes_thread(r->rax))
+	if (rt_path_changes_thread(r->rax)) {
 		vt->thread_changed = true;
-	if (vt->ring && rt_path_own_view(r->rax) && (ret = rt_ring_leave(vt)) < 0) {
-		rt_resume_sysret(vt, r, ret);
-		return RT_RESUME;
+		if (vt->ring && rt_path_own_view(r->rax) && (ret = rt_ring_leave(vt)) < 0) {
+			rt_resume_sysret(vt, r, ret);
+			return RT_RESUME;
+		}
 	}
 	switch (r->rax) {
 	case SYS_exit:		/* the thread's own exit: ends the vthread */
