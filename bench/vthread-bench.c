@@ -92,6 +92,20 @@ static void body_getppid(struct job *j)
 	j->ns = (now_ns() - t) / j->n;
 }
 
+/* getppid() by a `syscall` of the bench's own: the runtime rewrites only libc's
+ * (runtime/rewrite.c), so this one always traps. */
+static void body_raw_getppid(struct job *j)
+{
+	double t = now_ns();
+
+	for (long i = 0; i < j->n; i++) {
+		long r = SYS_getppid;
+
+		__asm__ volatile("syscall" : "+a"(r) : : "rcx", "r11", "memory");
+	}
+	j->ns = (now_ns() - t) / j->n;
+}
+
 static void body_yield(struct job *j)
 {
 	double t = now_ns();
@@ -103,11 +117,11 @@ static void body_yield(struct job *j)
 
 static ffi_cif empty_cif;	/* void (void) */
 
-/* getppid() whose `syscall` lands on a stub that returns at once: the trap alone. */
+/* A `syscall` that lands on a stub that returns at once: the trap alone. */
 static void body_null_syscall(struct job *j)
 {
 	vthread_hostcall(&empty_cif, rt_bench_null_syscalls_on, NULL, NULL);
-	body_getppid(j);
+	body_raw_getppid(j);
 	vthread_hostcall(&empty_cif, rt_bench_null_syscalls_off, NULL, NULL);
 }
 
@@ -752,6 +766,12 @@ static double s_getppid_ring(enum kind k)
 	return one_body_mode(k, body_getppid, ops(20000), VTHREAD_SYSCALL_RING);
 }
 
+static double s_getppid_ring_trap(enum kind k)
+{
+	return k == PTHREAD ? s_getppid(k) :
+		one_body_mode(k, body_raw_getppid, ops(20000), VTHREAD_SYSCALL_RING);
+}
+
 static double s_trap_floor(enum kind k)
 {
 	return k == PTHREAD ? s_getppid(k) : one_body(k, body_null_syscall, ops(20000));
@@ -1063,6 +1083,8 @@ static struct row rows[] = {
 	  .sample = s_getppid, .samples = 21 },
 	{ .name = "syscall-ring", .what = "null system call, getppid(): native in a pthread vs a vthread's ring",
 	  .sample = s_getppid_ring, .samples = 21 },
+	{ .name = "syscall-ring-trap", .what = "the same by a `syscall` outside libc, which traps: native in a pthread vs a vthread's ring",
+	  .sample = s_getppid_ring_trap, .samples = 21 },
 	{ .name = "yield-ring", .what = "sched_yield() with no other thread waiting: native in a pthread vs a vthread's ring",
 	  .sample = s_yield_ring, .samples = 21 },
 	{ .name = "trap-floor", .what = "a vthread's `syscall` to a stub that returns at once (the trap alone) vs a native getppid()",

@@ -57,6 +57,7 @@ hv_guest_syscall_ring:
 	movq %r10, %gs:HV_RING_ARG0 + 24
 	movq %r8, %gs:HV_RING_ARG0 + 32
 	movq %r9, %gs:HV_RING_ARG0 + 40
+	movq %rcx, %gs:HV_RING_SITE		/* where it came from (runtime/rewrite.c) */
 	movl $HV_RING_POSTED, %gs:HV_RING_STATE	/* ... then the state: posted */
 hv_guest_ring_posted:
 	rdtsc					/* EDX:EAX = now ... */
@@ -90,6 +91,38 @@ hv_guest_ring_above:
 	jmp *%rcx				/* to the instruction after the `syscall` */
 hv_guest_ring_end:
 	.size hv_guest_syscall_ring, . - hv_guest_syscall_ring
+
+/*
+ * What a rewritten `syscall` jumps to (runtime/rewrite.c copies this per site
+ * and fills in the return address and the ring stub's): RCX and R11 as the
+ * instruction would have left them, then the ring stub directly when this
+ * vCPU's slot says so, else the `syscall` itself. The flags are read and set
+ * below the red zone.
+ */
+	.globl hv_tramp, hv_tramp_site, hv_tramp_back, hv_tramp_ring, hv_tramp_end
+	.hidden hv_tramp, hv_tramp_site, hv_tramp_back, hv_tramp_ring, hv_tramp_end
+	.balign 8
+hv_tramp:
+	leaq -HV_RED_ZONE(%rsp), %rsp
+	pushfq
+	popq %r11
+	leaq HV_RED_ZONE(%rsp), %rsp
+	testb $1, %gs:HV_RING_DIRECT
+	jz 1f
+	leaq 0(%rip), %rcx			/* the site's return address: disp32 filled in */
+hv_tramp_site:
+	jmpq *hv_tramp_ring(%rip)
+1:	leaq -HV_RED_ZONE(%rsp), %rsp
+	pushq %r11
+	popfq
+	leaq HV_RED_ZONE(%rsp), %rsp
+	syscall
+	.byte 0xe9				/* jmp rel32 to the site's return address */
+	.long 0
+hv_tramp_back:
+hv_tramp_ring:
+	.quad 0					/* hv_guest_syscall_ring, filled in */
+hv_tramp_end:
 
 /* vthread_hostcall() inside a vthread: the runtime makes the call on the backing
  * thread and resumes after the `out`. */

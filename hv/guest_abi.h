@@ -40,6 +40,8 @@
 #define HV_RING_ARG0	16	/* RDI RSI RDX R10 R8 R9, 8 bytes each */
 #define HV_RING_ARG2	32
 #define HV_RING_DEADLINE	64	/* the guest's own: TSC when it stops spinning */
+#define HV_RING_SITE	88	/* the guest's: RCX of the call, where it returns */
+#define HV_RING_DIRECT	96	/* u8, the host's: rewritten sites jump to the ring stub */
 #define HV_RING_SIZE	128
 #define HV_RING_FREE	0
 #define HV_RING_POSTED	1	/* by the guest */

@@ -23,6 +23,10 @@ void hv_guest_end(void *retval) __attribute__((noreturn));
 void hv_guest_null_exit(void);	/* in a vthread: one empty exit (bench/) */
 extern const char hv_guest_syscall_null[];	/* MSR_LSTAR returning at once (bench/) */
 extern const char hv_guest_syscall_ring[];	/* MSR_LSTAR in ring mode */
+/* A rewritten `syscall`'s trampoline, copied per site: the rel32 that ends at
+ * hv_tramp_site and the one that ends at hv_tramp_back name the site's return
+ * address, the 8 bytes at hv_tramp_ring the ring stub. */
+extern const char hv_tramp[], hv_tramp_site[], hv_tramp_back[], hv_tramp_ring[], hv_tramp_end[];
 extern uint8_t hv_ring_calls[HV_RING_NR_MAX / 8];
 extern uint64_t hv_ring_spin;
 extern volatile uint32_t hv_ring_awake;
@@ -47,10 +51,14 @@ struct hv_ring_slot {
 	uint64_t deadline;
 	unsigned long *served;	/* the host's: the vthread's count of calls served */
 	uint64_t yielded;	/* the host's: TSC of the vthread's last real sched_yield */
-	char pad[HV_RING_SIZE - 88];
+	uint64_t site;
+	uint8_t direct;
+	char pad[HV_RING_SIZE - 97];
 } __attribute__((aligned(64)));
 _Static_assert(__builtin_offsetof(struct hv_ring_slot, args) == HV_RING_ARG0, "ring slot");
 _Static_assert(__builtin_offsetof(struct hv_ring_slot, deadline) == HV_RING_DEADLINE, "ring slot");
+_Static_assert(__builtin_offsetof(struct hv_ring_slot, site) == HV_RING_SITE, "ring slot");
+_Static_assert(__builtin_offsetof(struct hv_ring_slot, direct) == HV_RING_DIRECT, "ring slot");
 _Static_assert(sizeof(struct hv_ring_slot) == HV_RING_SIZE, "ring slot");
 
 /* Per vCPU, in its area: where the #PF stub may hand a fault to the guest. */
@@ -185,6 +193,7 @@ struct hv_vcpu {
 	void *area;			/* HV_VCPU_AREA_SIZE of guest memory */
 	struct kvm_sregs sregs;		/* as last set */
 	bool ring_entry;		/* MSR_LSTAR is hv_guest_syscall_ring */
+	bool direct;			/* and the slot's direct flag may be set */
 	bool gs_moved;			/* GS base is not the ring slot */
 	uint32_t pkru_offset;		/* of PKRU in the XSAVE area; 0: no CR4.PKE */
 	volatile uint32_t in_run;	/* in KVM_RUN (the runtime's dispatch loop) */
@@ -310,8 +319,9 @@ int hv_vcpu_probe_native(struct hv_vcpu *vc, long *ns);
 int hv_vcpu_exit_cost(struct hv_vcpu *vc, long *ns);
 /* This vCPU's ring slot, which the guest addresses through GS. */
 struct hv_ring_slot *hv_vcpu_ring(struct hv_vcpu *vc);
-/* MSR_LSTAR: the ring stub, or the stub that exits for every call. */
-int hv_vcpu_set_syscall_entry(struct hv_vcpu *vc, bool ring);
+/* MSR_LSTAR: the ring stub, or the stub that exits for every call. direct: a
+ * rewritten `syscall` (hv_tramp) goes to the ring stub without the trap. */
+int hv_vcpu_set_syscall_entry(struct hv_vcpu *vc, bool ring, bool direct);
 /* on: MSR_LSTAR is hv_guest_syscall_null; off: the entry set above, again. */
 int hv_vcpu_set_syscall_null(struct hv_vcpu *vc, bool on);
 /* The guest's own GS base, until the vCPU's next hv_vcpu_start. */

@@ -152,7 +152,8 @@ static int setup_msrs(struct hv_vcpu *vc, const struct hv_layout *lay)
 	if (!r)
 		r = hv_set_msr(vc, MSR_SYSCALL_MASK, SFMASK_GUEST);
 	if (!r)
-		vc->ring_entry = false;
+		vc->ring_entry = vc->direct = false;
+	hv_vcpu_ring(vc)->direct = 0;
 	return r;
 }
 
@@ -276,22 +277,26 @@ static const char *syscall_entry(bool ring)
 	return ring ? hv_guest_syscall_ring : hv_guest_syscall;
 }
 
-int hv_vcpu_set_syscall_entry(struct hv_vcpu *vc, bool ring)
+int hv_vcpu_set_syscall_entry(struct hv_vcpu *vc, bool ring, bool direct)
 {
-	int r;
+	int r = 0;
 
-	if (vc->ring_entry == ring)
-		return 0;
-	r = hv_set_msr(vc, MSR_LSTAR, (uintptr_t)syscall_entry(ring));
-	if (!r)
-		vc->ring_entry = ring;
-	return r;
+	if (vc->ring_entry != ring)
+		r = hv_set_msr(vc, MSR_LSTAR, (uintptr_t)syscall_entry(ring));
+	if (r)
+		return r;
+	vc->ring_entry = ring;
+	vc->direct = ring && direct;
+	hv_vcpu_ring(vc)->direct = vc->direct;
+	return 0;
 }
 
+/* The trampolines' direct jump is off meanwhile, so that they trap too. */
 int hv_vcpu_set_syscall_null(struct hv_vcpu *vc, bool on)
 {
 	const char *entry = on ? hv_guest_syscall_null : syscall_entry(vc->ring_entry);
 
+	hv_vcpu_ring(vc)->direct = !on && vc->direct;
 	return hv_set_msr(vc, MSR_LSTAR, (uintptr_t)entry);
 }
 

@@ -146,6 +146,12 @@ int mm_protect(struct mm *mm, uint64_t lo, uint64_t hi, int prot, bool may_split
 /* Whether the guest protection of addr allows access (PROT_READ, _WRITE or
  * _EXEC): 1, 0, or -1 when no guest protection covers it. No lock, no fault. */
 int mm_prot_allows(const struct mm *mm, uint64_t addr, int access);
+/*
+ * The guest runs the pages [lo, hi) from copy (mm_alloc'ed, as long) where
+ * host threads run the original: guarded entries, PROT_READ | PROT_EXEC, then
+ * mm_flush_tlbs. Lock taken; 0 or -errno.
+ */
+int mm_private(struct mm *mm, uint64_t lo, uint64_t hi, const void *copy);
 /* The page tables of a dropped chunk; lock held. */
 void mm_prot_drop(struct mm_slot *s);
 /*

@@ -142,6 +142,31 @@ __attribute__((no_sanitize("address"))) int mm_protect(struct mm *mm, uint64_t l
 	return r;
 }
 
+int mm_private(struct mm *mm, uint64_t lo, uint64_t hi, const void *copy)
+{
+	int r = 0;
+
+	pthread_mutex_lock(&mm->lock);
+	mm->protecting = true;
+	for (uint64_t a = lo & ~(MM_PAGE_2M - 1); !r && a < hi; a += MM_PAGE_2M)
+		if (!split_pt(mm, a))
+			r = split(mm, a);
+	for (uint64_t a = lo; !r && a < hi; a += MM_PAGE_SIZE) {
+		uint64_t gpa = mm_gpa(mm, (const char *)copy + (a - lo));
+
+		if (!gpa)
+			r = -EINVAL;
+		else
+			__atomic_store_n(&split_pt(mm, a)[(a >> 12) & 511],
+					 pte_for(mm, gpa, PROT_READ | PROT_EXEC), __ATOMIC_RELEASE);
+	}
+	if (!r)
+		r = mm_flush_tlbs(mm);
+	mm->protecting = false;
+	pthread_mutex_unlock(&mm->lock);
+	return r;
+}
+
 void mm_prot_drop(struct mm_slot *s)
 {
 	if (!s->pt)

@@ -54,6 +54,7 @@ static void atfork_child(void)
 		rt_vcpu_forget_all();
 		rt_park_forget();
 		rt_ring_forget();
+		rt_rewrite_forget();
 		mm_free(rt.idt, HV_IDT_SIZE);
 		rt.idt = NULL;
 		pthread_mutex_unlock(&rt.mm.lock);
@@ -145,6 +146,8 @@ static int init_locked(int mode)
 		goto err;
 	}
 	rt_ring_init(mode);
+	if (rt.rewrite && rt.syscallmode == VTHREAD_SYSCALL_RING)
+		rt_rewrite_init();
 	if (rt.debug)
 		fprintf(stderr, "libvthread: backend %s, %u memslots, native probe %ld us, "
 			"exit %ld us, system calls by %s\n", rt.hv.be->name, rt.mm.live, ns / 1000,
@@ -169,16 +172,18 @@ err:
 /* The variables read once, at the first use: 0, or -ENOSYS with rt.why set. */
 static int read_env(int *mode)
 {
-	const char *park = getenv("VTHREAD_PARK");
+	const char *park = getenv("VTHREAD_PARK"), *rewrite = getenv("VTHREAD_REWRITE");
 
 	if (rt_env_flag("VTHREAD_DEBUG", &rt.debug, rt.why, sizeof(rt.why)) < 0 ||
 	    rt_env_flag("VTHREAD_PARK", &rt.park, rt.why, sizeof(rt.why)) < 0 ||
+	    rt_env_flag("VTHREAD_REWRITE", &rt.rewrite, rt.why, sizeof(rt.why)) < 0 ||
 	    rt_env_stats(&rt.stats, rt.why, sizeof(rt.why)) < 0 ||
 	    rt_env_syscalls(mode, rt.why, sizeof(rt.why)) < 0)
 		return -ENOSYS;
 	/* On unless 0; without glibc's thread count a parked thread would keep
 	 * the process alive (park.c). */
 	rt.park = (!park || !*park || rt.park) && rt_nthreads_add(0) >= 0;
+	rt.rewrite = !rewrite || !*rewrite || rt.rewrite;
 	if (!atfork_ready) {
 		pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
 		atfork_ready = true;

@@ -270,6 +270,7 @@ static void serve(struct hv_ring_slot *s)
 	_Atomic uint32_t *state = (_Atomic uint32_t *)&s->state;
 	const uint64_t *a = s->args;
 	long nr = s->nr, ret = 0, moved = 0;
+	uint64_t site = s->site;
 	bool done = true;
 
 	switch (rt_syscall_path(nr)->path) {
@@ -298,6 +299,7 @@ static void serve(struct hv_ring_slot *s)
 	}
 	if (atomic_exchange(state, done ? HV_RING_DONE : HV_RING_BOUNCED) & WAITER)
 		futex(state, FUTEX_WAKE, 1);
+	rt_rewrite_seen(site);
 }
 
 /* One pass over the slots: true if a call was served. */
@@ -322,22 +324,34 @@ static bool scan(void)
 
 static void add_server(void);
 
+/*
+ * A server sleeps after idle_ticks of spinning without a call. Time it did not
+ * run (preempted) is not idle time: its vthreads' calls went by the exit path
+ * meanwhile, and one that sleeps now sends the next ones there too, each
+ * until it is awake again.
+ */
 static void *server_main(void *p)
 {
 	sigset_t all;
-	uint64_t last = __rdtsc();
+	uint64_t last = __rdtsc(), prev = last;
 
 	(void)p;
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, NULL);	/* glibc keeps its own two */
 	for (;;) {
+		uint64_t now;
+
 		if (ring.more)
 			add_server();
 		if (scan()) {
-			last = __rdtsc();
+			last = prev = __rdtsc();
 			continue;
 		}
-		if (__rdtsc() - last < ring.idle_ticks) {
+		now = __rdtsc();
+		if (now - prev > ring.idle_ticks / 8)	/* it did not run meanwhile */
+			last = now;
+		prev = now;
+		if (now - last < ring.idle_ticks) {
 			_mm_pause();
 			continue;
 		}
@@ -347,7 +361,7 @@ static void *server_main(void *p)
 		if (!scan())
 			futex(&ring.bell, FUTEX_WAIT, bell);
 		__atomic_add_fetch(&hv_ring_awake, 1, __ATOMIC_SEQ_CST);
-		last = __rdtsc();
+		last = prev = __rdtsc();
 	}
 	return NULL;
 }
@@ -396,12 +410,6 @@ static void add_server(void)
 	pthread_mutex_unlock(&ring.lock);
 }
 
-void rt_ring_prepare(const struct vthread *vt)
-{
-	if (vt->ring && !ring.nservers)
-		add_server();
-}
-
 /* Wakes a sleeping server; busy: all are busy, ask for one more. */
 static void nudge(bool busy)
 {
@@ -413,10 +421,26 @@ static void nudge(bool busy)
 	futex(&ring.bell, FUTEX_WAKE, 1);
 }
 
+/*
+ * A server woken by the creator, not by the vthread's backing thread: the
+ * host puts a woken thread near its waker, and one queued behind a vCPU that
+ * spins may wait milliseconds for a CPU while every call takes an exit.
+ */
+void rt_ring_prepare(const struct vthread *vt)
+{
+	if (!vt->ring)
+		return;
+	if (!ring.nservers)
+		add_server();
+	else
+		nudge(false);
+}
+
 int rt_ring_attach(struct vthread *vt)
 {
 	struct hv_ring_slot *s = hv_vcpu_ring(vt->vcpu);
-	int r = hv_vcpu_set_syscall_entry(vt->vcpu, vt->ring);
+	/* Interrupts may come in the ring stub once `syscall` no longer masks them. */
+	int r = hv_vcpu_set_syscall_entry(vt->vcpu, vt->ring, !vt->irq_fn);
 
 	if (r < 0 || !vt->ring)
 		return r;
@@ -451,13 +475,16 @@ int rt_ring_leave(struct vthread *vt)
 {
 	rt_ring_detach(vt);
 	vt->ring = false;
-	return hv_vcpu_set_syscall_entry(vt->vcpu, false);
+	return hv_vcpu_set_syscall_entry(vt->vcpu, false, false);
 }
 
-void rt_ring_missed(const struct vthread *vt, long nr)
+void rt_ring_missed(const struct vthread *vt, long nr, uint64_t ret)
 {
-	if (vt->ring && !hv_ring_awake && rt_syscall_path(nr)->path >= RT_PATH_RING)
+	if (!vt->ring || rt_syscall_path(nr)->path < RT_PATH_RING)
+		return;
+	if (!hv_ring_awake)
 		nudge(false);
+	rt_rewrite_seen(ret);	/* the ring may take it next time: without the trap */
 }
 
 enum settled { BEFORE, AFTER, BOUNCED };

@@ -165,6 +165,7 @@ struct rt {
 	char why[256];			/* why the runtime is unusable */
 	bool debug;
 	bool park;			/* VTHREAD_PARK: park.c */
+	bool rewrite;			/* VTHREAD_REWRITE: rewrite.c */
 	int stats;			/* VTHREAD_STATS: 0, 1, 2 */
 	struct hv hv;
 	struct mm mm;
@@ -327,13 +328,22 @@ void rt_ring_prepare(const struct vthread *vt);	/* on the creating thread */
 int rt_ring_attach(struct vthread *vt);	/* at start: the vCPU's entry and slot */
 void rt_ring_detach(struct vthread *vt);
 int rt_ring_leave(struct vthread *vt);	/* exit path from now on (ARCH_SET_GS, own view) */
-/* An exit of a ring vthread whose call could have taken the ring. */
-void rt_ring_missed(const struct vthread *vt, long nr);
+/* An exit of a ring vthread whose call could have taken the ring, returning to ret. */
+void rt_ring_missed(const struct vthread *vt, long nr, uint64_t ret);
 /* HV_EXIT_RING: the call is completed, or made on the exit path. */
 enum rt_next rt_ring_exit(struct vthread *vt, hv_regs *r);
 /* Before a signal is delivered: a vCPU stopped inside the ring stub is moved to
  * before or after its call. 0 or -errno. */
 int rt_ring_settle_for_signal(struct vthread *vt);
+
+/* rewrite.c: libc's `syscall`s the ring takes, rewritten in the guest's view.
+ * init: once the mirror and the mode are set, in ring mode; seen: a server
+ * took a call that returns to ret; off: at a vthread's ARCH_SET_GS, for good. */
+void rt_rewrite_init(void);
+void rt_rewrite_forget(void);		/* in a fork child */
+void rt_rewrite_seen(uint64_t ret);
+void rt_rewrite_off(void);
+unsigned rt_rewrite_count(void);	/* sites rewritten now */
 
 /* hostcall.c: HV_EXIT_HOSTCALL */
 void rt_hostcall(struct vthread *vt, const hv_regs *r);

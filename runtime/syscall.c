@@ -31,6 +31,7 @@ static long guest_arch_prctl(struct vthread *vt, long code, unsigned long arg)
 	case ARCH_GET_FS:
 		return mm_copy_out((void *)arg, &vt->fs_base, sizeof(vt->fs_base));
 	case ARCH_SET_GS:	/* the ring's slot was there: exit path from now on */
+		rt_rewrite_off();	/* trampolines read the slot through GS */
 		r = rt_ring_leave(vt);
 		if (!r)
 			r = hv_vcpu_set_gs_base(vt->vcpu, arg);

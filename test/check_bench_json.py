@@ -13,7 +13,7 @@ import subprocess
 import sys
 import tempfile
 
-ROWS = ["syscall", "syscall-ring", "yield-ring", "trap-floor", "exit-floor", "create-join", "create-join-fresh", "first-vthread", "compute",
+ROWS = ["syscall", "syscall-ring", "syscall-ring-trap", "yield-ring", "trap-floor", "exit-floor", "create-join", "create-join-fresh", "first-vthread", "compute",
         "first-touch", "first-touch-thp", "random-access", "dirty-100", "dirty-10k", "prot1", "protN", "trap", "appel1",
         "appel2", "ping-pong", "mutex", "pipe-write", "pipe-write-ring",
         "poke", "timer", "timer-p99", "hostcall", "vthread-call",

@@ -51,6 +51,22 @@ static inline intptr_t run_vthread(void *(*fn)(void *), void *arg)
 	return (intptr_t)ret;
 }
 
+/* The same in a system-call mode (VTHREAD_SYSCALL_*). */
+static inline intptr_t run_vthread_mode(int mode, void *(*fn)(void *), void *arg)
+{
+	vthread_attr_t a;
+	vthread_t vt;
+	void *ret;
+
+	require_backend();
+	ck_assert_int_eq(vthread_attr_init(&a), 0);
+	ck_assert_int_eq(vthread_attr_setsyscallmode(&a, mode), 0);
+	ck_assert_int_eq(vthread_create(&vt, &a, fn, arg), 0);
+	ck_assert_int_eq(vthread_join(vt, &ret), 0);
+	vthread_attr_destroy(&a);
+	return (intptr_t)ret;
+}
+
 /*
  * Runs fn(arg) as a vthread in a forked child, for bodies that end the process:
  * the child's wait status (exit 99: no vthread; 98: the process outlived it).

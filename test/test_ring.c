@@ -26,21 +26,6 @@
 
 #include "common.h"
 
-static intptr_t run_mode(int mode, void *(*fn)(void *), void *arg)
-{
-	vthread_attr_t a;
-	vthread_t vt;
-	void *ret;
-
-	require_backend();
-	ck_assert_int_eq(vthread_attr_init(&a), 0);
-	ck_assert_int_eq(vthread_attr_setsyscallmode(&a, mode), 0);
-	ck_assert_int_eq(vthread_create(&vt, &a, fn, arg), 0);
-	ck_assert_int_eq(vthread_join(vt, &ret), 0);
-	vthread_attr_destroy(&a);
-	return (intptr_t)ret;
-}
-
 START_TEST(test_syscall_mode_attribute)
 {
 	vthread_attr_t a;
@@ -134,7 +119,7 @@ static bool ring_tries(void *(*fn)(void *), void *arg, const long *want,
 	}
 	for (int tries = 0; tries < (two ? 40 : 1); tries++) {
 		ck_assert_int_eq(vthread_get_stats(&before), 0);
-		ck_assert_int_eq(run_mode(VTHREAD_SYSCALL_RING, fn, arg), 0);
+		ck_assert_int_eq(run_vthread_mode(VTHREAD_SYSCALL_RING, fn, arg), 0);
 		ck_assert_int_eq(vthread_get_stats(&after), 0);
 		if (after.syscalls_ring - before.syscalls_ring > (unsigned long)*want)
 			break;
@@ -210,7 +195,7 @@ START_TEST(test_exit_mode_never_uses_the_ring)
 	struct vthread_stats before = VTHREAD_STATS_INIT, after = VTHREAD_STATS_INIT;
 
 	ck_assert_int_eq(vthread_get_stats(&before), 0);
-	ck_assert_int_eq(run_mode(VTHREAD_SYSCALL_EXIT, getppid_loop, (void *)(intptr_t)getppid()), 0);
+	ck_assert_int_eq(run_vthread_mode(VTHREAD_SYSCALL_EXIT, getppid_loop, (void *)(intptr_t)getppid()), 0);
 	ck_assert_int_eq(vthread_get_stats(&after), 0);
 	ck_assert_uint_eq(after.syscalls_ring, before.syscalls_ring);
 	ck_assert_uint_ge(after.exit_syscall - before.exit_syscall, CALLS);
@@ -245,8 +230,8 @@ static void *failing_calls(void *arg)
 
 START_TEST(test_failing_calls_give_the_same_errno_in_both_modes)
 {
-	ck_assert_int_eq(run_mode(VTHREAD_SYSCALL_RING, failing_calls, NULL), 0);
-	ck_assert_int_eq(run_mode(VTHREAD_SYSCALL_EXIT, failing_calls, NULL), 0);
+	ck_assert_int_eq(run_vthread_mode(VTHREAD_SYSCALL_RING, failing_calls, NULL), 0);
+	ck_assert_int_eq(run_vthread_mode(VTHREAD_SYSCALL_EXIT, failing_calls, NULL), 0);
 }
 END_TEST
 
@@ -351,8 +336,8 @@ START_TEST(test_open_gives_what_a_direct_call_gives_in_both_modes)
 {
 	snprintf(open_dir, sizeof(open_dir), "/tmp/vthread-open-XXXXXX");
 	ck_assert_ptr_nonnull(mkdtemp(open_dir));
-	ck_assert_int_eq(run_mode(VTHREAD_SYSCALL_RING, open_calls, NULL), 0);
-	ck_assert_int_eq(run_mode(VTHREAD_SYSCALL_EXIT, open_calls, NULL), 0);
+	ck_assert_int_eq(run_vthread_mode(VTHREAD_SYSCALL_RING, open_calls, NULL), 0);
+	ck_assert_int_eq(run_vthread_mode(VTHREAD_SYSCALL_EXIT, open_calls, NULL), 0);
 	ck_assert_int_eq(rmdir(open_dir), 0);
 }
 END_TEST
@@ -472,7 +457,7 @@ START_TEST(test_unshared_descriptors_are_the_vthreads_own)
 
 	ck_assert_int_ge(fd, 0);
 	close(fd);
-	ck_assert_int_eq(run_mode(VTHREAD_SYSCALL_RING, open_after_unshare, path), 0);
+	ck_assert_int_eq(run_vthread_mode(VTHREAD_SYSCALL_RING, open_after_unshare, path), 0);
 	for (int i = 0; i < PRIVATE_OPENS; i++) {
 		struct stat a, b;
 
@@ -512,7 +497,7 @@ static void *write_to_closed_pipe(void *arg)
 START_TEST(test_epipe_raises_sigpipe_in_the_vthread)
 {
 	signal(SIGPIPE, on_sigpipe);
-	ck_assert_int_eq(run_mode(VTHREAD_SYSCALL_RING, write_to_closed_pipe, NULL), 0);
+	ck_assert_int_eq(run_vthread_mode(VTHREAD_SYSCALL_RING, write_to_closed_pipe, NULL), 0);
 	ck_assert_int_eq(pipes, 1);
 }
 END_TEST
@@ -557,7 +542,7 @@ START_TEST(test_a_blocking_write_moves_everything)
 
 	ck_assert_int_eq(pipe(big_pipe), 0);
 	ck_assert_int_eq(pthread_create(&drain, NULL, slow_drain, NULL), 0);
-	ck_assert_int_eq(run_mode(VTHREAD_SYSCALL_RING, big_write, NULL), BIG);
+	ck_assert_int_eq(run_vthread_mode(VTHREAD_SYSCALL_RING, big_write, NULL), BIG);
 	close(big_pipe[1]);
 	ck_assert_int_eq(pthread_join(drain, &got), 0);
 	ck_assert_int_eq((intptr_t)got, BIG);
@@ -589,7 +574,7 @@ START_TEST(test_a_read_that_must_wait_waits)
 
 	ck_assert_int_eq(pipe(late_pipe), 0);
 	ck_assert_int_eq(pthread_create(&w, NULL, late_writer, NULL), 0);
-	ck_assert_int_eq(run_mode(VTHREAD_SYSCALL_RING, read_late, NULL), 1);
+	ck_assert_int_eq(run_vthread_mode(VTHREAD_SYSCALL_RING, read_late, NULL), 1);
 	pthread_join(w, NULL);
 	close(late_pipe[0]);
 	close(late_pipe[1]);
@@ -614,7 +599,7 @@ static void *read_nonblocking(void *arg)
 
 START_TEST(test_nonblocking_read_gets_eagain)
 {
-	ck_assert_int_eq(run_mode(VTHREAD_SYSCALL_RING, read_nonblocking, NULL), 0);
+	ck_assert_int_eq(run_vthread_mode(VTHREAD_SYSCALL_RING, read_nonblocking, NULL), 0);
 }
 END_TEST
 
@@ -705,10 +690,10 @@ static void *own_gs(void *arg)
 
 START_TEST(test_arch_set_gs_is_the_vthreads_own)
 {
-	ck_assert_int_eq(run_mode(VTHREAD_SYSCALL_RING, own_gs, (void *)(intptr_t)getppid()), 0);
-	ck_assert_int_eq(run_mode(VTHREAD_SYSCALL_EXIT, own_gs, (void *)(intptr_t)getppid()), 0);
+	ck_assert_int_eq(run_vthread_mode(VTHREAD_SYSCALL_RING, own_gs, (void *)(intptr_t)getppid()), 0);
+	ck_assert_int_eq(run_vthread_mode(VTHREAD_SYSCALL_EXIT, own_gs, (void *)(intptr_t)getppid()), 0);
 	/* The vCPU's next vthread gets the ring back. */
-	ck_assert_int_eq(run_mode(VTHREAD_SYSCALL_RING, getppid_loop, (void *)(intptr_t)getppid()), 0);
+	ck_assert_int_eq(run_vthread_mode(VTHREAD_SYSCALL_RING, getppid_loop, (void *)(intptr_t)getppid()), 0);
 }
 END_TEST
 

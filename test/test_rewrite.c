@@ -1,0 +1,257 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * libc's `syscall`s rewritten in the guest's view (runtime/rewrite.c): a
+ * vthread in ring mode sees its own copy of libc's code, whose sites jump to
+ * the ring stub without the trap, while host threads run the original; the
+ * calls give what the trap gave, also when restarted after a signal, after a
+ * fork, and once a vthread takes GS for itself (the sites are put back).
+ */
+#define _GNU_SOURCE
+#include <asm/prctl.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common.h"
+
+#define TRIES 20000	/* calls until a server took one: the lanes have one CPU */
+
+/* Where getppid's `syscall` is, as host threads see libc: its first 0f 05. */
+static const unsigned char *getppid_site(void)
+{
+	const unsigned char *p = (const unsigned char *)getppid;
+
+	for (int i = 0; i < 32; i++)
+		if (p[i] == 0x0f && p[i + 1] == 0x05)
+			return p + i;
+	ck_abort_msg("no syscall instruction in getppid's first 32 bytes");
+	return NULL;
+}
+
+/* Calls getppid until the guest sees its site rewritten: the first byte seen. */
+static void *getppid_until_rewritten(void *arg)
+{
+	const volatile unsigned char *site = arg;
+
+	for (int i = 0; i < TRIES && *site == 0x0f; i++)
+		if (getppid() != (pid_t)syscall(SYS_getppid))
+			return (void *)-1;
+	return (void *)(uintptr_t)*site;
+}
+
+static intptr_t run_ring(void *(*fn)(void *), void *arg)
+{
+	return run_vthread_mode(VTHREAD_SYSCALL_RING, fn, arg);
+}
+
+START_TEST(test_the_guest_runs_its_own_rewritten_libc)
+{
+	const unsigned char *site = getppid_site();
+
+	ck_assert_int_eq(run_ring(getppid_until_rewritten, (void *)site), 0xeb);	/* jmp rel8 */
+	ck_assert_int_eq(site[0], 0x0f);	/* host threads run the original */
+	ck_assert_int_eq(site[1], 0x05);
+	ck_assert_int_eq(getppid(), (pid_t)syscall(SYS_getppid));
+	/* A second vthread finds the site rewritten from its first call. */
+	ck_assert_int_eq(run_ring(getppid_until_rewritten, (void *)site), 0xeb);
+}
+END_TEST
+
+START_TEST(test_vthread_rewrite_0_keeps_the_trap)
+{
+	setenv("VTHREAD_REWRITE", "0", 1);	/* read when this child's runtime starts */
+	ck_assert_int_eq(run_ring(getppid_until_rewritten, (void *)getppid_site()), 0x0f);
+}
+END_TEST
+
+/* The calls a program makes most, each repeated past its rewrite: the results,
+ * errno included, are what a host thread gets. */
+static void *calls(void *arg)
+{
+	char path[] = "/dev/shm/vthread-rewrite-XXXXXX", buf[8];
+	int p[2];
+
+	(void)arg;
+	for (int i = 0; i < 200; i++) {
+		struct stat st;
+		int fd = mkstemp(path);
+
+		if (fd < 0 || write(fd, "abcdefg", 7) != 7 || lseek(fd, 0, SEEK_SET) != 0 ||
+		    read(fd, buf, 8) != 7 || memcmp(buf, "abcdefg", 7) || fstat(fd, &st) ||
+		    st.st_size != 7 || close(fd) || unlink(path))
+			return (void *)1;
+		strcpy(path, "/dev/shm/vthread-rewrite-XXXXXX");
+		errno = 0;
+		if (close(-1) != -1 || errno != EBADF || read(-1, buf, 1) != -1 || errno != EBADF)
+			return (void *)2;
+		if (open("/nonexistent/x", O_RDONLY) != -1 || errno != ENOENT)
+			return (void *)3;
+		if (pipe(p) || write(p[1], "x", 1) != 1 || read(p[0], buf, 1) != 1 || buf[0] != 'x' ||
+		    close(p[0]) || close(p[1]))
+			return (void *)4;
+		if (getpid() != (pid_t)syscall(SYS_getpid))
+			return (void *)5;
+	}
+	return NULL;
+}
+
+START_TEST(test_rewritten_calls_give_what_the_trap_gives)
+{
+	ck_assert_int_eq(run_ring(calls, NULL), 0);
+	ck_assert_int_eq(run_ring(calls, NULL), 0);
+}
+END_TEST
+
+static volatile sig_atomic_t handled;
+
+static void on_usr1(int sig)
+{
+	(void)sig;
+	handled++;
+}
+
+struct restart {
+	int fds[2];
+	const unsigned char *site;
+};
+
+/* A read rewritten, then one that waits, is interrupted by a SA_RESTART
+ * handler and restarted from the rewritten site. */
+static void *read_restarted(void *arg)
+{
+	struct restart *r = arg;
+	char c;
+
+	if (getppid_until_rewritten((void *)r->site) != (void *)0xeb)
+		return (void *)1;
+	for (int i = 0; i < 100; i++) {
+		if (write(r->fds[1], "y", 1) != 1 || read(r->fds[0], &c, 1) != 1)
+			return (void *)2;
+	}
+	if (read(r->fds[0], &c, 1) != 1 || c != 'z')
+		return (void *)3;
+	return NULL;
+}
+
+START_TEST(test_a_rewritten_read_restarts_after_a_handler)
+{
+	struct sigaction sa = { .sa_handler = on_usr1, .sa_flags = SA_RESTART };
+	struct restart r = { .site = getppid_site() };
+	vthread_attr_t a;
+	vthread_t vt;
+	void *ret;
+
+	require_backend();
+	ck_assert_int_eq(sigaction(SIGUSR1, &sa, NULL), 0);
+	ck_assert_int_eq(pipe(r.fds), 0);
+	ck_assert_int_eq(vthread_attr_init(&a), 0);
+	ck_assert_int_eq(vthread_attr_setsyscallmode(&a, VTHREAD_SYSCALL_RING), 0);
+	ck_assert_int_eq(vthread_create(&vt, &a, read_restarted, &r), 0);
+	for (int i = 0; i < 5; i++) {
+		struct timespec t = { 0, 50 * 1000 * 1000 };
+
+		nanosleep(&t, NULL);
+		ck_assert_int_eq(pthread_kill(vthread_pthread(vt), SIGUSR1), 0);
+	}
+	ck_assert_int_eq(write(r.fds[1], "z", 1), 1);
+	ck_assert_int_eq(vthread_join(vt, &ret), 0);
+	ck_assert_ptr_null(ret);
+	ck_assert_int_ge(handled, 1);
+	vthread_attr_destroy(&a);
+}
+END_TEST
+
+/* Takes GS for itself after the rewrite: the site is the original again. */
+static void *own_gs(void *arg)
+{
+	static uint64_t area[8];
+
+	if (getppid_until_rewritten(arg) != (void *)0xeb)
+		return (void *)1;
+	if (syscall(SYS_arch_prctl, ARCH_SET_GS, area))
+		return (void *)2;
+	if (getppid() != (pid_t)syscall(SYS_getppid) || *(const unsigned char *)arg != 0x0f)
+		return (void *)3;
+	return NULL;
+}
+
+START_TEST(test_a_vthread_taking_gs_puts_the_sites_back)
+{
+	const unsigned char *site = getppid_site();
+
+	ck_assert_int_eq(run_ring(own_gs, (void *)site), 0);
+	ck_assert_int_eq(run_ring(getppid_until_rewritten, (void *)site), 0x0f);	/* for good */
+	ck_assert_int_eq(run_ring(calls, NULL), 0);
+}
+END_TEST
+
+START_TEST(test_a_fork_child_rewrites_its_own_copy)
+{
+	const unsigned char *site = getppid_site();
+	int status;
+	pid_t pid;
+
+	ck_assert_int_eq(run_ring(getppid_until_rewritten, (void *)site), 0xeb);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		signal(SIGTERM, SIG_DFL);
+		_exit(run_ring(getppid_until_rewritten, (void *)site) == 0xeb &&
+		      run_ring(calls, NULL) == 0 ? 0 : 1);
+	}
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %#x", status);
+}
+END_TEST
+
+/* Many blocks: malloc grows and trims its arena (mprotect, madvise) holding
+ * the arena's lock, which the rewrite of those calls' sites, made on this very
+ * thread when the call exits (no server awake), must not need. */
+static void *many_blocks(void *arg)
+{
+	static char *p[1024];
+
+	(void)arg;
+	for (int i = 0; i < 1024; i++)
+		if (!(p[i] = malloc(64 << 10)))
+			return (void *)1;
+	for (int i = 0; i < 1024; i++)
+		free(p[i]);
+	return NULL;
+}
+
+START_TEST(test_a_call_from_inside_malloc_is_rewritten_without_malloc)
+{
+	struct timespec idle = { 0, 200 * 1000 * 1000 };
+
+	ck_assert_int_eq(run_ring(getppid_until_rewritten, (void *)getppid_site()), 0xeb);
+	nanosleep(&idle, NULL);		/* the servers fall asleep */
+	ck_assert_int_eq(run_ring(many_blocks, NULL), 0);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("rewrite");
+	TCase *tc = tcase_create("rewrite");
+
+	/* The process's mode, which the rewrite follows: ring, on any machine. */
+	setenv("VTHREAD_SYSCALLS", "ring", 1);
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, test_the_guest_runs_its_own_rewritten_libc);
+	tcase_add_test(tc, test_vthread_rewrite_0_keeps_the_trap);
+	tcase_add_test(tc, test_rewritten_calls_give_what_the_trap_gives);
+	tcase_add_test(tc, test_a_rewritten_read_restarts_after_a_handler);
+	tcase_add_test(tc, test_a_vthread_taking_gs_puts_the_sites_back);
+	tcase_add_test(tc, test_a_fork_child_rewrites_its_own_copy);
+	tcase_add_test(tc, test_a_call_from_inside_malloc_is_rewritten_without_malloc);
+	suite_add_tcase(s, tc);
+	return run_suite(s);
+}
