@@ -543,11 +543,13 @@ enum rt_next rt_ring_exit(struct vthread *vt, hv_regs *r)
 		rt_resume_sysret(vt, r, r->rax);
 		return RT_RESUME;
 	case BEFORE:
+		rt.ring_late++;
 		nudge(true);	/* posted, and no server came in time */
 		return rt_syscall_forward(vt, r, 0);
 	case BOUNCED:
 		break;
 	}
+	rt.ring_bounced++;
 	return rt_syscall_forward(vt, r, moved);
 }
 
