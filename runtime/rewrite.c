@@ -3,13 +3,13 @@
  * System calls without the `syscall` trap. On kvm_pvm the guest's `syscall`
  * traps into the host kernel and back to LSTAR (~1 us, most of a ring call).
  * The guest runs its own copy of libc's code (mm_private); host threads run
- * the original. A `syscall` in libc whose call a ring server took is then
- * rewritten in the copy, once: into `jmp rel8` to 5 bytes of padding between
- * two functions, which become `jmp rel32` to a trampoline of the site's own
- * (hv_tramp). That leaves RCX and R11 as `syscall` would and enters the ring
- * stub directly. zpoline's idea, confined to the guest's view, without its
- * page at address 0 (a NULL read must still fault) and without pushing a
- * return address into the red zone. What keeps it exact:
+ * the original. A `syscall` in libc whose call the ring took, or could have
+ * taken, is then rewritten in the copy, once: into `jmp rel8` to 5 bytes of
+ * padding between two functions, which become `jmp rel32` to a trampoline of
+ * the site's own (hv_tramp). That leaves RCX and R11 as `syscall` would and
+ * enters the ring stub directly. zpoline's idea, confined to the guest's
+ * view, without its page at address 0 (a NULL read must still fault) and
+ * without pushing a return address into the red zone. What keeps it exact:
  * - the site: RCX of a call the ring took is the address after a `syscall`
  *   the guest executed, and a decode from its function's start (the
  *   .eh_frame_hdr table) confirms an instruction boundary there;
