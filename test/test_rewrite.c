@@ -237,6 +237,46 @@ START_TEST(test_a_call_from_inside_malloc_is_rewritten_without_malloc)
 }
 END_TEST
 
+static void on_irq(int source, void *ctx)
+{
+	(void)source, (void)ctx;
+}
+
+/* The vCPU slot's direct flag (hv/guest_abi.h: HV_RING_DIRECT), which sends
+ * rewritten sites to the ring stub without the trap. */
+static void *direct_flag(void *arg)
+{
+	unsigned char d;
+
+	(void)arg;
+	__asm__ volatile("movb %%gs:96, %0" : "=r"(d));
+	return (void *)(uintptr_t)d;
+}
+
+/* `syscall` masks interrupts on the way to the ring stub, a jump would not: a
+ * vthread with an interrupt handler keeps the trap. */
+START_TEST(test_a_vthread_with_an_interrupt_handler_keeps_the_trap)
+{
+	vthread_attr_t a;
+	vthread_t vt;
+	void *ret;
+
+	ck_assert_int_eq(run_ring(direct_flag, NULL), 1);
+	ck_assert_int_eq(vthread_attr_init(&a), 0);
+	ck_assert_int_eq(vthread_attr_setsyscallmode(&a, VTHREAD_SYSCALL_RING), 0);
+	ck_assert_int_eq(vthread_attr_setirqhandler(&a, on_irq, NULL), 0);
+	if (!(vthread_backend_features() & VTHREAD_FEAT_INTERRUPTS)) {
+		ck_assert_int_eq(vthread_create(&vt, &a, direct_flag, NULL), ENOTSUP);
+	} else {
+		ck_assert_int_eq(vthread_create(&vt, &a, direct_flag, NULL), 0);
+		ck_assert_int_eq(vthread_join(vt, &ret), 0);
+		ck_assert_ptr_null(ret);
+	}
+	vthread_attr_destroy(&a);
+	ck_assert_int_eq(run_ring(direct_flag, NULL), 1);	/* the vCPU's next vthread */
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("rewrite");
@@ -252,6 +292,7 @@ int main(void)
 	tcase_add_test(tc, test_a_vthread_taking_gs_puts_the_sites_back);
 	tcase_add_test(tc, test_a_fork_child_rewrites_its_own_copy);
 	tcase_add_test(tc, test_a_call_from_inside_malloc_is_rewritten_without_malloc);
+	tcase_add_test(tc, test_a_vthread_with_an_interrupt_handler_keeps_the_trap);
 	suite_add_tcase(s, tc);
 	return run_suite(s);
 }
