@@ -1402,7 +1402,7 @@ static int write_json(const char *path)
 		json_side(f, "native", r->sum[PTHREAD], r->v[PTHREAD]);
 		fprintf(f, ",\n     ");
 		json_side(f, "vthread", r->sum[VTHREAD], r->v[VTHREAD]);
-		fprintf(f, ",\n     \"ratio\": %.4f, \"ratio_p10\": %.4f, \"ratio_p90\": %.4f, \"noisy\": %s}",
+		fprintf(f, ",\n     \"ratio\": %.6g, \"ratio_p10\": %.6g, \"ratio_p90\": %.6g, \"noisy\": %s}",
 			r->ratio.median, r->ratio.p10, r->ratio.p90, r->noisy ? "true" : "false");
 		first = false;
 	}
