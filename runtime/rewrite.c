@@ -315,7 +315,7 @@ static int find_libc(struct dl_phdr_info *info, size_t size, void *arg)
 	return 1;
 }
 
-/* Trampolines within NEAR below the code (or above), mirrored. */
+/* Trampolines within NEAR below the code, mirrored: a jmp rel32 reaches them. */
 static char *tramp_region(void)
 {
 	for (uint64_t at = rw.lo - TRAMP_BYTES; at < rw.lo && at + NEAR > rw.hi; at -= NEAR / 16) {
