@@ -35,7 +35,7 @@
 #define TRAMP_SIZE	80		/* per site: hv_tramp, rounded up */
 #define TRAMP_BYTES	(64 * 1024)
 #define NTRAMP		(TRAMP_BYTES / TRAMP_SIZE)
-#define NEAR		(1ull << 30)	/* trampolines' most distance from the code */
+#define REACH		(INT32_MAX - 4096ull)	/* of a jmp rel32, with room to spare */
 #define PAD_SIZE	5		/* jmp rel32 */
 
 static struct {
@@ -47,7 +47,7 @@ static struct {
 	const uint8_t *table;		/* its (start, FDE) pairs, sdata4 from hdr */
 	size_t nfde;
 	uint8_t *tried, *taken;		/* a bit per byte of code: a site seen; padding used */
-	char *tramp;			/* TRAMP_BYTES, within NEAR of the code */
+	char *tramp;			/* TRAMP_BYTES, within REACH of the code */
 	size_t ntramp;
 	uint64_t *sites;		/* rewritten ones, for rt_rewrite_off */
 	csh cs;
@@ -315,18 +315,55 @@ static int find_libc(struct dl_phdr_info *info, size_t size, void *arg)
 	return 1;
 }
 
-/* Trampolines within NEAR below the code, mirrored: a jmp rel32 reaches them. */
+struct room {
+	uint64_t prev;			/* end of the mapping before this line's */
+	uint64_t at;			/* the nearest hole's start, 0 if none yet */
+};
+
+static uint64_t distance(uint64_t t)
+{
+	return t < rw.lo ? rw.hi - t : t + TRAMP_BYTES - rw.lo;
+}
+
+/* A hole of TRAMP_BYTES, as near the code as the holes allow. */
+static bool room_line(char *line, void *arg)
+{
+	struct room *r = arg;
+	char *end;
+	uint64_t lo = strtoull(line, &end, 16), hi = strtoull(end + 1, NULL, 16);
+	uint64_t below = (lo < rw.lo ? lo : rw.lo) - TRAMP_BYTES;
+	uint64_t above = r->prev > rw.hi ? r->prev : rw.hi;
+
+	if (below >= r->prev && below < rw.lo && (!r->at || distance(below) < distance(r->at)))
+		r->at = below;
+	if (above + TRAMP_BYTES <= lo && (!r->at || distance(above) < distance(r->at)))
+		r->at = above;
+	r->prev = hi;
+	return r->prev > rw.hi && r->at > rw.hi;	/* nothing nearer beyond */
+}
+
+/*
+ * Trampolines within REACH of all of the code, mirrored: a jmp rel32 reaches
+ * them. Found in /proc/self/maps: the GiB below libc may be all ours (mm/arena.c's
+ * aligned regions land just below the libraries), stacks or malloc's arenas.
+ * Another thread may take the hole first: then a fresh look.
+ */
 static char *tramp_region(void)
 {
-	for (uint64_t at = rw.lo - TRAMP_BYTES; at < rw.lo && at + NEAR > rw.hi; at -= NEAR / 16) {
-		char *p = mmap((void *)(uintptr_t)at, TRAMP_BYTES, PROT_READ | PROT_WRITE,
-			       MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+	for (int tries = 0; tries < 4; tries++) {
+		struct room r = { .prev = MM_PAGE_SIZE };
+		char *p;
 
+		if (mm_maps_each(room_line, &r) < 0 || !r.at || distance(r.at) > REACH)
+			return NULL;
+		p = mmap((void *)(uintptr_t)r.at, TRAMP_BYTES, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
 		if (p == MAP_FAILED)
 			continue;
-		if ((uintptr_t)p == at && mm_mirror_range(&rt.mm, p, TRAMP_BYTES) == 0)
+		if ((uintptr_t)p == r.at && mm_mirror_range(&rt.mm, p, TRAMP_BYTES) == 0)
 			return p;
 		munmap(p, TRAMP_BYTES);
+		return NULL;
 	}
 	return NULL;
 }

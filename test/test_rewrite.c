@@ -12,8 +12,10 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -105,6 +107,66 @@ static void *calls(void *arg)
 START_TEST(test_rewritten_calls_give_what_the_trap_gives)
 {
 	ck_assert_int_eq(run_ring(calls, NULL), 0);
+	ck_assert_int_eq(run_ring(calls, NULL), 0);
+}
+END_TEST
+
+/*
+ * Fills every hole in the 2 GiB below `at` with reserved, inaccessible
+ * mappings, as the runtime's 1 GiB-aligned regions, thread stacks and malloc's
+ * 64 MiB arenas may: trampolines must then go above libc's code.
+ */
+static void crowd_below(const void *at)
+{
+	uint64_t top = (uintptr_t)at & ~4095ull, floor = top - (2ull << 30), prev = 0;
+	uint64_t holes[2][256];
+	size_t n = 0;
+	char line[512];
+	FILE *f = fopen("/proc/self/maps", "r");
+
+	ck_assert_ptr_nonnull(f);
+	while (n < 256 && fgets(line, sizeof(line), f)) {
+		char *end;
+		uint64_t lo = strtoull(line, &end, 16), hi = strtoull(end + 1, NULL, 16);
+		uint64_t a = prev > floor ? prev : floor, b = lo < top ? lo : top;
+
+		if (a < b) {
+			holes[0][n] = a;
+			holes[1][n++] = b;
+		}
+		prev = hi;
+	}
+	fclose(f);
+	for (size_t i = 0; i < n; i++)
+		ck_assert(mmap((void *)(uintptr_t)holes[0][i], holes[1][i] - holes[0][i], PROT_NONE,
+			       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE,
+			       -1, 0) == (void *)(uintptr_t)holes[0][i]);
+}
+
+/* Where the guest's rewritten site leads: its jmp rel8 to a jmp rel32. */
+static void *trampoline_of(void *arg)
+{
+	const unsigned char *site = arg, *pad;
+	int32_t d;
+
+	if (getppid_until_rewritten(arg) != (void *)0xeb)
+		return NULL;
+	pad = site + 2 + (int8_t)site[1];
+	if (pad[0] != 0xe9)
+		return NULL;
+	memcpy(&d, pad + 1, 4);
+	return (void *)(pad + 5 + d);
+}
+
+START_TEST(test_trampolines_find_room_with_none_below_libc)
+{
+	const unsigned char *site = getppid_site();
+	void *t;
+
+	crowd_below(site);
+	t = (void *)run_ring(trampoline_of, (void *)site);
+	ck_assert_ptr_nonnull(t);
+	ck_assert_uint_gt((uintptr_t)t, (uintptr_t)site);	/* above libc */
 	ck_assert_int_eq(run_ring(calls, NULL), 0);
 }
 END_TEST
@@ -284,8 +346,10 @@ int main(void)
 
 	/* The process's mode, which the rewrite follows: ring, on any machine. */
 	setenv("VTHREAD_SYSCALLS", "ring", 1);
+	setenv("VTHREAD_DEBUG", "1", 0);	/* a failure shows why the sites kept their trap */
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, test_the_guest_runs_its_own_rewritten_libc);
+	tcase_add_test(tc, test_trampolines_find_room_with_none_below_libc);
 	tcase_add_test(tc, test_vthread_rewrite_0_keeps_the_trap);
 	tcase_add_test(tc, test_rewritten_calls_give_what_the_trap_gives);
 	tcase_add_test(tc, test_a_rewritten_read_restarts_after_a_handler);
