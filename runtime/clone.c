@@ -24,6 +24,8 @@ _Static_assert(offsetof(struct rt_native_clone, mask) == NC_MASK, "native.h");
 _Static_assert(offsetof(struct rt_native_clone, mxcsr) == NC_MXCSR, "native.h");
 _Static_assert(offsetof(struct rt_native_clone, fcw) == NC_FCW, "native.h");
 _Static_assert(offsetof(struct rt_native_clone, done) == NC_DONE, "native.h");
+_Static_assert(offsetof(struct rt_native_clone, xrstor) == NC_XRSTOR, "native.h");
+_Static_assert(offsetof(struct rt_native_clone, xsave) == NC_XSAVE, "native.h");
 _Static_assert(sizeof(struct rt_native_clone) == NC_SIZE, "native.h");
 
 /* The flags, and whether the caller gave the child a stack of its own. */

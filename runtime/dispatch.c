@@ -111,6 +111,8 @@ static enum rt_next on_exception(struct vthread *vt, struct hv_exit *ex, struct 
 		d->counter = RT_EXIT_MIRROR;
 		return RT_RESUME;
 	}
+	if (rt_breakpoint_native(vt, ex))
+		return RT_END;
 	return fault(vt, ex, d);
 }
 

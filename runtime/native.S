@@ -65,6 +65,17 @@ rt_native_enter_r12:
 
 	ldmxcsr NC_MXCSR(%r12)
 	fldcw NC_FCW(%r12)
+	movq NC_XSAVE(%r12), %rdi
+	testq %rdi, %rdi
+	jz 3f
+	cmpl $0, NC_XRSTOR(%r12)
+	je 4f
+	movl $-1, %eax			/* every component XCR0 enables */
+	movl $-1, %edx
+	xrstor64 (%rdi)
+	jmp 3f
+4:	fxrstor64 (%rdi)
+3:
 	movq NC_FS(%r12), %rsi
 	testq %rsi, %rsi
 	jz 2f

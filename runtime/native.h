@@ -2,7 +2,8 @@
 /*
  * What runtime/native.S and runtime/clone.c agree on: the guest state a clone
  * child continues from, natively, at the instruction after the guest's
- * `syscall`; also the state of a fatal fault that fault.c runs again natively.
+ * `syscall`; also the state of a fatal fault that fault.c runs again natively,
+ * and of a vthread that runs on natively from a breakpoint (breakpoint.c).
  * Offsets in bytes; clone.c checks them against the struct.
  */
 #define NC_RED_ZONE	128
@@ -22,7 +23,9 @@
 #define NC_MXCSR	216
 #define NC_FCW		220
 #define NC_DONE		224	/* set by a child that shares memory once it no longer reads this */
-#define NC_SIZE		232
+#define NC_XRSTOR	228	/* xsave holds an XSAVE area (XRSTOR), else an FXSAVE one */
+#define NC_XSAVE	232	/* the vector registers to take, 64-byte aligned; 0: the thread's */
+#define NC_SIZE		240
 
 #ifndef __ASSEMBLER__
 #include <stdint.h>
@@ -34,7 +37,8 @@ struct rt_native_clone {
 	uint32_t mxcsr;
 	uint16_t fcw, pad;
 	int32_t done;
-	int32_t pad2;
+	uint32_t xrstor;
+	const void *xsave;
 };
 
 /* Makes the call; returns its result in the parent, never in the child. */

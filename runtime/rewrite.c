@@ -404,7 +404,9 @@ void rt_rewrite_init(void)
 	dl_iterate_phdr(find_libc, NULL);
 	len = rw.hi - rw.lo;
 	bits = (len + 7) / 8;
-	if (!len || !table_usable())
+	if (rt_traced())	/* the copy would keep its breakpoints as they are now */
+		why = "a debugger is attached: the guest runs libc's own code, breakpoints included";
+	else if (!len || !table_usable())
 		why = "libc's code or its .eh_frame_hdr not found";
 	else if (hv_tramp_end - hv_tramp > TRAMP_SIZE || cs_open(CS_ARCH_X86, CS_MODE_64, &rw.cs) ||
 		 !(rw.in = cs_malloc(rw.cs)))

@@ -152,6 +152,9 @@ struct vthread {
 	struct rt_counts counts;
 	struct vthread_sandbox *sandbox;	/* runs there (sandbox.c) ... */
 	long sb_args[6];			/* ... fn(args): RDI to R9 */
+	bool native;			/* left its vCPU at a breakpoint (breakpoint.c) ... */
+	void *native_back[5];		/* ... and ends there: __builtin_setjmp */
+	uint64_t native_mask;		/* the exit loop's signal mask */
 };
 
 /* What a fault adds to a signal's ucontext. */
@@ -398,6 +401,15 @@ long rt_call_interruptible(struct vthread *vt, const hv_regs *r);
 
 /* backtrace.c: the guest's stack unwound from these registers, to stderr */
 void rt_backtrace(const hv_regs *r, uint64_t rip, uint64_t rsp);
+
+/* breakpoint.c: whether a tracer (gdb, strace) is attached to this thread */
+bool rt_traced(void);
+/* A tracer's breakpoint (#BP at an int3 the process's memory
+ * holds): the vthread runs on natively from it, and true once it has ended
+ * (vt->retval set); false, and nothing done, for any other exit. */
+bool rt_breakpoint_native(struct vthread *vt, const struct hv_exit *ex);
+/* The end of a vthread running natively: back to rt_breakpoint_native. */
+void rt_breakpoint_end(struct vthread *vt, void *ret) __attribute__((noreturn));
 
 /* fault.c */
 void rt_fault(struct vthread *vt, const struct hv_exit *ex) __attribute__((noreturn));

@@ -138,6 +138,8 @@ __attribute__((no_sanitize("address"))) static void *guest_main(void *p)
 		if (!rt_current)
 			finish_unwind();
 		rt_current->unwound = true;
+		if (rt_current->native)
+			rt_breakpoint_end(rt_current, NULL);
 		hv_guest_end(NULL);
 	}
 	__pthread_register_cancel(&buf);
@@ -149,6 +151,8 @@ __attribute__((no_sanitize("address"))) static void *guest_main(void *p)
 	__pthread_unregister_cancel(&buf);
 	if (!rt_current)
 		pthread_exit(ret);
+	if (rt_current->native)
+		rt_breakpoint_end(rt_current, ret);
 	return ret;
 }
 

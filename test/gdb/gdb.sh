@@ -1,6 +1,8 @@
 #!/bin/sh
 # SPDX-License-Identifier: MIT
-# gdb on vthreads, in batch mode: a vthread's crash stops gdb in the crashing
+# gdb on vthreads, in batch mode: a breakpoint in a vthread stops it there, and
+# next, step, finish, a watchpoint and continue work on it, in a vthread program and
+# under vthread-run; a vthread's crash stops gdb in the crashing
 # function with the vthread's registers, arguments and stack, live, in gdb's
 # core file and in the kernel's; the same program's pthread under vthread-run;
 # a SIGINT (what Ctrl-C sends) while vthreads compute shows their guest frames,
@@ -64,6 +66,58 @@ g -ex run -ex bt --args "$run" "$pthread_prog" > shim.out || true
 check shim.out 'libvthread: vthread [0-9]+ ' 'vthread-run: the pthread ran as a vthread'
 check shim.out '^#0 .* in store \(p=0x0' 'vthread-run: the crashing frame'
 check shim.out '^#2 .* in work ' 'vthread-run: the start routine'
+
+# A breakpoint in code a vthread runs, then step, next, finish, a watchpoint, and
+# continue to the end; the same in a pthread program under vthread-run (the symbol
+# comes with the exec: a pending breakpoint).
+stepping() {	# OUT ARGS...
+	out=$1
+	shift
+	g -ex 'set breakpoint pending on' -ex 'break stepper' -ex run -ex bt -ex 'info registers rip' \
+		-ex next -ex 'p local' -ex 'p counter' -ex step -ex bt -ex finish -ex 'watch watched' \
+		-ex continue -ex continue --args "$@" > "$out" || true
+}
+for how in vthread shim; do
+	case $how in
+	vthread) stepping step.out "$prog" step; out=step.out ;;
+	shim) stepping step-shim.out "$run" "$pthread_prog" step; out=step-shim.out ;;
+	esac
+	check $out 'hit Breakpoint 1, stepper \(arg=0x7\) at ' "$how: gdb stops at the breakpoint in the vthread, with its argument"
+	check $out '^#0 +stepper \(arg=0x7\)' "$how: bt: the function"
+	check $out '^#1 .* in guest_main ' "$how: bt: and the frames under it"
+	check $out '^rip +0x[0-9a-f]+ +0x[0-9a-f]+ <stepper\+[0-9]+>' "$how: rip is in stepper"
+	check $out '^\$1 = 8$' "$how: next, then p of a local"
+	check $out '^\$2 = 41$' "$how: p of a global"
+	check $out '^twice \(v=8\) at ' "$how: step into a callee"
+	check $out '^#1 .* in stepper \(arg=0x7\) at ' "$how: whose caller is stepper"
+	check $out '^Value returned is \$3 = 16$' "$how: finish"
+	check $out 'Hardware watchpoint 2: watched' "$how: a hardware watchpoint ..."
+	check $out '^New value = 16$' "$how: ... stops at the vthread's write"
+	check $out 'step: 32$' "$how: continue: the vthread returned what it computes"
+	check $out 'exited normally|No unwaited-for children left' "$how: and the program ended (below)"
+done
+
+# Vthreads stopped at a breakpoint, then ending by vthread_exit() or cancelled.
+g -ex 'break leaver' -ex 'break cancelled' -ex run -ex continue -ex continue -ex continue \
+	--args "$prog" ends > ends.out || true
+check ends.out 'hit Breakpoint 2, .*cancelled ' 'ends: a vthread stops at a breakpoint ...'
+check ends.out 'ends: 15 cancelled 21$' '... and vthread_exit() and cancellation end vthreads so stopped'
+
+# The program's own int3 in a vthread with its XMM registers set: gdb reads them,
+# and after continue the vthread finds them as it set them.
+g -ex run -ex 'p/x $xmm5.v2_int64' -ex continue --args "$prog" vectors > vectors.out || true
+check vectors.out 'received signal SIGTRAP' "vectors: gdb stops at the vthread's int3"
+check vectors.out '^\$1 = \{0xb0b0b0b0b0b0b0b, 0xc0c0c0c0c0c0c0c\}$' "vectors: gdb reads the vthread's xmm5"
+check vectors.out 'vectors: 0 of 32 halves changed$' 'vectors: the vthread kept its XMM registers'
+
+# A breakpoint in libc, deleted at its first stop: in ring mode, where vthreads would
+# run their own copy of libc's code, the first vthread stops there, and the second
+# runs on past where the breakpoint was.
+g -ex 'set environment VTHREAD_SYSCALLS ring' -ex 'break getppid' -ex run -ex bt -ex delete \
+	-ex continue --args "$prog" libc > libc.out || true
+check libc.out 'hit Breakpoint 1, .*getppid ' 'libc: a ring vthread stops at a breakpoint in libc'
+check libc.out '^#1 .* in parent_of \(arg=0x0\)' 'libc: its caller'
+check libc.out 'libc: 2 of 2 right$' 'libc: the breakpoint deleted, the next vthread ran through'
 
 g -ex run -ex 'thread apply all bt' -ex continue --args "$prog" interrupt > interrupt.out || true
 check interrupt.out 'received signal SIGINT' 'SIGINT stops the program under gdb'

@@ -5,7 +5,9 @@
  * compute while the process is sent SIGINT (a Ctrl-C under gdb), and check
  * their sums; spin FILE: a vthread spins in spin() while gdb attaches and
  * detaches (FILE.ready says it spins, FILE.stop that gdb is gone), and must
- * spin on after. Built with -DGDB_PTHREAD (gdb_pthread_prog, not linked with
+ * spin on after; step: stepper() runs as a vthread; libc: two vthreads in turn call
+ * getppid(); vectors: a vthread's XMM registers across its own int3; ends: vthreads
+ * ending by vthread_exit() and by cancellation. Built with -DGDB_PTHREAD (gdb_pthread_prog, not linked with
  * libvthread): work() runs in a pthread, a vthread under vthread-run.
  */
 #define _GNU_SOURCE
@@ -40,11 +42,36 @@ __attribute__((noinline)) void *work(void *arg)
 	return (void *)(intptr_t)step(arg, counter);
 }
 
+int watched;	/* a global the vthread writes: gdb watches it */
+
+__attribute__((noinline)) static int twice(int v)
+{
+	return 2 * v;
+}
+
+/* What gdb breaks in and steps through: 7 gives 32. */
+__attribute__((noinline)) void *stepper(void *arg)
+{
+	int local = (int)(intptr_t)arg + 1;
+
+	local = twice(local);
+	watched = local;
+	local += watched;
+	return (void *)(intptr_t)local;
+}
+
 #ifdef GDB_PTHREAD
-int main(void)
+int main(int argc, char **argv)
 {
 	pthread_t pt;
+	void *ret;
 
+	if (argc > 1 && !strcmp(argv[1], "step")) {
+		if (pthread_create(&pt, NULL, stepper, (void *)7) || pthread_join(pt, &ret))
+			return 2;
+		printf("step: %ld\n", (long)(intptr_t)ret);
+		return 0;
+	}
 	return pthread_create(&pt, NULL, work, NULL) || pthread_join(pt, NULL);
 }
 #else
@@ -85,6 +112,69 @@ static int interrupt(void)
 	}
 	printf("interrupt: %d of %d sums wrong\n", bad, N);
 	return bad != 0;
+}
+
+/* A libc function a vthread calls: gdb breaks in it. */
+__attribute__((noinline)) static void *parent_of(void *arg)
+{
+	(void)arg;
+	return (void *)(intptr_t)getppid();
+}
+
+/* Sixteen XMM registers set, an int3 (gdb stops, and continue drops its SIGTRAP),
+ * then read: how many changed. */
+__attribute__((noinline)) static void *vectors(void *arg)
+{
+	uint64_t in[32], out[32];
+	int changed = 0;
+
+	(void)arg;
+	for (int i = 0; i < 32; i++)
+		in[i] = 0x0101010101010101ull * (i + 1);
+	__asm__ volatile(
+		".irp n, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15\n"
+		"movdqu 16*\\n(%0), %%xmm\\n\n"
+		".endr\n"
+		"int3\n"
+		".irp n, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15\n"
+		"movdqu %%xmm\\n, 16*\\n(%1)\n"
+		".endr\n"
+		: : "r"(in), "r"(out)
+		: "memory", "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8",
+		  "xmm9", "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15");
+	for (int i = 0; i < 32; i++)
+		changed += in[i] != out[i];
+	return (void *)(intptr_t)changed;
+}
+
+/* Ends by vthread_exit(), or by cancellation, after a breakpoint. */
+__attribute__((noinline)) static void *leaver(void *arg)
+{
+	vthread_exit((void *)((intptr_t)arg * 3));
+	return NULL;
+}
+
+__attribute__((noinline)) static void *cancelled(void *arg)
+{
+	(void)arg;
+	for (;;)
+		pthread_testcancel();
+	return NULL;
+}
+
+static int ends(void)
+{
+	void *ret[3];
+	vthread_t vt;
+
+	if (vthread_create(&vt, NULL, leaver, (void *)5) || vthread_join(vt, &ret[0]) ||
+	    vthread_create(&vt, NULL, cancelled, NULL) || pthread_cancel(vthread_pthread(vt)) ||
+	    vthread_join(vt, &ret[1]) ||
+	    vthread_create(&vt, NULL, leaver, (void *)7) || vthread_join(vt, &ret[2]))
+		return 2;
+	printf("ends: %ld %s %ld\n", (long)(intptr_t)ret[0],
+	       ret[1] == PTHREAD_CANCELED ? "cancelled" : "not cancelled", (long)(intptr_t)ret[2]);
+	return 0;
 }
 
 static volatile unsigned long spins;
@@ -141,6 +231,34 @@ int main(int argc, char **argv)
 		return interrupt();
 	if (argc > 2 && !strcmp(argv[1], "spin"))
 		return spin_while_attached(argv[2]);
+	if (argc > 1 && !strcmp(argv[1], "ends"))
+		return ends();
+	if (argc > 1 && !strcmp(argv[1], "vectors")) {
+		void *ret;
+
+		if (vthread_create(&vt, NULL, vectors, NULL) || vthread_join(vt, &ret))
+			return 2;
+		printf("vectors: %ld of 32 halves changed\n", (long)(intptr_t)ret);
+		return 0;
+	}
+	if (argc > 1 && !strcmp(argv[1], "libc")) {
+		int right = 0;
+		void *ret;
+
+		for (int i = 0; i < 2; i++)
+			if (!vthread_create(&vt, NULL, parent_of, NULL) && !vthread_join(vt, &ret))
+				right += (pid_t)(intptr_t)ret == getppid();
+		printf("libc: %d of 2 right\n", right);
+		return 0;
+	}
+	if (argc > 1 && !strcmp(argv[1], "step")) {
+		void *ret;
+
+		if (vthread_create(&vt, NULL, stepper, (void *)7) || vthread_join(vt, &ret))
+			return 2;
+		printf("step: %ld\n", (long)(intptr_t)ret);
+		return 0;
+	}
 	return vthread_create(&vt, NULL, work, NULL) || vthread_join(vt, NULL);
 }
 #endif
