@@ -15,7 +15,6 @@
  */
 #define _GNU_SOURCE
 #include <asm/prctl.h>
-#include <cpuid.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,14 +45,6 @@ bool rt_traced(void)
 	return p && strtol(p + sizeof("\nTracerPid:") - 1, NULL, 10) != 0;
 }
 
-/* Whether the kernel lets this thread use XRSTOR (CR4.OSXSAVE). */
-static bool os_xsave(void)
-{
-	unsigned a, b, c, d;
-
-	return __get_cpuid(1, &a, &b, &c, &d) && (c & bit_OSXSAVE);
-}
-
 bool rt_breakpoint_native(struct vthread *vt, const struct hv_exit *ex)
 {
 	char staged[NC_STAGED] = { 0 };
@@ -71,12 +62,8 @@ bool rt_breakpoint_native(struct vthread *vt, const struct hv_exit *ex)
 	r.rflags = (r.rflags & 0xcd5) | 2;	/* the arithmetic flags and DF; not AC, TF */
 	if (mm_copy_out((void *)(uintptr_t)(r.rsp - NC_RED_ZONE - NC_STAGED), staged,
 			sizeof(staged)) < 0 ||
-	    rt_native_guest(vt, &r, &c) < 0)
+	    rt_native_guest(vt, &r, &c, &x) < 0)	/* vector registers may be live here */
 		return false;
-	/* At a breakpoint, unlike after a call, vector registers may be live. */
-	memcpy(&x, &vt->xsave, sizeof(x));
-	c.xsave = &x;
-	c.xrstor = os_xsave();
 	if (vt->gs_base)			/* glibc leaves the host thread's GS alone */
 		syscall(SYS_arch_prctl, ARCH_SET_GS, vt->gs_base);
 	vt->thread_changed = true;		/* not parked after: the program ran on it */

@@ -74,11 +74,13 @@ bool rt_cancel_ready(void)
 long rt_call_interruptible(struct vthread *vt, const hv_regs *r)
 {
 	const long call[7] = { r->rax, r->rdi, r->rsi, r->rdx, r->r10, r->r8, r->r9 };
+	hv_regs guest = *r;
 	long ret;
 
+	hv_regs_sysret(&guest, r->rax);		/* where gdb finds the vthread */
 	vt->waiting = true;
 	rt_signal_unblock_host(vt);
-	ret = rt_wait_syscall(&vt->kicked, call);
+	ret = rt_wait_syscall(&vt->kicked, call, &guest);
 	rt_signal_block_host();
 	vt->waiting = false;
 	return ret;

@@ -8,6 +8,7 @@
  * them, and can use libvthread afresh.
  */
 #define _GNU_SOURCE
+#include <cpuid.h>
 #include <errno.h>
 #include <linux/futex.h>
 #include <linux/sched.h>
@@ -57,7 +58,16 @@ static int clone_flags(const hv_regs *r, uint64_t *flags, bool *stack)
 	}
 }
 
-int rt_native_guest(struct vthread *vt, const hv_regs *r, struct rt_native_clone *c)
+/* Whether the kernel lets this thread use XRSTOR (CR4.OSXSAVE). */
+static bool os_xsave(void)
+{
+	unsigned a, b, c, d;
+
+	return __get_cpuid(1, &a, &b, &c, &d) && (c & bit_OSXSAVE);
+}
+
+int rt_native_guest(struct vthread *vt, const hv_regs *r, struct rt_native_clone *c,
+		    struct kvm_xsave *vectors)
 {
 	const char *fx = (const char *)vt->xsave.region;	/* the FXSAVE layout */
 	int ret;
@@ -77,6 +87,11 @@ int rt_native_guest(struct vthread *vt, const hv_regs *r, struct rt_native_clone
 		return ret;
 	memcpy(&c->mxcsr, fx + 24, sizeof(c->mxcsr));
 	memcpy(&c->fcw, fx, sizeof(c->fcw));
+	if (vectors) {
+		memcpy(vectors, &vt->xsave, sizeof(*vectors));
+		c->xsave = vectors;
+		c->xrstor = os_xsave();
+	}
 	return 0;
 }
 
@@ -90,7 +105,7 @@ long rt_clone(struct vthread *vt, const hv_regs *r)
 	ret = clone_flags(r, &flags, &stack);
 	if (ret < 0)
 		return ret;
-	ret = rt_native_guest(vt, r, &c);
+	ret = rt_native_guest(vt, r, &c, NULL);	/* after a call: no vector registers live */
 	if (ret < 0)
 		return ret;
 	c.nr = r->rax;

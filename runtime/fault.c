@@ -266,6 +266,7 @@ static void refault_natively(struct vthread *vt, const struct hv_exit *ex, uint6
 {
 	static atomic_flag once = ATOMIC_FLAG_INIT;
 	char staged[NC_STAGED] = { 0 };
+	struct kvm_xsave x __attribute__((aligned(64)));	/* XRSTOR's alignment */
 	struct rt_native_clone c;
 	hv_regs r = ex->regs;
 
@@ -277,7 +278,7 @@ static void refault_natively(struct vthread *vt, const struct hv_exit *ex, uint6
 	r.rip = rip;
 	r.rsp = rsp;
 	r.rflags = (rflags & 0xcd5) | 2;	/* the arithmetic flags and DF; not AC, TF */
-	if (rt_native_guest(vt, &r, &c) < 0) {
+	if (rt_native_guest(vt, &r, &c, &x) < 0) {	/* the core's vector registers too */
 		c.mxcsr = 0x1f80;	/* the ABI's defaults */
 		c.fcw = 0x37f;
 	}

@@ -357,10 +357,12 @@ void rt_bench_null_syscalls_off(void);
 
 /* clone.c: the guest's clone, clone3, fork or vfork; the parent's result */
 long rt_clone(struct vthread *vt, const hv_regs *r);
-/* The guest's state as r and the vCPU hold it, for a native switch (native.h):
+/* The guest's state as r and the vCPU hold it, for a native switch (native.h),
+ * its vector registers too when given a 64-byte aligned area to keep them in:
  * 0, or -errno with the FPU control words unset. */
 struct rt_native_clone;
-int rt_native_guest(struct vthread *vt, const hv_regs *r, struct rt_native_clone *c);
+int rt_native_guest(struct vthread *vt, const hv_regs *r, struct rt_native_clone *c,
+		    struct kvm_xsave *vectors);
 
 /* signal.c: 0, or -errno; deliver and pending return 1 when a handler was entered */
 int rt_signal_thread_start(struct vthread *vt);

@@ -7,7 +7,8 @@
 # core file and in the kernel's; the same program's pthread under vthread-run;
 # a SIGINT (what Ctrl-C sends) while vthreads compute shows their guest frames,
 # and `continue` leaves them unharmed; attaching to a spinning vthread shows
-# spin(), and it spins on after the detach. The library's gdb script is loaded
+# spin(), and it spins on after the detach; attaching to one waiting in read()
+# shows its frames under the call, and the read completes after the detach. The library's gdb script is loaded
 # from beside it (the build tree), as from gdb's auto-load directory once
 # installed.
 # usage: gdb.sh GDB_PROG GDB_PTHREAD_PROG VTHREAD_RUN WORKDIR
@@ -34,7 +35,7 @@ g() {
 
 g -ex run -ex bt -ex 'info registers rip' -ex 'p counter' -ex 'frame 2' -ex 'p arg' \
 	-ex 'p $_siginfo.si_code' -ex 'p $_siginfo._sifields._sigfault.si_addr' \
-	-ex "gcore $work/core.gdb" --args "$prog" crash > live.out || true
+	-ex "gcore $work/core.gdb" -ex 'p/x $xmm7.v2_int64[0]' --args "$prog" crash > live.out || true
 check live.out 'received signal SIGSEGV' 'live: gdb stops at the vthread crash'
 check live.out '^#0 .* in store \(p=0x0, v=43\)' 'live: frame 0 is the crashing function, with its arguments'
 check live.out '^#1 .* in step \(p=0x0, v=42\)' 'live: its caller'
@@ -44,6 +45,7 @@ check live.out '^\$1 = 42$' 'live: p of a global the vthread wrote'
 check live.out '^\$2 = \(void \*\) 0x0$' 'live: p of an outer frame argument'
 check live.out '^\$3 = 1$' "live: the kernel's siginfo, SEGV_MAPERR ..."
 check live.out '^\$4 = \(void \*\) 0x0$' '... at the address written'
+check live.out '^\$5 = 0x7766554433221100$' "live: the vthread's vector registers"
 
 g -ex bt -ex 'info registers rip' "$prog" core.gdb > gcore.out || true
 check gcore.out '^#0 .* in store \(p=0x0' "gcore's core: the crashing frame"
@@ -56,10 +58,12 @@ case $pattern in
 *)
 	(ulimit -c unlimited && exec "$prog" crash) 2> kernel.stderr || true
 	core=$(ls -t | grep -E '^core' | grep -v '^core.gdb$' | head -n 1)
-	g -ex bt -ex 'info registers rip' "$prog" "${core:-no-core-file}" > kcore.out || true
+	g -ex bt -ex 'info registers rip' -ex 'p/x $xmm7.v2_int64[0]' "$prog" "${core:-no-core-file}" \
+		> kcore.out || true
 	check kcore.out '^#0 .* in store \(p=0x0' "the kernel's core: the crashing frame"
 	check kcore.out '^#2 .* in work ' "the kernel's core: the start routine"
-	check kcore.out '^rip +0x[0-9a-f]+ +0x[0-9a-f]+ <store\+[0-9]+>' "the kernel's core: rip" ;;
+	check kcore.out '^rip +0x[0-9a-f]+ +0x[0-9a-f]+ <store\+[0-9]+>' "the kernel's core: rip"
+	check kcore.out '^\$1 = 0x7766554433221100$' "the kernel's core: the vthread's vector registers" ;;
 esac
 
 g -ex run -ex bt --args "$run" "$pthread_prog" > shim.out || true
@@ -130,21 +134,31 @@ check interrupt.out 'interrupt: 0 of 4 sums wrong' 'after continue the vthreads 
 # program reached the end of main.
 check interrupt.out 'exited normally|No unwaited-for children left' 'and the program ended'
 
-rm -f spin.ready spin.stop
-"$prog" spin "$work/spin" > spin.out 2>&1 &
-pid=$!
-i=0
-while [ ! -e spin.ready ] && [ $i -lt 1200 ]; do
-	sleep 0.1
-	i=$((i + 1))
-done
-g -p "$pid" -ex 'thread apply all bt' -ex detach > attach.out || true
-touch spin.stop
-status=0
-wait "$pid" || status=$?
-check attach.out '^#1 .* in spin \(arg=0x0\)' 'attach: bt shows spin() for the vthread'
-check attach.out '^#2 .* in guest_main ' 'attach: and the frames under it'
+# attach MODE: runs "$prog" MODE, attaches gdb once it is ready (MODE.ready), for
+# MODE.out and attach-MODE.out, and checks that it ends well after the detach.
+attach() {
+	rm -f "$1.ready" "$1.stop"
+	"$prog" "$1" "$work/$1" > "$1.out" 2>&1 &
+	pid=$!
+	i=0
+	while [ ! -e "$1.ready" ] && [ $i -lt 1200 ]; do
+		sleep 0.1
+		i=$((i + 1))
+	done
+	g -p "$pid" -ex 'thread apply all bt' -ex detach > "attach-$1.out" || true
+	touch "$1.stop"
+	status=0
+	wait "$pid" || status=$?
+	[ "$status" = 0 ] || { echo "FAIL: the attached program ($1) exited with $status"; fails=$((fails + 1)); }
+}
+
+attach spin
+check attach-spin.out '^#1 .* in spin \(arg=0x0\)' 'attach: bt shows spin() for the vthread'
+check attach-spin.out '^#2 .* in guest_main ' 'attach: and the frames under it'
 check spin.out 'spin: went on after the detach' 'attach: the vthread spins on after the detach'
-[ "$status" = 0 ] || { echo "FAIL: the attached program exited with $status"; fails=$((fails + 1)); }
+attach block
+check attach-block.out '^#0 +rt_wait_syscall ' 'attach: a vthread waiting in read() is in the call it forwards ...'
+check attach-block.out '^#[0-9]+ .* in reader \(arg=0x[0-9a-f]+\)' '... and under it, its own frames'
+check block.out 'block: read after the detach' 'attach: the read completed after the detach'
 
 [ "$fails" = 0 ]

@@ -7,10 +7,12 @@
  * detaches (FILE.ready says it spins, FILE.stop that gdb is gone), and must
  * spin on after; step: stepper() runs as a vthread; libc: two vthreads in turn call
  * getppid(); vectors: a vthread's XMM registers across its own int3; ends: vthreads
- * ending by vthread_exit() and by cancellation. Built with -DGDB_PTHREAD (gdb_pthread_prog, not linked with
+ * ending by vthread_exit() and by cancellation; block FILE: a vthread waits in
+ * read() while gdb attaches (FILE.ready, FILE.stop as for spin). Built with -DGDB_PTHREAD (gdb_pthread_prog, not linked with
  * libvthread): work() runs in a pthread, a vthread under vthread-run.
  */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -27,6 +29,8 @@ int counter = 41;	/* a global gdb prints */
 
 __attribute__((noinline)) static int store(int *p, int v)
 {
+	/* what the core's vector registers must show */
+	__asm__ volatile("movq %0, %%xmm7" : : "r"(0x7766554433221100ull) : "xmm7");
 	*(volatile int *)p = v;
 	return v + counter;
 }
@@ -223,10 +227,66 @@ static int spin_while_attached(const char *file)
 	return 0;
 }
 
+/* Reads a byte from the pipe *arg: blocks until the program writes one. */
+__attribute__((noinline)) static void *reader(void *arg)
+{
+	char c = 0;
+
+	return (void *)(intptr_t)(read(*(int *)arg, &c, 1) == 1 ? c : -1);
+}
+
+/* Whether a thread of the process waits in read(fd, ...). */
+static bool reading(int fd)
+{
+	char want[32], line[256], path[300];
+	struct dirent *d;
+	bool found = false;
+	DIR *dir = opendir("/proc/self/task");
+
+	snprintf(want, sizeof(want), "0 0x%x ", fd);
+	while (dir && !found && (d = readdir(dir))) {
+		FILE *f;
+
+		snprintf(path, sizeof(path), "/proc/self/task/%s/syscall", d->d_name);
+		if (d->d_name[0] == '.' || !(f = fopen(path, "r")))
+			continue;
+		found = fgets(line, sizeof(line), f) && !strncmp(line, want, strlen(want));
+		fclose(f);
+	}
+	if (dir)
+		closedir(dir);
+	return found;
+}
+
+static int block_while_attached(const char *file)
+{
+	char path[4096];
+	int fds[2];
+	vthread_t vt;
+	void *ret;
+	FILE *f;
+
+	if (pipe(fds) || vthread_create(&vt, NULL, reader, &fds[0]))
+		return 2;
+	for (int i = 0; i < 12000 && !reading(fds[0]); i++)
+		usleep(10000);
+	snprintf(path, sizeof(path), "%s.ready", file);
+	if (!(f = fopen(path, "w")) || fclose(f))
+		return 3;
+	for (int i = 0; i < 12000 && !exists(file, ".stop"); i++)
+		usleep(10000);
+	if (write(fds[1], "r", 1) != 1 || vthread_join(vt, &ret))
+		return 4;
+	printf("block: %s after the detach\n", (intptr_t)ret == 'r' ? "read" : "did not read");
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	vthread_t vt;
 
+	if (argc > 2 && !strcmp(argv[1], "block"))
+		return block_while_attached(argv[2]);
 	if (argc > 1 && !strcmp(argv[1], "interrupt"))
 		return interrupt();
 	if (argc > 2 && !strcmp(argv[1], "spin"))
