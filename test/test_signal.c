@@ -483,6 +483,57 @@ START_TEST(test_sigill_handler_edits_the_context_and_returns)
 }
 END_TEST
 
+static struct {
+	int code;
+	void *addr;
+	uint64_t rip;
+} trapped;
+
+static void on_trap(int sig, siginfo_t *si, void *p)
+{
+	ucontext_t *uc = p;
+
+	(void)sig;
+	trapped.code = si->si_code;
+	trapped.addr = si->si_addr;
+	trapped.rip = uc->uc_mcontext.gregs[REG_RIP];
+	handled++;
+}
+
+extern const char test_after_int3[];
+
+__attribute__((noinline, noclone)) static void *execute_int3(void *arg)
+{
+	(void)arg;
+	__asm__ volatile("int3\n.globl test_after_int3\ntest_after_int3:");
+	return (void *)0x600d;
+}
+
+/* With no debugger attached, a vthread's int3 is a pthread's: SIGTRAP, the same
+ * siginfo, RIP after it, and the handler's return goes on from there. */
+START_TEST(test_int3_raises_what_it_raises_in_a_pthread)
+{
+	pthread_t pt;
+	void *ret;
+	int code;
+	void *addr;
+
+	catch(SIGTRAP, on_trap, 0);
+	ck_assert_int_eq(pthread_create(&pt, NULL, execute_int3, NULL), 0);
+	ck_assert_int_eq(pthread_join(pt, &ret), 0);
+	ck_assert_ptr_eq(ret, (void *)0x600d);
+	ck_assert_uint_eq(trapped.rip, (uintptr_t)test_after_int3);
+	code = trapped.code;
+	addr = trapped.addr;
+	memset(&trapped, 0, sizeof(trapped));
+	ck_assert_int_eq(run_vthread(execute_int3, NULL), 0x600d);
+	ck_assert_int_eq(trapped.code, code);
+	ck_assert_ptr_eq(trapped.addr, addr);
+	ck_assert_uint_eq(trapped.rip, (uintptr_t)test_after_int3);
+	ck_assert_int_eq(handled, 2);
+}
+END_TEST
+
 static char *reserved;
 
 static void commit_page(int sig, siginfo_t *si, void *uc)
@@ -740,6 +791,7 @@ int main(void)
 	tcase_add_test(tc, test_alarm_is_delivered_in_the_vthread);
 	tcase_add_test(tc, test_setitimer_is_delivered_in_the_vthread);
 	tcase_add_test(tc, test_sigill_handler_edits_the_context_and_returns);
+	tcase_add_test(tc, test_int3_raises_what_it_raises_in_a_pthread);
 	tcase_add_test(tc, test_sigsegv_handler_commits_a_reserved_page);
 	tcase_add_loop_test(tc, test_sigsegv_on_a_page_the_host_took_away_is_a_pthreads, 0, 3);
 	tcase_add_test(tc, test_sa_onstack_handler_runs_on_the_sigaltstack);
