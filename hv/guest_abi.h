@@ -16,6 +16,7 @@
 
 #define HV_VECTOR_STUB	16	/* bytes between exception stubs */
 #define HV_NR_VECTORS	32
+#define HV_VECTOR_BP	3	/* int3 */
 #define HV_VECTOR_PF	14	/* page fault: CR2 holds the address */
 #define HV_PROBE_LOOPS	20000
 #define HV_SYSCALL_LEN	2	/* bytes of the `syscall` instruction */

@@ -24,8 +24,6 @@
 #include "native.h"
 #include "rt.h"
 
-#define VECTOR_BP	3
-
 /* No malloc (the guest may have stopped inside malloc) and no cancellation
  * point (the backing thread shares the guest's state): raw system calls. */
 bool rt_traced(void)
@@ -47,22 +45,19 @@ bool rt_traced(void)
 
 bool rt_breakpoint_native(struct vthread *vt, const struct hv_exit *ex)
 {
-	char staged[NC_STAGED] = { 0 };
 	struct kvm_xsave x __attribute__((aligned(64)));	/* XRSTOR's alignment */
 	struct rt_native_clone c;
 	unsigned char op;
 	hv_regs r = ex->regs;
 
-	if (ex->kind != HV_EXIT_EXCEPTION || ex->vector != VECTOR_BP || vt->sandbox ||
+	if (ex->kind != HV_EXIT_EXCEPTION || ex->vector != HV_VECTOR_BP || vt->sandbox ||
 	    mm_copy_in(&op, (void *)(uintptr_t)(ex->frame.rip - 1), 1) < 0 || op != 0xcc ||
 	    !rt_traced())
 		return false;
 	hv_regs_from_frame(&r, &ex->frame);
 	r.rip--;				/* the int3 runs again, natively */
-	r.rflags = (r.rflags & 0xcd5) | 2;	/* the arithmetic flags and DF; not AC, TF */
-	if (mm_copy_out((void *)(uintptr_t)(r.rsp - NC_RED_ZONE - NC_STAGED), staged,
-			sizeof(staged)) < 0 ||
-	    rt_native_guest(vt, &r, &c, &x) < 0)	/* vector registers may be live here */
+	/* Unlike after a call, vector registers may be live at a breakpoint. */
+	if (!rt_native_ready(&r) || rt_native_guest(vt, &r, &c, &x) < 0)
 		return false;
 	if (vt->gs_base)			/* glibc leaves the host thread's GS alone */
 		syscall(SYS_arch_prctl, ARCH_SET_GS, vt->gs_base);

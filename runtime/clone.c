@@ -8,7 +8,6 @@
  * them, and can use libvthread afresh.
  */
 #define _GNU_SOURCE
-#include <cpuid.h>
 #include <errno.h>
 #include <linux/futex.h>
 #include <linux/sched.h>
@@ -58,12 +57,13 @@ static int clone_flags(const hv_regs *r, uint64_t *flags, bool *stack)
 	}
 }
 
-/* Whether the kernel lets this thread use XRSTOR (CR4.OSXSAVE). */
-static bool os_xsave(void)
+bool rt_native_ready(hv_regs *r)
 {
-	unsigned a, b, c, d;
+	char staged[NC_STAGED] = { 0 };
 
-	return __get_cpuid(1, &a, &b, &c, &d) && (c & bit_OSXSAVE);
+	r->rflags = (r->rflags & 0xcd5) | 2;	/* the arithmetic flags and DF; not AC, TF */
+	return r->rsp && mm_copy_out((void *)(uintptr_t)(r->rsp - NC_RED_ZONE - NC_STAGED), staged,
+				     sizeof(staged)) == 0;
 }
 
 int rt_native_guest(struct vthread *vt, const hv_regs *r, struct rt_native_clone *c,
@@ -90,7 +90,7 @@ int rt_native_guest(struct vthread *vt, const hv_regs *r, struct rt_native_clone
 	if (vectors) {
 		memcpy(vectors, &vt->xsave, sizeof(*vectors));
 		c->xsave = vectors;
-		c->xrstor = os_xsave();
+		c->xrstor = rt.hv.guest_xsave;	/* set up only where the host has XSAVE */
 	}
 	return 0;
 }

@@ -265,19 +265,15 @@ static void refault_natively(struct vthread *vt, const struct hv_exit *ex, uint6
 			     uint64_t rsp, uint64_t rflags)
 {
 	static atomic_flag once = ATOMIC_FLAG_INIT;
-	char staged[NC_STAGED] = { 0 };
 	struct kvm_xsave x __attribute__((aligned(64)));	/* XRSTOR's alignment */
 	struct rt_native_clone c;
 	hv_regs r = ex->regs;
 
-	if (!refaults_natively(ex, rip) || !rsp ||
-	    mm_copy_out((void *)(uintptr_t)(rsp - NC_RED_ZONE - NC_STAGED), staged,
-			sizeof(staged)) < 0 ||
-	    atomic_flag_test_and_set(&once))
-		return;
 	r.rip = rip;
 	r.rsp = rsp;
-	r.rflags = (rflags & 0xcd5) | 2;	/* the arithmetic flags and DF; not AC, TF */
+	r.rflags = rflags;
+	if (!refaults_natively(ex, rip) || !rt_native_ready(&r) || atomic_flag_test_and_set(&once))
+		return;
 	if (rt_native_guest(vt, &r, &c, &x) < 0) {	/* the core's vector registers too */
 		c.mxcsr = 0x1f80;	/* the ABI's defaults */
 		c.fcw = 0x37f;

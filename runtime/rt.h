@@ -363,6 +363,10 @@ long rt_clone(struct vthread *vt, const hv_regs *r);
 struct rt_native_clone;
 int rt_native_guest(struct vthread *vt, const hv_regs *r, struct rt_native_clone *c,
 		    struct kvm_xsave *vectors);
+/* Readies r, where a fault or a breakpoint stopped the guest, for a native
+ * switch: the flags a thread may take back, and whether the guest's stack
+ * takes what rt_native_enter stages below its red zone. */
+bool rt_native_ready(hv_regs *r);
 
 /* signal.c: 0, or -errno; deliver and pending return 1 when a handler was entered */
 int rt_signal_thread_start(struct vthread *vt);
