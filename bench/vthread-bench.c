@@ -511,16 +511,24 @@ static void body_appel2(struct job *j)
 	j->ns = (now_ns() - t) / (j->n * VM_PAGES);
 }
 
-/* Ping-pong: the measured thread and a partner pthread take turns on one line. */
+/*
+ * Ping-pong: the measured thread and a partner pthread take turns on one line.
+ * Where the two have no CPU each (a busy machine), each turn waits for a time
+ * slice: a sample stops after PING_BUDGET_NS, or it would take minutes.
+ */
+#define PING_BUDGET_NS	2.5e8
+#define PING_STOP	(-1L)
+
 static volatile long turn __attribute__((aligned(64)));
 
 static void *partner_pong(void *p)
 {
-	long n = (long)p;
+	long n = (long)p, t;
 
 	for (long i = 0; i < n; i++) {
-		while (__atomic_load_n(&turn, __ATOMIC_ACQUIRE) != 2 * i + 1)
-			;
+		while ((t = __atomic_load_n(&turn, __ATOMIC_ACQUIRE)) != 2 * i + 1)
+			if (t == PING_STOP)
+				return NULL;
 		__atomic_store_n(&turn, 2 * i + 2, __ATOMIC_RELEASE);
 	}
 	return NULL;
@@ -529,13 +537,17 @@ static void *partner_pong(void *p)
 static void body_ping(struct job *j)
 {
 	double t = now_ns();
+	long i = 0;
 
-	for (long i = 0; i < j->n; i++) {
+	while (i < j->n) {
 		__atomic_store_n(&turn, 2 * i + 1, __ATOMIC_RELEASE);
 		while (__atomic_load_n(&turn, __ATOMIC_ACQUIRE) != 2 * i + 2)
 			;
+		if (!(++i & 63) && now_ns() - t > PING_BUDGET_NS)
+			break;
 	}
-	j->ns = (now_ns() - t) / j->n;
+	j->ns = (now_ns() - t) / i;
+	__atomic_store_n(&turn, PING_STOP, __ATOMIC_RELEASE);
 }
 
 static pthread_mutex_t handoff_lock = PTHREAD_MUTEX_INITIALIZER;

@@ -35,11 +35,23 @@ if os.environ.get("VTHREAD_LANE"):
 
 
 def run(*args, cwd=None):
-    p = subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=300)
-    sys.stdout.write(p.stdout)
-    sys.stderr.write(p.stderr)
+    p = subprocess.Popen(args, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        out, err = p.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
+        # A hang: every thread's stack (the vthreads' through the auto-loaded gdb script),
+        # and the rows printed so far, before the kill.
+        if shutil.which("gdb"):
+            subprocess.run(["gdb", "-p", str(p.pid), "-batch", "-ex", "thread apply all bt"], timeout=120)
+        p.kill()
+        out, err = p.communicate()
+        sys.stdout.write(out)
+        sys.stderr.write(err)
+        raise AssertionError((args, "over 300 s"))
+    sys.stdout.write(out)
+    sys.stderr.write(err)
     assert p.returncode == 0, (args, p.returncode)
-    return p
+    return subprocess.CompletedProcess(args, p.returncode, out, err)
 
 
 def percentiles(v):
