@@ -189,6 +189,8 @@ static void run_guest(struct vthread *vt)
  */
 static void hand_over(struct vthread *vt, bool park)
 {
+	bool wake = false;
+
 	pthread_mutex_lock(&rt.lock);
 	vt->reap = !park;
 	if (vt->state == RT_THREAD_DETACHED) {
@@ -197,13 +199,17 @@ static void hand_over(struct vthread *vt, bool park)
 		registry_del(vt);
 		free(vt);
 	} else {
+		/* RT_THREAD_JOINING: the joiner frees it, after rt.lock */
+		wake = vt->state == RT_THREAD_JOINING;
 		if (vt->state == RT_THREAD_JOINABLE)
 			vt->state = RT_THREAD_EXITED;
-		/* RT_THREAD_JOINING: the joiner frees it, after rt.lock */
 		__atomic_store_n(&vt->done, 1, __ATOMIC_RELEASE);
-		rt_syscall6(SYS_futex, (long)&vt->done, FUTEX_WAKE_PRIVATE, 1, 0, 0, 0);
 	}
 	pthread_mutex_unlock(&rt.lock);
+	/* Woken out of the lock, the joiner does not wait for it at once. vt may be
+	 * freed by now: a wake of a futex no longer there is harmless. */
+	if (wake)
+		rt_syscall6(SYS_futex, (long)&vt->done, FUTEX_WAKE_PRIVATE, 1, 0, 0, 0);
 }
 
 static void *backing_main(void *p)

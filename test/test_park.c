@@ -117,6 +117,29 @@ START_TEST(test_key_destructors_run_before_join_and_keys_start_empty)
 }
 END_TEST
 
+/* glibc keeps keys from 32 on in blocks of their own: one of them set
+ * counts as much as a key of the first block. */
+START_TEST(test_a_key_past_the_first_block_set_at_the_end_is_destructed)
+{
+	pthread_key_t keys[64];
+	int n = 0;
+
+	do
+		ck_assert_int_eq(pthread_key_create(&keys[n], destructor), 0);
+	while (keys[n++] < 32 && n < 64);
+	key = keys[n - 1];
+	ck_assert_uint_ge(key, 32);
+	destructed = 0;
+	for (int i = 1; i <= 3; i++) {
+		run_vthread(set_key, &destructed);
+		ck_assert_int_eq(__atomic_load_n(&destructed, __ATOMIC_SEQ_CST), i);
+		ck_assert_ptr_null((void *)run_vthread(get_key, NULL));
+	}
+	while (n--)
+		pthread_key_delete(keys[n]);
+}
+END_TEST
+
 static void *set_errno(void *arg)
 {
 	(void)arg;
@@ -323,6 +346,7 @@ int main(void)
 	tcase_add_test(tc, test_a_vthread_runs_on_the_thread_of_one_that_returned);
 	tcase_add_test(tc, test_thread_variables_start_from_their_initial_values);
 	tcase_add_test(tc, test_key_destructors_run_before_join_and_keys_start_empty);
+	tcase_add_test(tc, test_a_key_past_the_first_block_set_at_the_end_is_destructed);
 	tcase_add_test(tc, test_errno_starts_at_zero_on_a_reused_thread);
 	tcase_add_test(tc, test_a_reused_thread_takes_its_creators_signal_mask);
 	tcase_add_test(tc, test_a_thread_that_renamed_itself_is_not_reused);
