@@ -222,23 +222,46 @@ static bool tls_private(const char *name)
 	return false;
 }
 
+/* Bytes [lo, hi) of a TLS block against its initial image (zeros past filesz). */
+static bool block_changed(const char *block, const char *image, size_t filesz, size_t lo,
+			  size_t hi)
+{
+	size_t img = hi < filesz ? hi : filesz;
+
+	if (lo < img && memcmp(block + lo, image + lo, img - lo))
+		return true;
+	for (size_t b = lo > filesz ? lo : filesz; b < hi; b++)
+		if (block[b])
+			return true;
+	return false;
+}
+
+/*
+ * A runtime linked into the program (libvthread.a) has its rt_current in the
+ * program's block, set while the vthread ends: those bytes are left out, or
+ * no thread of such a program would ever park.
+ */
 static int tls_changed(struct dl_phdr_info *info, size_t size, void *arg)
 {
-	const char *block = info->dlpi_tls_data;
+	const char *block = info->dlpi_tls_data, *own = (const char *)&rt_current;
 
 	(void)size;
 	if (!block || tls_private(info->dlpi_name))
 		return 0;
 	for (int i = 0; i < info->dlpi_phnum; i++) {
 		const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+		const char *image = (const char *)info->dlpi_addr + ph->p_vaddr;
+		size_t skip = ph->p_memsz, end = ph->p_memsz;
 
 		if (ph->p_type != PT_TLS)
 			continue;
-		if (memcmp(block, (const char *)info->dlpi_addr + ph->p_vaddr, ph->p_filesz))
+		if (own >= block && own < block + ph->p_memsz) {
+			skip = own - block;
+			end = skip + sizeof(rt_current);
+		}
+		if (block_changed(block, image, ph->p_filesz, 0, skip) ||
+		    block_changed(block, image, ph->p_filesz, end, ph->p_memsz))
 			return *(bool *)arg = true;
-		for (size_t b = ph->p_filesz; b < ph->p_memsz; b++)
-			if (block[b])
-				return *(bool *)arg = true;
 	}
 	return 0;
 }
@@ -271,19 +294,13 @@ static bool keys_held(void)
 	return false;
 }
 
-/* The thread's robust list head, asked once: a vthread that sets another is
- * not parked (paths.c). */
 static bool robust_held(void)
 {
-	static __thread struct robust_list_head *head;
-	static __thread bool asked;
+	struct robust_list_head *head;
 	size_t len;
 
-	if (!asked) {
-		if (rt_syscall6(SYS_get_robust_list, 0, (long)&head, (long)&len, 0, 0, 0) < 0)
-			return true;
-		asked = true;
-	}
+	if (rt_syscall6(SYS_get_robust_list, 0, (long)&head, (long)&len, 0, 0, 0) < 0)
+		return true;
 	return head && (head->list.next != &head->list || head->list_op_pending);
 }
 
