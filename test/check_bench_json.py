@@ -42,7 +42,11 @@ def run(*args, cwd=None):
         # A hang: every thread's stack (the vthreads' through the auto-loaded gdb script),
         # and the rows printed so far, before the kill.
         if shutil.which("gdb"):
-            subprocess.run(["gdb", "-p", str(p.pid), "-batch", "-ex", "thread apply all bt"], timeout=120)
+            try:
+                subprocess.run(["gdb", "-p", str(p.pid), "-batch", "-ex", "thread apply all bt"],
+                               timeout=120)
+            except subprocess.TimeoutExpired:
+                print("gdb did not finish in 120 s")
         p.kill()
         out, err = p.communicate()
         sys.stdout.write(out)
