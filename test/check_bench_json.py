@@ -96,6 +96,8 @@ for when in ("start", "end"):
 noisy = data["noisy"]
 assert noisy["verdict"] == bool(noisy["reasons"]), noisy
 assert ("vthread-bench: warning: a noisy run" in p.stderr) == noisy["verdict"], p.stderr
+# create-join measures parked threads (under ASan none parks, and the bench says so).
+assert "create-join: no vthread on a parked thread" not in p.stderr, p.stderr
 names = [r["name"] for r in data["rows"]]
 if data["backend"] == "kvm-pvm":
     ROWS = [r for r in ROWS if r not in IRQ_ROWS]
