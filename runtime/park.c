@@ -269,7 +269,7 @@ static int tls_changed(struct dl_phdr_info *info, size_t size, void *arg)
 /*
  * glibc's table of keys (GLIBC_PRIVATE, read by libthread_db as well): a key
  * is in use while its sequence number is odd. Asking only those keys costs
- * ~0.3 us where asking all 1024 cost ~2 us of each park; without the table,
+ * ~0.3 µs where asking all 1024 cost ~2 µs of each park; without the table,
  * every key is asked.
  */
 struct glibc_key {
