@@ -4,7 +4,6 @@
 #include <limits.h>
 #include <pthread.h>
 #include <stdint.h>
-#include <sys/resource.h>
 
 #include "rt.h"
 
@@ -12,14 +11,12 @@
 
 _Static_assert(sizeof(struct rt_attr) <= sizeof(vthread_attr_t), "vthread_attr_t too small");
 
-/* As glibc: RLIMIT_STACK (at least PTHREAD_STACK_MIN) when it is finite, else 2 MiB. */
+/* As glibc's pthread_create without attributes, at least PTHREAD_STACK_MIN. */
 static size_t default_stacksize(void)
 {
-	struct rlimit rl;
+	size_t sz = rt_stack_default_size();
 
-	if (getrlimit(RLIMIT_STACK, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY)
-		return 2ul << 20;
-	return rl.rlim_cur < PTHREAD_STACK_MIN ? PTHREAD_STACK_MIN : mm_page_round(rl.rlim_cur);
+	return sz < PTHREAD_STACK_MIN ? PTHREAD_STACK_MIN : mm_page_round(sz);
 }
 
 const struct rt_attr *rt_attr(const vthread_attr_t *a)

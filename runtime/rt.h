@@ -229,6 +229,8 @@ int rt_init(void);	/* 0, or -ENOSYS with rt.why set */
 /* stack.c: a vthread's stack as the attribute asks, mirrored; put caches or unmaps it */
 int rt_stack_get(struct vthread *vt, const struct rt_attr *a);
 void rt_stack_put(struct vthread *vt);
+/* glibc's stack size for a thread made without attributes (pthread_getattr_default_np). */
+size_t rt_stack_default_size(void);
 size_t rt_stack_bytes(void);	/* mapped for stacks, in use and cached; rt.pool_lock held */
 
 /* vcpu.c: the vCPU pool */

@@ -159,3 +159,21 @@ size_t rt_stack_bytes(void)
 {
 	return mapped_bytes;
 }
+
+/*
+ * glibc's default: RLIMIT_STACK as the process started (2 MiB where it was
+ * unlimited), or what the program set with pthread_setattr_default_np. Read
+ * without a system call, where getrlimit cost one per create without
+ * attributes, and followed a limit changed later, which glibc does not.
+ */
+size_t rt_stack_default_size(void)
+{
+	size_t sz = 2ul << 20;
+	pthread_attr_t d;
+
+	if (pthread_getattr_default_np(&d) == 0) {
+		pthread_attr_getstacksize(&d, &sz);
+		pthread_attr_destroy(&d);
+	}
+	return sz;
+}

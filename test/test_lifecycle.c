@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "common.h"
@@ -269,6 +270,40 @@ START_TEST(test_create_errors_match_pthread)
 	ck_assert_int_eq(vthread_attr_destroy(&a), 0);
 	ck_assert_int_eq(vthread_attr_destroy(&a), EINVAL);	/* destroyed is not initialised */
 	ck_assert_int_eq(vthread_create(&vt, &a, return_arg_plus_one, NULL), EINVAL);
+}
+END_TEST
+
+static size_t default_size(void)
+{
+	vthread_attr_t a;
+	size_t sz = 0;
+
+	ck_assert_int_eq(vthread_attr_init(&a), 0);
+	ck_assert_int_eq(vthread_attr_getstacksize(&a, &sz), 0);
+	vthread_attr_destroy(&a);
+	return sz;
+}
+
+/* A vthread's default stack size is a pthread's: what pthread_setattr_default_np
+ * set, and RLIMIT_STACK as the process started, not as it was changed later. */
+START_TEST(test_default_stack_size_is_a_pthreads)
+{
+	struct rlimit rl = { 1 << 20, 1 << 20 };
+	pthread_attr_t d, set;
+	size_t want;
+
+	ck_assert_int_eq(pthread_getattr_default_np(&d), 0);
+	ck_assert_int_eq(pthread_attr_getstacksize(&d, &want), 0);
+	ck_assert_uint_eq(default_size(), want);
+	ck_assert_int_eq(pthread_attr_init(&set), 0);
+	ck_assert_int_eq(pthread_attr_setstacksize(&set, 3 << 20), 0);
+	ck_assert_int_eq(pthread_setattr_default_np(&set), 0);
+	ck_assert_uint_eq(default_size(), 3 << 20);
+	ck_assert_int_eq(pthread_setattr_default_np(&d), 0);
+	ck_assert_int_eq(setrlimit(RLIMIT_STACK, &rl), 0);
+	ck_assert_uint_eq(default_size(), want);
+	pthread_attr_destroy(&set);
+	pthread_attr_destroy(&d);
 }
 END_TEST
 
@@ -584,6 +619,7 @@ int main(void)
 
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, test_join_returns_value);
+	tcase_add_test(tc, test_default_stack_size_is_a_pthreads);
 	tcase_add_test(tc, test_vthread_starts_with_a_fresh_fpu_control_state);
 	tcase_add_test(tc, test_64_vthreads_compute_into_shared_arrays);
 	tcase_add_test(tc, test_vthread_exit_gives_join_its_value);
