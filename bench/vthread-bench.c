@@ -947,10 +947,14 @@ static bool cj_parked;
 
 static double s_create_join(enum kind k)
 {
-	unsigned long before = reused();
-	double ns = create_join(k, body_empty);
+	unsigned long before;
+	double ns;
 
-	if (k == VTHREAD && reused() > before)
+	if (k != VTHREAD)
+		return create_join(k, body_empty);
+	before = reused();
+	ns = create_join(k, body_empty);
+	if (reused() > before)
 		cj_parked = true;
 	return ns;
 }

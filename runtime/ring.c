@@ -380,14 +380,11 @@ static void *server_main(void *p)
  * pthread_exit() would never end: its last thread gone, the servers (every
  * signal blocked) would live on. The count is private to glibc (libthread_db
  * reads it); without it, servers count as threads and the README says what
- * that costs.
- */
-/*
- * The creator waits until the server runs: a thread's start allocates (glibc's
- * pthread_getattr_np under ASan), and a vthread that forks meanwhile would
- * leave its child the allocator's locks held by a thread it does not have
- * (GCC 12's ASan does not take them around fork: seen as a hung fork child in
- * test_process).
+ * that costs. The creator waits until the server runs: a thread's start
+ * allocates (glibc's pthread_getattr_np under ASan), and a vthread that forks
+ * meanwhile would leave its child the allocator's locks held by a thread it
+ * does not have (GCC 12's ASan does not take them around fork: seen as a hung
+ * fork child in test_process).
  */
 static void start_server(void)
 {
