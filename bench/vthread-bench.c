@@ -619,7 +619,7 @@ static void body_hostcall(struct job *j)
 static volatile long irq_count __attribute__((aligned(64)));
 static volatile int irq_stop;
 static double tick_start, tick_late[2000];
-static long ticks;
+static volatile long ticks;	/* a handler counts while the body spins */
 
 #define TICK_NS		100000.0
 #define SIG_IRQ		SIGUSR2

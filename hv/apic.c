@@ -7,12 +7,27 @@
  * thread, an ICR write from a vthread. A vthread's timer is its APIC timer,
  * one-shot, which the guest arms for each expiry (the APIC's periodic mode is
  * held to KVM's min_timer_period_us, 200 µs by default).
+ *
+ * kvm_pvm runs the guest at CPL3, where `cli`, `sti` and `popfq` do not reach
+ * the IF its interrupts obey (they trap, ~3 µs each, and change nothing): that
+ * is the first byte of the vCPU area (hv->vif), which delivery clears and
+ * `iretq` sets from the frame (pushed as the byte was). `syscall` clears it too
+ * and keeps nothing of it, MSR_SYSCALL_MASK or not: the guest keeps a copy of
+ * the byte outside system calls and handlers in its ring slot (irq_on), from
+ * which the ring stub and sysret's emulation (hv/kvm.c) set it again. KVM
+ * reads the byte only as it enters the guest: an interrupt that came while it
+ * was 0 waits after it is 1 until the next entry, which may be the host's next
+ * tick (~2.5 ms measured), so turning it on makes KVM enter (kick) when a poke
+ * was sent (the slot's kick, set before the poke) or the timer is due (the
+ * slot's timer, in TSC ticks). Every x2APIC access there traps into KVM
+ * (~3 µs), never out to user space.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <sys/ioctl.h>
 #include <unistd.h>
+#include <x86intrin.h>
 
 #include "hv.h"
 #include "x86.h"
@@ -117,7 +132,88 @@ void hv_guest_poke(int id)
 	guest_wrmsr(MSR_X2APIC_ICR, (uint64_t)id << 32 | ICR_ASSERT | HV_VECTOR_POKE);
 }
 
-void hv_guest_timer(uint64_t ns)
+static volatile uint8_t *vif(struct hv_vcpu *vc)
 {
-	guest_wrmsr(MSR_X2APIC_TMICT, ns > HV_TIMER_MAX ? HV_TIMER_MAX : ns);
+	return (volatile uint8_t *)vc->area + HV_AREA_PVM;
+}
+
+void hv_guest_irq_off(struct hv_vcpu *vc)
+{
+	if (vc->hv->vif)
+		*vif(vc) = hv_vcpu_ring(vc)->irq_on = 0;
+	else
+		__asm__ volatile("cli" : : : "memory");
+}
+
+/* A read of the task priority: KVM emulates it and enters the guest again. */
+static void kick(void)
+{
+	uint32_t lo, hi;
+
+	__asm__ volatile("rdmsr" : "=a"(lo), "=d"(hi) : "c"(MSR_X2APIC_TPR) : "memory");
+}
+
+/* Where hv->vif, KVM delivers what waited only as it next enters the guest:
+ * made to enter when a poke may wait or the timer is due. guest.S's ring stub
+ * does the same after a call. */
+void hv_guest_irq_on(struct hv_vcpu *vc)
+{
+	struct hv_ring_slot *s = hv_vcpu_ring(vc);
+
+	if (!vc->hv->vif) {
+		__asm__ volatile("sti; nop" : : : "memory");	/* what waited runs after the nop */
+		return;
+	}
+	*vif(vc) = s->irq_on = 1;
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);	/* then the look at what waits */
+	if (__atomic_load_n(&s->kick, __ATOMIC_SEQ_CST) || __rdtsc() >= s->timer)
+		kick();
+}
+
+bool hv_guest_irq_save(struct hv_vcpu *vc)
+{
+	unsigned long f;
+	bool on;
+
+	if (vc->hv->vif) {
+		on = hv_vcpu_ring(vc)->irq_on;
+		hv_guest_irq_off(vc);
+		return on;
+	}
+	__asm__ volatile("pushfq; popq %0; cli" : "=r"(f) : : "memory");
+	return f & RFLAGS_IF;
+}
+
+void hv_vcpu_poke_mark(struct hv_vcpu *vc)
+{
+	if (vc->hv->vif)
+		__atomic_store_n(&hv_vcpu_ring(vc)->kick, 1, __ATOMIC_SEQ_CST);
+}
+
+void hv_guest_handler_enter(struct hv_vcpu *vc, int source)
+{
+	struct hv_ring_slot *s = hv_vcpu_ring(vc);
+
+	if (!vc->hv->vif)
+		return;
+	s->irq_on = 0;
+	if (source == HV_IRQ_POKE)	/* those sent from now on mark it again */
+		__atomic_store_n(&s->kick, 0, __ATOMIC_SEQ_CST);
+	else if (source == HV_IRQ_TIMER)
+		s->timer = ~0ull;	/* until armed again */
+}
+
+void hv_guest_handler_leave(struct hv_vcpu *vc, uint64_t rflags)
+{
+	if (vc->hv->vif)
+		hv_vcpu_ring(vc)->irq_on = !!(rflags & RFLAGS_IF);
+}
+
+void hv_guest_timer(struct hv_vcpu *vc, uint64_t ns)
+{
+	if (ns > HV_TIMER_MAX)
+		ns = HV_TIMER_MAX;
+	if (vc->hv->vif)
+		hv_vcpu_ring(vc)->timer = ns ? __rdtsc() + ns * vc->hv->tsc_khz / 1000000 : ~0ull;
+	guest_wrmsr(MSR_X2APIC_TMICT, ns);
 }

@@ -81,6 +81,8 @@ hv_guest_ring_done:
 	movq %gs:HV_RING_RET, %rax		/* the call's result, as sysret leaves it */
 	movq %gs:HV_RING_ARG2, %rdx		/* RDX back as the guest had it */
 	movl $HV_RING_FREE, %gs:HV_RING_STATE	/* the slot is free for the next call */
+	cmpb $0, %gs:HV_RING_IRQ_ON		/* hv->vif: `syscall` turned interrupts off */
+	jne hv_guest_ring_irq_on
 	leaq -HV_RED_ZONE(%rsp), %rsp		/* below the red zone, flags unchanged */
 hv_guest_ring_below:
 	pushq %r11				/* the flags `syscall` saved ... */
@@ -91,6 +93,39 @@ hv_guest_ring_above:
 	jmp *%rcx				/* to the instruction after the `syscall` */
 hv_guest_ring_end:
 	.size hv_guest_syscall_ring, . - hv_guest_syscall_ring
+
+/*
+ * The ring stub's way back where hv->vif and interrupts were on (hv/apic.c):
+ * the IF byte set again, and KVM made to enter the guest when what waited
+ * meanwhile would wait on otherwise, as hv_guest_irq_on does. The call is done
+ * and its slot free: ordinary code, which an interrupt or a signal may stop
+ * anywhere; what it changes waits below the red zone.
+ */
+	.type hv_guest_ring_irq_on, @function
+hv_guest_ring_irq_on:
+	leaq -HV_RED_ZONE(%rsp), %rsp
+	pushq %rax
+	pushq %rdx
+	pushq %rcx
+	movb $1, %gs:(HV_AREA_PVM - HV_AREA_RING)
+	mfence					/* then the look at what waits */
+	cmpb $0, %gs:HV_RING_KICK		/* a poke was sent */
+	jne 1f
+	rdtsc					/* the timer is due */
+	shlq $32, %rdx
+	orq %rdx, %rax
+	cmpq %gs:HV_RING_TIMER, %rax
+	jb 2f
+1:	movl $MSR_X2APIC_TPR, %ecx		/* a read KVM emulates: it enters again */
+	rdmsr
+2:	popq %rcx
+	popq %rdx
+	popq %rax
+	pushq %r11				/* the flags, as sysret leaves them */
+	popfq
+	leaq HV_RED_ZONE(%rsp), %rsp
+	jmp *%rcx
+	.size hv_guest_ring_irq_on, . - hv_guest_ring_irq_on
 
 /*
  * What a rewritten `syscall` jumps to (runtime/rewrite.c copies this per site

@@ -43,6 +43,9 @@
 #define HV_RING_DEADLINE	64	/* the guest's own: TSC when it stops spinning */
 #define HV_RING_SITE	88	/* the guest's: RCX of the call, where it returns */
 #define HV_RING_DIRECT	96	/* u8, the host's: rewritten sites jump to the ring stub */
+#define HV_RING_IRQ_ON	97	/* u8, the guest's: hv->vif, interrupts on outside handlers */
+#define HV_RING_KICK	98	/* u8: hv->vif, a poke may wait */
+#define HV_RING_TIMER	104	/* hv->vif: TSC of the timer's expiry; ~0: none */
 #define HV_RING_SIZE	128
 #define HV_RING_FREE	0
 #define HV_RING_POSTED	1	/* by the guest */

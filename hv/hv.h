@@ -53,12 +53,18 @@ struct hv_ring_slot {
 	uint64_t yielded;	/* the host's: TSC of the vthread's last real sched_yield */
 	uint64_t site;
 	uint8_t direct;
-	char pad[HV_RING_SIZE - 97];
+	uint8_t irq_on;
+	uint8_t kick;
+	uint64_t timer;
+	char pad[HV_RING_SIZE - 112];
 } __attribute__((aligned(64)));
 _Static_assert(__builtin_offsetof(struct hv_ring_slot, args) == HV_RING_ARG0, "ring slot");
 _Static_assert(__builtin_offsetof(struct hv_ring_slot, deadline) == HV_RING_DEADLINE, "ring slot");
 _Static_assert(__builtin_offsetof(struct hv_ring_slot, site) == HV_RING_SITE, "ring slot");
 _Static_assert(__builtin_offsetof(struct hv_ring_slot, direct) == HV_RING_DIRECT, "ring slot");
+_Static_assert(__builtin_offsetof(struct hv_ring_slot, irq_on) == HV_RING_IRQ_ON, "ring slot");
+_Static_assert(__builtin_offsetof(struct hv_ring_slot, kick) == HV_RING_KICK, "ring slot");
+_Static_assert(__builtin_offsetof(struct hv_ring_slot, timer) == HV_RING_TIMER, "ring slot");
 _Static_assert(sizeof(struct hv_ring_slot) == HV_RING_SIZE, "ring slot");
 
 /* Per vCPU, in its area: where the #PF stub may hand a fault to the guest. */
@@ -179,6 +185,9 @@ struct hv {
 	bool huge_1g;			/* 1 GiB guest pages work */
 	bool guest_xsave;		/* guests may execute XSAVE */
 	bool irqchip;			/* in-kernel local APICs: interrupts (apic.c) */
+	bool vif;			/* the guest's IF is a byte of its vCPU area
+					 * (kvm_pvm), not RFLAGS.IF (apic.c) */
+	uint64_t tsc_khz;		/* where vif: KVM_GET_TSC_KHZ */
 	bool guest_ipi;			/* guests may write the ICR (hv_guest_poke) */
 	bool readonly_mem;		/* KVM_CAP_READONLY_MEM: read-only memslots */
 	bool sync_regs;			/* KVM_CAP_SYNC_REGS: kvm_run holds the guest's
@@ -216,6 +225,7 @@ struct hv_backend {
 	uint64_t pte_user;	/* U bit for every guest paging entry (0 or 1 << 2) */
 	bool ring0;		/* guest CPL0 is hardware CPL0 (not deprivileged) */
 	bool irqs;		/* interrupts through KVM's local APIC (apic.c) */
+	bool vif;		/* ... held by the area's IF byte (hv->vif) */
 	/* Returns 1 if this backend serves the VM whose first vCPU is given. */
 	int (*detect)(struct hv *hv, struct hv_vcpu *vc);
 	int (*vcpu_setup)(struct hv_vcpu *vc, const struct hv_layout *lay);
@@ -288,22 +298,23 @@ int hv_vcpu_poke(struct hv_vcpu *vc);		/* from the host: the poke vector */
 /* In the guest: the poke vector to vCPU id; the vCPU's own timer, in ns from
  * now (0 stops it; at most HV_TIMER_MAX, a longer wait needs another). */
 void hv_guest_poke(int id);
-void hv_guest_timer(uint64_t ns);
+void hv_guest_timer(struct hv_vcpu *vc, uint64_t ns);
 #define HV_TIMER_MAX	0xffffffffull
 
-/* In the guest: interrupts off, and back as they were (RFLAGS.IF). */
-static inline unsigned long hv_guest_irq_save(void)
-{
-	unsigned long f;
-
-	__asm__ volatile("pushfq; popq %0; cli" : "=r"(f) : : "memory");
-	return f;
-}
-
-static inline void hv_guest_irq_restore(unsigned long f)
-{
-	__asm__ volatile("pushq %0; popfq" : : "r"(f) : "memory", "cc");
-}
+/*
+ * In the guest: interrupts off; on, and what waited meanwhile delivered; off,
+ * saying whether they were on. Where hv->vif, a poke sent to it must mark its
+ * slot first (hv_vcpu_poke_mark).
+ */
+void hv_guest_irq_off(struct hv_vcpu *vc);
+void hv_guest_irq_on(struct hv_vcpu *vc);
+bool hv_guest_irq_save(struct hv_vcpu *vc);
+void hv_vcpu_poke_mark(struct hv_vcpu *vc);
+/* In the guest, around an interrupt's handler (source) or a fault's (0): where
+ * hv->vif, a `syscall` there leaves interrupts off, and after, as the frame's
+ * RFLAGS say. */
+void hv_guest_handler_enter(struct hv_vcpu *vc, int source);
+void hv_guest_handler_leave(struct hv_vcpu *vc, uint64_t rflags);
 
 /* x86.c: architectural guest state common to all backends */
 void hv_idt_fill(void *idt);

@@ -126,6 +126,12 @@ int hv_open(struct hv *hv, const char *dev, struct hv_vcpu *first, char *why, si
 			goto err;
 		}
 	}
+	if (hv->be->vif && hv->irqchip) {
+		int khz = ioctl(first->fd, KVM_GET_TSC_KHZ, 0);
+
+		hv->vif = true;
+		hv->tsc_khz = khz > 0 ? khz : 0;	/* 0: every armed timer looks due */
+	}
 	if (hv->be != &hv_backend_pvm) {
 		const struct kvm_cpuid_entry2 *ext = hv_cpuid_leaf(hv, 0x80000001, 0);
 
@@ -157,7 +163,7 @@ int hv_open_sibling(struct hv *hv, const struct hv *parent)
 
 	*hv = *parent;
 	hv->kvm_fd = -1;	/* the parent's */
-	hv->irqchip = hv->guest_ipi = false;
+	hv->irqchip = hv->guest_ipi = hv->vif = false;
 	hv->cpuid = malloc(cpuid);
 	if (!hv->cpuid)
 		return -ENOMEM;
@@ -237,6 +243,22 @@ void hv_vcpu_destroy(struct hv_vcpu *vc)
 	vc->lapic = NULL;
 }
 
+/*
+ * Where hv->vif the registers' IF is the guest's IF byte (hv/apic.c), both
+ * ways. `syscall` turns that byte off and keeps nothing of it, not even in
+ * R11: in a syscall stub, R11's IF is the slot's irq_on, which the guest keeps
+ * as the byte outside `syscall`, so that sysret's emulation gives it back.
+ */
+static void vif_get(struct hv_vcpu *vc, hv_regs *r, bool in_stub)
+{
+	if (!vc->hv->vif)
+		return;
+	r->rflags &= ~RFLAGS_IF;
+	r->rflags |= *((volatile uint8_t *)vc->area + HV_AREA_PVM) ? RFLAGS_IF : 0;
+	if (in_stub || hv_stub_at(r->rip) == HV_STUB_SYSCALL || hv_stub_at(r->rip) == HV_STUB_RING)
+		r->r11 = (r->r11 & ~RFLAGS_IF) | (hv_vcpu_ring(vc)->irq_on ? RFLAGS_IF : 0);
+}
+
 /* With KVM_CAP_SYNC_REGS, registers set go into kvm_run for the next KVM_RUN
  * to load, which saves a vCPU ioctl (microseconds on kvm_pvm); until then
  * they are what a read gives. */
@@ -246,11 +268,16 @@ int hv_vcpu_get_regs(struct hv_vcpu *vc, hv_regs *r)
 		*r = vc->run->s.regs.regs;
 		return 0;
 	}
-	return ioctl(vc->fd, KVM_GET_REGS, r) < 0 ? -errno : 0;
+	if (ioctl(vc->fd, KVM_GET_REGS, r) < 0)
+		return -errno;
+	vif_get(vc, r, false);
+	return 0;
 }
 
 int hv_vcpu_set_regs(struct hv_vcpu *vc, const hv_regs *r)
 {
+	if (vc->hv->vif)
+		*((volatile uint8_t *)vc->area + HV_AREA_PVM) = !!(r->rflags & RFLAGS_IF);
 	if (vc->hv->sync_regs) {
 		vc->run->s.regs.regs = *r;
 		vc->run->kvm_dirty_regs |= KVM_SYNC_X86_REGS;
@@ -411,6 +438,7 @@ static int exit_regs(struct hv_vcpu *vc, hv_regs *r)
 	if (!vc->hv->sync_regs)
 		return hv_vcpu_get_regs(vc, r);
 	*r = vc->run->s.regs.regs;
+	vif_get(vc, r, false);
 	return 0;
 }
 
@@ -435,6 +463,8 @@ int hv_vcpu_run(struct hv_vcpu *vc, struct hv_exit *ex)
 		if (exit_regs(vc, &ex->regs) < 0)
 			return -errno;
 		ex->kind = io_exit(vc, ex);
+		if (ex->kind == HV_EXIT_SYSCALL || ex->kind == HV_EXIT_RING)
+			vif_get(vc, &ex->regs, true);	/* past the stub's `out` */
 		return 0;
 	case KVM_EXIT_INTR:
 		ex->kind = HV_EXIT_SIGNAL;

@@ -3,7 +3,8 @@
  * kvm_pvm as found on our development machines (shared/docs/PLATFORM.md): guest
  * supervisor code runs at hardware CPL3 on shadow page tables. Native execution
  * needs the control MSR pointed at a shared page with flag 0x400, and U=1 in
- * every paging entry; exceptions arrive through the ordinary IDT.
+ * every paging entry; exceptions arrive through the ordinary IDT. KVM's local
+ * APIC works as on kvm_intel, but for the guest's IF (hv/apic.c).
  */
 #include "hv.h"
 #include "x86.h"
@@ -25,6 +26,12 @@ static int pvm_vcpu_setup(struct hv_vcpu *vc, const struct hv_layout *lay)
 {
 	/* XSAVE is not emulated: the guest runs with the host's XCR0 (PLATFORM.md 2). */
 	vc->hv->guest_xsave = true;
+	if (vc->hv->irqchip) {
+		int r = hv_vcpu_irq_setup(vc);
+
+		if (r < 0)
+			return r;
+	}
 	/* Refused (silently, by KVM) when the page has no memslot. */
 	return hv_set_msr(vc, MSR_PVM_CONTROL, (lay->area_gpa + HV_AREA_PVM) | PVM_NATIVE);
 }
@@ -34,4 +41,6 @@ const struct hv_backend hv_backend_pvm = {
 	.pte_user = 1ull << 2,
 	.detect = pvm_detect,
 	.vcpu_setup = pvm_vcpu_setup,
+	.irqs = true,
+	.vif = true,
 };

@@ -335,6 +335,8 @@ int hv_vcpu_start(struct hv_vcpu *vc, void *(*fn)(void *), void *arg,
 	int r = 0;
 
 	*sp = (uintptr_t)hv_guest_return;	/* fn's return address; RSP + 8 is 16-aligned */
+	hv_vcpu_ring(vc)->irq_on = hv_vcpu_ring(vc)->kick = 0;	/* hv->vif: off until rt_irq_begin */
+	hv_vcpu_ring(vc)->timer = ~0ull;
 	if (vc->gs_moved)
 		r = hv_vcpu_set_gs_base(vc, (uintptr_t)hv_vcpu_ring(vc));
 	if (!r && vc->pkru_offset)

@@ -37,6 +37,7 @@
 
 /* The local APIC in x2APIC mode (hv/apic.c). */
 #define MSR_IA32_APICBASE	0x1b
+#define MSR_X2APIC_TPR		0x808
 #define MSR_X2APIC_EOI		0x80b
 #define MSR_X2APIC_SVR		0x80f
 #define MSR_X2APIC_ICR		0x830

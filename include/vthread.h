@@ -17,8 +17,8 @@
 /* The version of this header; vthread_version() gives the library's. */
 #define VTHREAD_VERSION_MAJOR 0
 #define VTHREAD_VERSION_MINOR 7
-#define VTHREAD_VERSION_PATCH 2
-#define VTHREAD_VERSION "0.7.2"
+#define VTHREAD_VERSION_PATCH 3
+#define VTHREAD_VERSION "0.7.3"
 /* True when this header is version major.minor.patch or later. */
 #define VTHREAD_CHECK_VERSION(major, minor, patch)				\
 	(VTHREAD_VERSION_MAJOR > (major) ||					\
@@ -219,7 +219,7 @@ const char *vthread_backend_error(void);
  * What the backend gives vthreads, for code that wants more than the pthread
  * model: a mask of VTHREAD_FEAT_*, 0 when there is no usable KVM. kvm-svm and
  * kvm-vmx have all but the third, which they have where the CPU has 1 GiB pages;
- * kvm-pvm has none (README, "Backends").
+ * kvm-pvm has the last two (README, "Backends").
  */
 enum {
 	/* Guest supervisor code runs at hardware CPL0: privileged instructions
@@ -229,7 +229,7 @@ enum {
 	VTHREAD_FEAT_SUPERVISOR_PAGES = 1 << 1,
 	/* The address-space mirror maps 1 GiB at a time where it can. */
 	VTHREAD_FEAT_HUGE_1G = 1 << 2,
-	/* Interrupts: vthread_poke, vthread_timer (kvm-svm, kvm-vmx). */
+	/* Interrupts: vthread_poke, vthread_timer (every backend, since 0.7.3). */
 	VTHREAD_FEAT_INTERRUPTS = 1 << 3,
 	/* A vthread pokes another with a write to its local APIC, without an exit;
 	 * else through a host call. Missing only on kvm_amd without NRIP save

@@ -33,8 +33,12 @@ __attribute__((no_sanitize("address"))) void rt_guest_fault(struct hv_fault_rec 
 			.ip = f->frame.rip,
 			.access = access,
 		};
+		int r;
 
-		if (vt->fault_fn(&vf, vt->fault_ctx) == VTHREAD_FAULT_RETRY) {
+		hv_guest_handler_enter(vt->vcpu, 0);
+		r = vt->fault_fn(&vf, vt->fault_ctx);
+		hv_guest_handler_leave(vt->vcpu, f->frame.rflags);
+		if (r == VTHREAD_FAULT_RETRY) {
 			rt_count(&vt->counts.guest_faults);
 			f->frame_at = 0;
 			return;

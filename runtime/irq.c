@@ -45,16 +45,23 @@ static bool timer_due(struct vthread *vt)
 	if (!vt->timer_next)
 		return false;	/* disarmed since it was armed */
 	if (now < vt->timer_next) {
-		hv_guest_timer(vt->timer_next - now);	/* a wait longer than one arming */
+		hv_guest_timer(vt->vcpu, vt->timer_next - now);	/* a wait longer than one arming */
 		return false;
 	}
 	if (p) {
 		vt->timer_next += ((now - vt->timer_next) / p + 1) * p;	/* missed ones coalesce */
-		hv_guest_timer(vt->timer_next - now);
+		hv_guest_timer(vt->vcpu, vt->timer_next - now);
 	} else {
 		vt->timer_next = 0;
 	}
 	return true;
+}
+
+/* In guest_main: where hv->vif, interrupts come on only now (hv/apic.c). */
+void rt_irq_begin(struct vthread *vt)
+{
+	if (vt->irq_fn && rt.hv.vif)
+		hv_guest_irq_on(vt->vcpu);
 }
 
 /* Not instrumented, as rt_guest_fault: the record sits below any frame ASan knows. */
@@ -67,16 +74,20 @@ __attribute__((no_sanitize("address"))) void rt_guest_irq(struct hv_irq_rec *q)
 		q->cfg->held = 0;
 		hv_guest_null_exit();
 	}
-	if (!vt || !vt->irq_fn || (q->source == HV_IRQ_TIMER && !timer_due(vt))) {
+	if (!vt || !vt->irq_fn) {
 		errno = e;
 		return;
 	}
-	rt_count(&vt->counts.irqs);
-	vt->in_irq = true;
-	vt->irq_fn((int)q->source, vt->irq_ctx);
-	vt->in_irq = false;
+	hv_guest_handler_enter(vt->vcpu, (int)q->source);	/* before timer_due arms again */
+	if (q->source != HV_IRQ_TIMER || timer_due(vt)) {
+		rt_count(&vt->counts.irqs);
+		vt->in_irq = true;
+		vt->irq_fn((int)q->source, vt->irq_ctx);
+		vt->in_irq = false;
+	}
 	if (vt->irq_depth)	/* the handler held them back: they stay held */
 		q->rflags &= ~RFLAGS_IF;
+	hv_guest_handler_leave(vt->vcpu, q->rflags);
 	errno = e;
 }
 
@@ -94,17 +105,21 @@ RT_API int vthread_poke(vthread_t vt)
 	if (!vt)
 		return ESRCH;
 	__atomic_fetch_add(&vt->pokers, 1, __ATOMIC_SEQ_CST);
-	if (!__atomic_load_n(&vt->irq_live, __ATOMIC_SEQ_CST))
+	if (!__atomic_load_n(&vt->irq_live, __ATOMIC_SEQ_CST)) {
 		r = ESRCH;
-	else if (!vt->irq_fn)
-		r = 0;		/* it ignores them */
-	else if (!rt_in_guest())
+		goto out;
+	}
+	if (!vt->irq_fn)
+		goto out;	/* it ignores them */
+	hv_vcpu_poke_mark(vt->vcpu);	/* before it may arrive */
+	if (!rt_in_guest())
 		r = -hv_vcpu_poke(vt->vcpu);
 	else if (rt.hv.guest_ipi)
 		hv_guest_poke(vt->vcpu->id);
 	else if (!(r = vthread_hostcall_long(&e, (void (*)(void))poke_on_host, 1,
 					     (long[]){ (long)vt->vcpu })))
 		r = -e;
+out:
 	__atomic_fetch_sub(&vt->pokers, 1, __ATOMIC_SEQ_CST);
 	return r;
 }
@@ -112,7 +127,7 @@ RT_API int vthread_poke(vthread_t vt)
 RT_API int vthread_timer(uint64_t first_ns, uint64_t period_ns)
 {
 	struct vthread *vt = rt_current;
-	unsigned long f;
+	bool on;
 
 	if (!rt_in_guest())
 		return EPERM;
@@ -122,11 +137,12 @@ RT_API int vthread_timer(uint64_t first_ns, uint64_t period_ns)
 		return ENOTSUP;
 	if (!vt->irq_fn)
 		return 0;	/* ignored: nothing would run */
-	f = hv_guest_irq_save();
+	on = hv_guest_irq_save(vt->vcpu);
 	vt->timer_period = period_ns;
 	vt->timer_next = first_ns ? rt_now_ns() + first_ns : 0;
-	hv_guest_timer(first_ns);
-	hv_guest_irq_restore(f);
+	hv_guest_timer(vt->vcpu, first_ns);
+	if (on)
+		hv_guest_irq_on(vt->vcpu);
 	return 0;
 }
 
@@ -135,7 +151,7 @@ RT_API int vthread_irq_disable(void)
 	if (!rt_in_guest())
 		return EPERM;
 	if (rt.hv.irqchip)
-		__asm__ volatile("cli" : : : "memory");
+		hv_guest_irq_off(rt_current->vcpu);
 	rt_current->irq_depth++;
 	return 0;
 }
@@ -149,6 +165,6 @@ RT_API int vthread_irq_enable(void)
 	if (!vt->irq_depth)
 		return EINVAL;
 	if (!--vt->irq_depth && !vt->in_irq && rt.hv.irqchip)
-		__asm__ volatile("sti; nop" : : : "memory");	/* what waited runs after the nop */
+		hv_guest_irq_on(vt->vcpu);
 	return 0;
 }

@@ -219,6 +219,7 @@ int rt_tlb_flush_all(void);
  * thread, after its last exit: no poke is in flight when it returns) */
 void rt_irq_start(struct vthread *vt, const struct rt_attr *a);
 void rt_irq_end(struct vthread *vt);
+void rt_irq_begin(struct vthread *vt);	/* in the guest, at its start */
 
 /* env.c: VTHREAD_SYSCALLS, as VTHREAD_SYSCALL_*; rt_env_flag in rt_shim.h */
 int rt_env_syscalls(int *mode, char *why, size_t n);

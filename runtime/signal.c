@@ -22,8 +22,11 @@
 #define UNBLOCKABLE	(BIT(SIGKILL) | BIT(SIGSTOP))
 /* Ignored by default (man 7 signal); the rest terminate or stop. */
 #define DEFAULT_IGNORED	(BIT(SIGCHLD) | BIT(SIGURG) | BIT(SIGWINCH) | BIT(SIGCONT))
-/* The flags a handler may change through its ucontext, as the kernel allows. */
+/* The flags a handler may change through its ucontext, as the kernel allows;
+ * and IF, the interrupted code's (irq.c): rt_sigreturn's own `syscall` turned
+ * it off. */
 #define USER_RFLAGS	0x50dd5ull
+#define RFLAGS_IF	0x200ull
 #define RFLAGS_TF_DF	0x500ull
 
 struct sigframe {
@@ -164,7 +167,7 @@ static void load_gregs(hv_regs *r, const greg_t *g)
 	r->rcx = g[REG_RCX];
 	r->rsp = g[REG_RSP];
 	r->rip = g[REG_RIP];
-	r->rflags = (r->rflags & ~USER_RFLAGS) | (g[REG_EFL] & USER_RFLAGS);
+	r->rflags = (r->rflags & ~(USER_RFLAGS | RFLAGS_IF)) | (g[REG_EFL] & (USER_RFLAGS | RFLAGS_IF));
 }
 
 int rt_signal_deliver(struct vthread *vt, siginfo_t *si, hv_regs *r, uint64_t saved_mask,

@@ -143,6 +143,7 @@ __attribute__((no_sanitize("address"))) static void *guest_main(void *p)
 		hv_guest_end(NULL);
 	}
 	__pthread_register_cancel(&buf);
+	rt_irq_begin(vt);
 	if (vt->started) {
 		__atomic_store_n(vt->started, 1, __ATOMIC_RELEASE);
 		rt_syscall6(SYS_futex, (long)vt->started, FUTEX_WAKE_PRIVATE, 1, 0, 0, 0);

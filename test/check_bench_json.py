@@ -18,9 +18,6 @@ ROWS = ["syscall", "syscall-ring", "syscall-ring-trap", "yield-ring", "trap-floo
         "appel2", "ping-pong", "mutex", "pipe-write", "pipe-write-ring",
         "poke", "timer", "timer-p99", "hostcall", "vthread-call",
         "sandbox-call-fork", "sandbox-call-pipe", "reset-1", "reset-16", "reset-256"]
-# Left out where the backend has no interrupts.
-IRQ_ROWS = ["poke", "timer", "timer-p99"]
-
 # Under QEMU (test/lanes/kvm-or-lane) the whole quick run takes over 5 minutes:
 # the rows the SVM lane runs anyway.
 LANE_ROWS = ["syscall", "syscall-ring", "exit-floor", "create-join", "pipe-write", "hostcall",
@@ -99,11 +96,7 @@ assert ("vthread-bench: warning: a noisy run" in p.stderr) == noisy["verdict"], 
 # create-join measures parked threads (under ASan none parks, and the bench says so).
 assert "create-join: no vthread on a parked thread" not in p.stderr, p.stderr
 names = [r["name"] for r in data["rows"]]
-if data["backend"] == "kvm-pvm":
-    ROWS = [r for r in ROWS if r not in IRQ_ROWS]
-    for r in IRQ_ROWS:
-        assert r + ": left out, kvm-pvm has no interrupts" in p.stdout, p.stdout
-assert names == ROWS, names
+assert names == ROWS, names  # every backend has interrupts since 0.7.3
 for r in data["rows"]:
     raw = {}
     for kind in ("native", "vthread"):

@@ -444,6 +444,18 @@ static void usr1_counts(int sig)
 	sig_irqs->signals++;
 }
 
+/* A spinner with interrupt handler h, running, whose SIGUSR1 runs sig. */
+static vthread_t spinning(struct irqs *q, void (*sig)(int), vthread_irq_fn h)
+{
+	vthread_t vt;
+
+	sig_irqs = q;
+	signal(SIGUSR1, sig);
+	vt = start(spinner, q, h);
+	ck_assert(wait_for(&q->running, 1));
+	return vt;
+}
+
 START_TEST(test_signal_handlers_and_interrupt_handlers_interrupt_each_other)
 {
 	struct irqs q = { 0 };
@@ -451,10 +463,7 @@ START_TEST(test_signal_handlers_and_interrupt_handlers_interrupt_each_other)
 
 	if (!irqs_offered())
 		return;
-	sig_irqs = &q;
-	signal(SIGUSR1, usr1_waits_for_a_poke);
-	vt = start(spinner, &q, count);
-	ck_assert(wait_for(&q.running, 1));
+	vt = spinning(&q, usr1_waits_for_a_poke, count);
 	ck_assert_int_eq(pthread_kill(vthread_pthread(vt), SIGUSR1), 0);
 	ck_assert(wait_for(&q.in_handler, 1));
 	ck_assert_int_eq(vthread_poke(vt), 0);
@@ -463,15 +472,177 @@ START_TEST(test_signal_handlers_and_interrupt_handlers_interrupt_each_other)
 	ck_assert_int_eq(join(vt), 0);
 
 	memset(&q, 0, sizeof(q));
-	signal(SIGUSR1, usr1_counts);
-	vt = start(spinner, &q, poke_waits_for_a_signal);
-	ck_assert(wait_for(&q.running, 1));
+	vt = spinning(&q, usr1_counts, poke_waits_for_a_signal);
 	ck_assert_int_eq(vthread_poke(vt), 0);
 	ck_assert(wait_for(&q.in_handler, 2));
 	ck_assert_int_eq(pthread_kill(vthread_pthread(vt), SIGUSR1), 0);
 	ck_assert(wait_for(&q.pokes, 1));	/* the signal ran inside the poke handler */
 	q.stop = 1;
 	ck_assert_int_eq(join(vt), 0);
+}
+END_TEST
+
+/*
+ * System calls in a loop, with a 1 ms timer (10 ms under an emulator, where an
+ * exit can take a millisecond), for 100 ms: ticks keep their
+ * period, and pokes reach it, whichever way its calls go. On kvm_pvm `syscall`
+ * turns the guest's interrupts off and keeps no trace of them (hv/apic.c):
+ * each way back must turn them on again, and deliver what came meanwhile.
+ */
+#define CALLER_PERIOD	(getenv("VTHREAD_LANE") ? 10000000 : 1000000)	/* an exit there: ~1 ms */
+
+static void *caller(void *p)
+{
+	struct irqs *q = p;
+	long long end;
+	long n;
+
+	if (vthread_timer(CALLER_PERIOD, CALLER_PERIOD))
+		return (void *)-1;
+	q->running = 1;
+	end = now_ns() + 100000000;
+	while (now_ns() < end)
+		getppid();
+	n = q->timers;
+	if (vthread_timer(0, 0))
+		return (void *)-2;
+	while (!q->stop)
+		getppid();
+	return (void *)n;
+}
+
+static void calls_take_interrupts(int mode)
+{
+	struct irqs q = { 0 };
+	vthread_attr_t a;
+	vthread_t vt;
+	intptr_t n, want;
+
+	ck_assert_int_eq(vthread_attr_init(&a), 0);
+	ck_assert_int_eq(vthread_attr_setirqhandler(&a, count, &q), 0);
+	ck_assert_int_eq(vthread_attr_setsyscallmode(&a, mode), 0);
+	ck_assert_int_eq(vthread_create(&vt, &a, caller, &q), 0);
+	vthread_attr_destroy(&a);
+	ck_assert(wait_for(&q.running, 1));
+	ck_assert(lockstep(&q, vt, scaled(200), wait_for));
+	q.stop = 1;
+	n = join(vt);
+	/* Never more ticks than periods; fewer where calls outlast a period on a
+	 * busy machine (a ring server without a CPU), and they coalesce. Ticks
+	 * only at the host's next tick or at exits, as when the way back from a
+	 * call left interrupts off, made 7-28. */
+	want = 100000000 / CALLER_PERIOD;
+	ck_assert_msg(n >= want * 4 / 10 && n <= want * 11 / 10,
+		      "%ld ticks of a %d ns timer in 100 ms of system calls (mode %d)", (long)n,
+		      CALLER_PERIOD, mode);
+}
+
+START_TEST(test_a_vthread_making_system_calls_takes_its_pokes_and_ticks)
+{
+	if (!irqs_offered())
+		return;
+	calls_take_interrupts(VTHREAD_SYSCALL_EXIT);
+	calls_take_interrupts(VTHREAD_SYSCALL_RING);
+}
+END_TEST
+
+/* Interrupts held back stay held through system calls, and come at the enable. */
+static void *held_calls(void *p)
+{
+	struct irqs *q = p;
+
+	if (vthread_irq_disable())
+		return (void *)1;
+	q->running = 1;
+	if (!spin_for(&q->seq, 1))	/* the host poked */
+		return (void *)2;
+	for (int i = 0; i < 100; i++)
+		getppid();
+	spin_ns(10000000);
+	if (q->pokes)
+		return (void *)3;
+	if (vthread_irq_enable())
+		return (void *)4;
+	return q->pokes == 1 ? NULL : (void *)5;	/* run before the call returned */
+}
+
+START_TEST(test_system_calls_keep_held_interrupts_held)
+{
+	int modes[] = { VTHREAD_SYSCALL_EXIT, VTHREAD_SYSCALL_RING };
+
+	if (!irqs_offered())
+		return;
+	for (int i = 0; i < 2; i++) {
+		struct irqs q = { 0 };
+		vthread_attr_t a;
+		vthread_t vt;
+
+		ck_assert_int_eq(vthread_attr_init(&a), 0);
+		ck_assert_int_eq(vthread_attr_setirqhandler(&a, count, &q), 0);
+		ck_assert_int_eq(vthread_attr_setsyscallmode(&a, modes[i]), 0);
+		ck_assert_int_eq(vthread_create(&vt, &a, held_calls, &q), 0);
+		vthread_attr_destroy(&a);
+		ck_assert(wait_for(&q.running, 1));
+		ck_assert_int_eq(vthread_poke(vt), 0);
+		q.seq = 1;
+		ck_assert_int_eq(join(vt), 0);
+	}
+}
+END_TEST
+
+/* A vthread pokes another: in lockstep, then back to back, the last never lost. */
+struct pair {
+	struct irqs *q;
+	vthread_t target;
+};
+
+UNINSTRUMENTED static void *vthread_poker(void *p)
+{
+	struct pair *pr = p;
+
+	if (!lockstep(pr->q, pr->target, scaled(1000), spin_for))
+		return (void *)1;
+	for (long i = 1; i <= scaled(10000); i++) {
+		pr->q->seq = 100000 + i;
+		if (vthread_poke(pr->target))
+			return (void *)2;
+	}
+	return spin_for(&pr->q->seen, 100000 + scaled(10000)) ? NULL : (void *)3;
+}
+
+START_TEST(test_pokes_from_another_vthread_each_run_the_handler_and_the_last_is_never_lost)
+{
+	struct irqs q = { 0 };
+	struct pair pr = { &q, NULL };
+
+	if (!irqs_offered())
+		return;
+	pr.target = start(spinner, &q, count);
+	ck_assert(wait_for(&q.running, 1));
+	ck_assert_int_eq(run_vthread(vthread_poker, &pr), 0);
+	ck_assert_int_ge(q.pokes, scaled(1000) + 1);
+	q.stop = 1;
+	ck_assert_int_eq(join(pr.target), 0);
+}
+END_TEST
+
+/* A signal handler's return gives back the interrupts the code it interrupted had. */
+START_TEST(test_pokes_reach_a_vthread_whose_signal_handler_returned)
+{
+	struct irqs q = { 0 };
+	vthread_t vt;
+
+	if (!irqs_offered())
+		return;
+	vt = spinning(&q, usr1_counts, count);
+	for (long i = 1; i <= 3; i++) {
+		ck_assert_int_eq(pthread_kill(vthread_pthread(vt), SIGUSR1), 0);
+		ck_assert(wait_for(&q.signals, i));
+		ck_assert(lockstep(&q, vt, 10, wait_for));
+	}
+	q.stop = 1;
+	ck_assert_int_eq(join(vt), 0);
+	signal(SIGUSR1, SIG_DFL);
 }
 END_TEST
 
@@ -585,6 +756,9 @@ int main(void)
 	tcase_add_test(tc, test_disabled_interrupts_wait_and_run_at_the_last_enable);
 	tcase_add_test(tc, test_a_vthread_blocked_in_a_system_call_takes_its_poke_when_the_call_returns);
 	tcase_add_test(tc, test_a_poke_to_an_ended_vthread_is_esrch);
+	tcase_add_test(tc, test_a_vthread_making_system_calls_takes_its_pokes_and_ticks);
+	tcase_add_test(tc, test_system_calls_keep_held_interrupts_held);
+	tcase_add_test(tc, test_pokes_reach_a_vthread_whose_signal_handler_returned);
 	tcase_add_test(tc, test_bad_arguments_get_the_errors_the_header_names);
 	suite_add_tcase(s, tc);
 	/* Tens of thousands of interrupts: as CI's "volume" cases, the plain build
@@ -594,6 +768,7 @@ int main(void)
 	tcase_add_test(more, test_ten_thousand_host_pokes_each_run_the_handler_and_the_last_is_never_lost);
 	tcase_add_test(more, test_registers_flags_errno_and_vector_state_survive_100000_interrupts);
 	tcase_add_test(more, test_signal_handlers_and_interrupt_handlers_interrupt_each_other);
+	tcase_add_test(more, test_pokes_from_another_vthread_each_run_the_handler_and_the_last_is_never_lost);
 	suite_add_tcase(s, more);
 	return run_suite(s);
 }

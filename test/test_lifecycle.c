@@ -531,7 +531,7 @@ START_TEST(test_backend_features_match_what_the_guest_sees)
 	ck_assert_int_eq(vthread_join(vt, &cs), 0);
 	ck_assert_int_eq(((uintptr_t)cs & 3) == 0, (f & VTHREAD_FEAT_RING0) != 0);
 	if (strcmp(vthread_backend(), "kvm-pvm") == 0) {
-		ck_assert_uint_eq(f, 0);
+		ck_assert_uint_eq(f, VTHREAD_FEAT_INTERRUPTS | VTHREAD_FEAT_GUEST_IPI);
 	} else {
 		ck_assert_uint_eq(f & std, std);
 		/* 1 GiB pages exactly when the host CPU has them (pdpe1gb) */
