@@ -1055,20 +1055,40 @@ static double s_pipe_ring(enum kind k)
 	return pipe_mode(k, VTHREAD_SYSCALL_RING);
 }
 
-/* A spinning thread of the kind, poked by a host pthread. */
-static double s_poke(enum kind k)
+/* The poker of poke-vv: a thread of the kind. */
+static void body_poker(struct job *j)
+{
+	j->ns = poke_rounds(j->n);
+}
+
+/* A spinning thread of the kind, poked by a host pthread, or (same) by another
+ * thread of the kind. */
+static double poke_sample(enum kind k, bool same)
 {
 	struct job spin = { .fn = body_spin, .irq = irq_note };
-	double ns;
+	struct job poker = { .fn = body_poker, .n = ops(2000) };
 
 	irq_stop = 0;
 	start(k, &spin, &poked_pt, &poked_vt);
 	if (k == PTHREAD)
 		poked_vt = NULL;
-	ns = poke_rounds(ops(2000));
+	if (same)
+		run_in(k, &poker);
+	else
+		body_poker(&poker);
 	irq_stop = 1;
 	finish(k, poked_pt, poked_vt);
-	return ns;
+	return poker.ns;
+}
+
+static double s_poke(enum kind k)
+{
+	return poke_sample(k, false);
+}
+
+static double s_poke_vv(enum kind k)
+{
+	return poke_sample(k, true);
 }
 
 static int cmp_double(const void *a, const void *b);
@@ -1161,6 +1181,8 @@ static struct row rows[] = {
 	  .sample = s_pipe_ring, .samples = 11 },
 	{ .name = "poke", .what = "host thread pokes a spinning thread, waits for its handler: vthread_poke vs pthread_kill",
 	  .sample = s_poke, .samples = 11 },
+	{ .name = "poke-vv", .what = "the same, poked by a thread of the kind: vthread_poke from a vthread vs pthread_kill from a pthread",
+	  .sample = s_poke_vv, .samples = 11 },
 	{ .name = "timer", .what = "100 us periodic timer in a spinning thread, mean lateness: vthread_timer vs a POSIX timer",
 	  .sample = s_timer, .samples = 11 },
 	{ .name = "timer-p99", .what = "the same timer, 99th percentile of lateness",
@@ -1878,7 +1900,7 @@ int main(int argc, char **argv)
 		abort();
 	for (size_t i = 0; i < NROWS; i++)
 		if (rows[i].wanted && !(vthread_backend_features() & VTHREAD_FEAT_INTERRUPTS) &&
-		    (rows[i].sample == s_poke || rows[i].sample == s_timer ||
+		    (rows[i].sample == s_poke || rows[i].sample == s_poke_vv || rows[i].sample == s_timer ||
 		     rows[i].sample == s_timer_p99)) {
 			printf("%s: left out, %s has no interrupts in this version\n", rows[i].name,
 			       vthread_backend());

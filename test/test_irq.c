@@ -386,33 +386,77 @@ UNINSTRUMENTED static void *checker(void *p)
 	return NULL;
 }
 
-/* Host pokes until the handler ran `want` times. */
-static void stress(long want)
+static struct irqs *stressed;	/* for the signal handler */
+static vthread_t stressed_vt;
+
+/* Clobbers registers; errno it keeps, as a signal handler must (the kernel
+ * does not, and nor does the runtime). */
+static void usr1_clobbers(int sig)
+{
+	int e = errno;
+
+	(void)sig;
+	stressed->signals++;
+	clobber();
+	errno = e;
+}
+
+/* SIGUSR1 to the checker's thread, one every 100 µs or so, until it stops. */
+static void *signaller(void *p)
+{
+	(void)p;
+	while (!stressed->stop) {
+		if (pthread_kill(vthread_pthread(stressed_vt), SIGUSR1))
+			return (void *)1;
+		usleep(100);
+	}
+	return NULL;
+}
+
+/* Host pokes until the handler ran `want` times; with signals, a stream of
+ * them meanwhile, whose handler clobbers as the interrupt handler does. */
+static void stress(long want, bool signals)
 {
 	struct irqs q = { 0 };
 	long long end = now_ns() + 4 * WAIT_NS;
-	vthread_t vt;
+	pthread_t sender;
+	void *ret;
 
 	for (int r = 0; r < 16; r++)
 		for (int j = 0; j < 2; j++)
 			pattern[r][j] = 0x0101010101010101ull * (r + 1) ^ (uint64_t)j << 56;
-	vt = start(checker, &q, count);
+	stressed = &q;
+	signal(SIGUSR1, usr1_clobbers);
+	stressed_vt = start(checker, &q, count);
 	ck_assert(wait_for(&q.running, 1));
-	while (q.pokes + q.timers < want && now_ns() < end) {
-		ck_assert_int_eq(vthread_poke(vt), 0);
-		sched_yield();
-	}
+	if (signals)
+		ck_assert_int_eq(pthread_create(&sender, NULL, signaller, NULL), 0);
+	while (q.pokes + q.timers < want && now_ns() < end && !vthread_poke(stressed_vt))
+		sched_yield();	/* ESRCH: it ended, as join says */
 	q.stop = 1;
-	ck_assert_int_eq(join(vt), 0);
+	if (signals) {
+		ck_assert_int_eq(pthread_join(sender, &ret), 0);
+		ck_assert_ptr_null(ret);
+	}
+	ck_assert_int_eq(join(stressed_vt), 0);
+	signal(SIGUSR1, SIG_DFL);
 	ck_assert_msg(q.pokes + q.timers >= want, "%ld pokes and %ld ticks", q.pokes, q.timers);
 	ck_assert_int_gt(q.pokes, 0);
 	ck_assert_int_gt(q.timers, 0);
+	ck_assert(!signals || q.signals > 0);
 }
 
 START_TEST(test_registers_flags_errno_and_vector_state_survive_100000_interrupts)
 {
 	if (irqs_offered())
-		stress(scaled(100000));
+		stress(scaled(100000), false);
+}
+END_TEST
+
+START_TEST(test_state_survives_pokes_ticks_and_a_stream_of_signals_together)
+{
+	if (irqs_offered())
+		stress(scaled(20000), true);
 }
 END_TEST
 
@@ -590,18 +634,24 @@ START_TEST(test_system_calls_keep_held_interrupts_held)
 }
 END_TEST
 
-/* A vthread pokes another: in lockstep, then back to back, the last never lost. */
+/* A vthread pokes another: in lockstep, then back to back, the last never lost;
+ * without an exit where the backend says so (VTHREAD_FEAT_GUEST_IPI). */
 struct pair {
 	struct irqs *q;
 	vthread_t target;
+	unsigned long exits;
 };
 
 UNINSTRUMENTED static void *vthread_poker(void *p)
 {
 	struct pair *pr = p;
 
+	if (!lockstep(pr->q, pr->target, 1, spin_for))	/* the handler's pages, mirrored */
+		return (void *)1;
+	pr->exits = exits();
 	if (!lockstep(pr->q, pr->target, scaled(1000), spin_for))
 		return (void *)1;
+	pr->exits = exits() - pr->exits;
 	for (long i = 1; i <= scaled(10000); i++) {
 		pr->q->seq = 100000 + i;
 		if (vthread_poke(pr->target))
@@ -613,14 +663,16 @@ UNINSTRUMENTED static void *vthread_poker(void *p)
 START_TEST(test_pokes_from_another_vthread_each_run_the_handler_and_the_last_is_never_lost)
 {
 	struct irqs q = { 0 };
-	struct pair pr = { &q, NULL };
+	struct pair pr = { .q = &q };
 
 	if (!irqs_offered())
 		return;
 	pr.target = start(spinner, &q, count);
 	ck_assert(wait_for(&q.running, 1));
 	ck_assert_int_eq(run_vthread(vthread_poker, &pr), 0);
-	ck_assert_int_ge(q.pokes, scaled(1000) + 1);
+	ck_assert_int_ge(q.pokes, scaled(1000) + 2);
+	if (vthread_backend_features() & VTHREAD_FEAT_GUEST_IPI)
+		ck_assert_uint_eq(pr.exits, 0);
 	q.stop = 1;
 	ck_assert_int_eq(join(pr.target), 0);
 }
@@ -767,6 +819,7 @@ int main(void)
 	tcase_set_timeout(more, 180);
 	tcase_add_test(more, test_ten_thousand_host_pokes_each_run_the_handler_and_the_last_is_never_lost);
 	tcase_add_test(more, test_registers_flags_errno_and_vector_state_survive_100000_interrupts);
+	tcase_add_test(more, test_state_survives_pokes_ticks_and_a_stream_of_signals_together);
 	tcase_add_test(more, test_signal_handlers_and_interrupt_handlers_interrupt_each_other);
 	tcase_add_test(more, test_pokes_from_another_vthread_each_run_the_handler_and_the_last_is_never_lost);
 	suite_add_tcase(s, more);
