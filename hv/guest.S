@@ -380,7 +380,9 @@ hv_guest_vectors_end:
 	movl $-1, %edx
 	cmpl $0, hv_guest_xsave(%rip)
 	je 1f
-	.irp o, 520,528,536,544,552,560,568	/* XSAVE leaves the header's rest as it was */
+	/* XSAVE writes only XSTATE_BV's bits of the components it saves, and
+	 * nothing past it: what the stack held there would make XRSTOR fault */
+	.irp o, 512,520,528,536,544,552,560,568
 	movq $0, \o(%rsp)
 	.endr
 	xsave64 (%rsp)

@@ -143,8 +143,9 @@ int vthread_attr_getfaulthandler(const vthread_attr_t *attr, vthread_fault_fn *f
 /*
  * Interrupts. An interrupt handler runs inside the interrupted vthread, in its
  * context (on its stack below the red zone, every register, the flags, the
- * x87/SSE state and errno saved and restored; not yet the upper halves of the
- * AVX registers, which the handler must leave alone), between any two of its
+ * whole vector state (XSAVE: x87, SSE, AVX, AVX-512 where the CPU has them)
+ * and errno saved and restored; before 0.7.3 not the upper halves of the AVX
+ * registers), between any two of its
  * instructions, also while it spins without system calls; returning resumes
  * the interrupted code. It runs with further interrupts held back (they wait,
  * coalesced, until it returns) and must be async-signal-safe, as a signal

@@ -122,14 +122,10 @@ static int init_locked(int mode)
 		fail("cannot set up a vCPU", r);
 		goto err;
 	}
-	/*
-	 * The guest's fault and interrupt paths save the FPU state with FXSAVE: with
-	 * XSAVE (rt.hv.guest_xsave), XRSTOR raised #GP there under ASan in the SVM
-	 * lane, cause not found yet. So the upper halves of the YMM (and ZMM)
-	 * registers are not kept across a handler that changes them.
-	 */
-	hv_guest_xsave = 0;
-	hv_guest_xsave_size = 512;
+	/* The vCPU's setup says whether guests may XSAVE (hv/std.c, hv/pvm.c): the
+	 * guest's fault and interrupt paths keep the whole vector state then. */
+	hv_guest_xsave = rt.hv.guest_xsave && rt.xsave_size > 512;
+	hv_guest_xsave_size = hv_guest_xsave ? rt.xsave_size : 512;
 	r = hv_vcpu_probe_native(first, &ns);
 	if (r < 0) {
 		if (r == -ENOEXEC)

@@ -85,8 +85,10 @@ struct irqs {
 
 static struct irqs *sig_irqs;	/* for the signal handlers */
 
+static bool have_avx2;	/* set by main: the state check takes whole YMM registers */
+
 /* Clobbers what the interrupted code must get back: errno, every caller-saved
- * register, the vector registers. */
+ * register, the vector registers (whole, where AVX2 is). */
 static void clobber(void)
 {
 	errno = 12345;
@@ -96,6 +98,9 @@ static void clobber(void)
 			 "pxor %%xmm0, %%xmm0; pxor %%xmm7, %%xmm7; pxor %%xmm15, %%xmm15"
 			 : : : "rax", "rcx", "rdx", "rsi", "rdi", "r8", "r9", "r10", "r11",
 			   "xmm0", "xmm7", "xmm15", "cc");
+	if (have_avx2)
+		__asm__ volatile("vpcmpeqd %%ymm1, %%ymm1, %%ymm1; vpcmpeqd %%ymm14, %%ymm14, %%ymm14;"
+				 "vzeroupper" : : : "xmm1", "xmm14");
 }
 
 static void count(int source, void *ctx)
@@ -327,43 +332,61 @@ END_TEST
 
 /*
  * Checks its own registers and flags without a break: every general register
- * but RAX and RCX (scratch and count) holds a pattern, CF is set, and so do
- * XMM0-XMM14 (XMM15 is scratch). The upper halves of the AVX registers are not
- * kept yet (runtime/init.c), so they are not checked. n rounds: 0 when all
- * held, else the rounds left at the first that did not.
+ * but RAX and RCX (scratch and count) holds a pattern, CF is set, and so do the
+ * vector registers (the full YMM registers where AVX2 is) but the scratch one.
+ * n rounds: 0 when all held, else the rounds left at the first that did not.
  */
-static uint64_t pattern[16][2] __attribute__((aligned(16)));
+static uint64_t pattern[16][4] __attribute__((aligned(32)));
 
-UNINSTRUMENTED static long check_rounds(long n)
+UNINSTRUMENTED static long check_rounds(long n, bool avx2)
 {
 #define SET(r, v)	"movq $" v ", %%" r "\n\t"
 #define CHECK(r, v)	"cmpq $" v ", %%" r "\n\tjne 2f\n\t"
 #define GPRS(op) op("rbx", "0x102") op("rdx", "0x103") op("rsi", "0x104") op("rdi", "0x105") \
 	op("r8", "0x108") op("r9", "0x109") op("r10", "0x10a") op("r11", "0x10b") \
 	op("r12", "0x10c") op("r13", "0x10d") op("r14", "0x10e") op("r15", "0x10f")
+#define CLOBBERS "rax", "rbx", "rdx", "rsi", "rdi", "r8", "r9", "r10", "r11", "r12", "r13", \
+	"r14", "r15", "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", \
+	"xmm9", "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15", "cc", "memory"
 #define VREGS	".irp i,0,1,2,3,4,5,6,7,8,9,10,11,12,13,14\n\t"
-	__asm__ volatile(
-		VREGS "movdqa 16*\\i+%[t], %%xmm\\i\n\t.endr\n\t"
-		GPRS(SET)
-		"stc\n"
-		"1:\n\t"
-		"jnc 2f\n\t"
-		GPRS(CHECK)
-		VREGS "movdqa %%xmm\\i, %%xmm15\n\t"
-		"pcmpeqd 16*\\i+%[t], %%xmm15\n\t"
-		"pmovmskb %%xmm15, %%eax\n\t"
-		"cmpl $0xffff, %%eax\n\t"
-		"jne 2f\n\t"
-		".endr\n\t"
-		"stc\n\t"
-		"decq %[n]\n\t"
-		"jnz 1b\n"
-		"2:"
-		: [n] "+c"(n) : [t] "m"(pattern)
-		: "rax", "rbx", "rdx", "rsi", "rdi", "r8", "r9", "r10", "r11", "r12", "r13",
-		  "r14", "r15", "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7",
-		  "xmm8", "xmm9", "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15", "cc",
-		  "memory");
+	if (avx2)
+		__asm__ volatile(
+			VREGS "vmovdqa 32*\\i+%[t], %%ymm\\i\n\t.endr\n\t"
+			GPRS(SET)
+			"stc\n"
+			"1:\n\t"
+			"jnc 2f\n\t"
+			GPRS(CHECK)
+			VREGS "vpcmpeqq 32*\\i+%[t], %%ymm\\i, %%ymm15\n\t"
+			"vpmovmskb %%ymm15, %%eax\n\t"
+			"cmpl $-1, %%eax\n\t"
+			"jne 2f\n\t"
+			".endr\n\t"
+			"stc\n\t"
+			"decq %[n]\n\t"
+			"jnz 1b\n"
+			"2:\n\t"
+			"vzeroupper"
+			: [n] "+c"(n) : [t] "m"(pattern) : CLOBBERS);
+	else
+		__asm__ volatile(
+			VREGS "movdqa 32*\\i+%[t], %%xmm\\i\n\t.endr\n\t"
+			GPRS(SET)
+			"stc\n"
+			"1:\n\t"
+			"jnc 2f\n\t"
+			GPRS(CHECK)
+			VREGS "movdqa %%xmm\\i, %%xmm15\n\t"
+			"pcmpeqd 32*\\i+%[t], %%xmm15\n\t"
+			"pmovmskb %%xmm15, %%eax\n\t"
+			"cmpl $0xffff, %%eax\n\t"
+			"jne 2f\n\t"
+			".endr\n\t"
+			"stc\n\t"
+			"decq %[n]\n\t"
+			"jnz 1b\n"
+			"2:"
+			: [n] "+c"(n) : [t] "m"(pattern) : CLOBBERS);
 	return n;
 }
 
@@ -378,7 +401,7 @@ UNINSTRUMENTED static void *checker(void *p)
 	q->running = 1;
 	while (!q->stop) {
 		errno = 4242;
-		if (check_rounds(100000))
+		if (check_rounds(100000, have_avx2))
 			return (void *)2;
 		if (errno != 4242)
 			return (void *)3;
@@ -423,7 +446,7 @@ static void stress(long want, bool signals)
 	void *ret;
 
 	for (int r = 0; r < 16; r++)
-		for (int j = 0; j < 2; j++)
+		for (int j = 0; j < 4; j++)
 			pattern[r][j] = 0x0101010101010101ull * (r + 1) ^ (uint64_t)j << 56;
 	stressed = &q;
 	signal(SIGUSR1, usr1_clobbers);
@@ -797,6 +820,8 @@ END_TEST
 int main(void)
 {
 	Suite *s = suite_create("irq");
+
+	have_avx2 = __builtin_cpu_supports("avx2");
 	TCase *tc = tcase_create("irq"), *more = tcase_create("more");
 
 	/* Under the lanes' multiplier (4) a case that hangs fails, named, inside
