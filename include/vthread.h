@@ -157,10 +157,11 @@ int vthread_attr_getfaulthandler(const vthread_attr_t *attr, vthread_fault_fn *f
  * signal handler may be interrupted, and a signal may arrive in an interrupt
  * handler.
  *
- * On kvm_intel and kvm_amd interrupts come from KVM's in-kernel local APIC: a
- * poke or a timer expiry reaches a running vthread without a guest exit to the
- * process. kvm_pvm has none in this version: creating a vthread with an
- * interrupt handler gives ENOTSUP there, and vthread_timer too.
+ * Interrupts come from KVM's in-kernel local APIC: a poke or a timer expiry
+ * reaches a running vthread without a guest exit to the process, on kvm_intel
+ * and kvm_amd, and on kvm_pvm since 0.7.3 (before, ENOTSUP there), where each
+ * APIC access traps into KVM (~3 µs; vthread_poke(3)). A backend without them
+ * gives ENOTSUP for a vthread with an interrupt handler, and for vthread_timer.
  */
 enum { VTHREAD_IRQ_POKE = 1, VTHREAD_IRQ_TIMER = 2 };
 typedef void (*vthread_irq_fn)(int source, void *ctx);
