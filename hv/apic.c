@@ -132,7 +132,7 @@ void hv_guest_poke(int id)
 	guest_wrmsr(MSR_X2APIC_ICR, (uint64_t)id << 32 | ICR_ASSERT | HV_VECTOR_POKE);
 }
 
-static volatile uint8_t *vif(struct hv_vcpu *vc)
+volatile uint8_t *hv_vcpu_vif(struct hv_vcpu *vc)
 {
 	return (volatile uint8_t *)vc->area + HV_AREA_PVM;
 }
@@ -140,7 +140,7 @@ static volatile uint8_t *vif(struct hv_vcpu *vc)
 void hv_guest_irq_off(struct hv_vcpu *vc)
 {
 	if (vc->hv->vif)
-		*vif(vc) = hv_vcpu_ring(vc)->irq_on = 0;
+		*hv_vcpu_vif(vc) = hv_vcpu_ring(vc)->irq_on = 0;
 	else
 		__asm__ volatile("cli" : : : "memory");
 }
@@ -164,7 +164,7 @@ void hv_guest_irq_on(struct hv_vcpu *vc)
 		__asm__ volatile("sti; nop" : : : "memory");	/* what waited runs after the nop */
 		return;
 	}
-	*vif(vc) = s->irq_on = 1;
+	*hv_vcpu_vif(vc) = s->irq_on = 1;
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);	/* then the look at what waits */
 	if (__atomic_load_n(&s->kick, __ATOMIC_SEQ_CST) || __rdtsc() >= s->timer)
 		kick();

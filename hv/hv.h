@@ -306,6 +306,7 @@ void hv_guest_timer(struct hv_vcpu *vc, uint64_t ns);
  * saying whether they were on. Where hv->vif, a poke sent to it must mark its
  * slot first (hv_vcpu_poke_mark).
  */
+volatile uint8_t *hv_vcpu_vif(struct hv_vcpu *vc);	/* where hv->vif: the IF byte */
 void hv_guest_irq_off(struct hv_vcpu *vc);
 void hv_guest_irq_on(struct hv_vcpu *vc);
 bool hv_guest_irq_save(struct hv_vcpu *vc);

@@ -249,14 +249,22 @@ void hv_vcpu_destroy(struct hv_vcpu *vc)
  * R11: in a syscall stub, R11's IF is the slot's irq_on, which the guest keeps
  * as the byte outside `syscall`, so that sysret's emulation gives it back.
  */
-static void vif_get(struct hv_vcpu *vc, hv_regs *r, bool in_stub)
+static void vif_r11(struct hv_vcpu *vc, hv_regs *r)
 {
+	r->r11 = (r->r11 & ~RFLAGS_IF) | (hv_vcpu_ring(vc)->irq_on ? RFLAGS_IF : 0);
+}
+
+static void vif_get(struct hv_vcpu *vc, hv_regs *r)
+{
+	enum hv_stub at;
+
 	if (!vc->hv->vif)
 		return;
 	r->rflags &= ~RFLAGS_IF;
-	r->rflags |= *((volatile uint8_t *)vc->area + HV_AREA_PVM) ? RFLAGS_IF : 0;
-	if (in_stub || hv_stub_at(r->rip) == HV_STUB_SYSCALL || hv_stub_at(r->rip) == HV_STUB_RING)
-		r->r11 = (r->r11 & ~RFLAGS_IF) | (hv_vcpu_ring(vc)->irq_on ? RFLAGS_IF : 0);
+	r->rflags |= *hv_vcpu_vif(vc) ? RFLAGS_IF : 0;
+	at = hv_stub_at(r->rip);
+	if (at == HV_STUB_SYSCALL || at == HV_STUB_RING)
+		vif_r11(vc, r);
 }
 
 /* With KVM_CAP_SYNC_REGS, registers set go into kvm_run for the next KVM_RUN
@@ -270,14 +278,14 @@ int hv_vcpu_get_regs(struct hv_vcpu *vc, hv_regs *r)
 	}
 	if (ioctl(vc->fd, KVM_GET_REGS, r) < 0)
 		return -errno;
-	vif_get(vc, r, false);
+	vif_get(vc, r);
 	return 0;
 }
 
 int hv_vcpu_set_regs(struct hv_vcpu *vc, const hv_regs *r)
 {
 	if (vc->hv->vif)
-		*((volatile uint8_t *)vc->area + HV_AREA_PVM) = !!(r->rflags & RFLAGS_IF);
+		*hv_vcpu_vif(vc) = !!(r->rflags & RFLAGS_IF);
 	if (vc->hv->sync_regs) {
 		vc->run->s.regs.regs = *r;
 		vc->run->kvm_dirty_regs |= KVM_SYNC_X86_REGS;
@@ -438,7 +446,7 @@ static int exit_regs(struct hv_vcpu *vc, hv_regs *r)
 	if (!vc->hv->sync_regs)
 		return hv_vcpu_get_regs(vc, r);
 	*r = vc->run->s.regs.regs;
-	vif_get(vc, r, false);
+	vif_get(vc, r);
 	return 0;
 }
 
@@ -463,8 +471,8 @@ int hv_vcpu_run(struct hv_vcpu *vc, struct hv_exit *ex)
 		if (exit_regs(vc, &ex->regs) < 0)
 			return -errno;
 		ex->kind = io_exit(vc, ex);
-		if (ex->kind == HV_EXIT_SYSCALL || ex->kind == HV_EXIT_RING)
-			vif_get(vc, &ex->regs, true);	/* past the stub's `out` */
+		if (ex->kind == HV_EXIT_SYSCALL && vc->hv->vif)
+			vif_r11(vc, &ex->regs);	/* RIP is past the exit stub's `out` */
 		return 0;
 	case KVM_EXIT_INTR:
 		ex->kind = HV_EXIT_SIGNAL;
