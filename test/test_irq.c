@@ -167,6 +167,20 @@ UNINSTRUMENTED static void *spinner(void *p)
 	return spin_for(&q->stop, 1) ? NULL : (void *)1;
 }
 
+/* A spinner with interrupt handler h, running; its SIGUSR1 runs sig, if any. */
+static vthread_t spinning(struct irqs *q, void (*sig)(int), vthread_irq_fn h)
+{
+	vthread_t vt;
+
+	if (sig) {
+		sig_irqs = q;
+		signal(SIGUSR1, sig);
+	}
+	vt = start(spinner, q, h);
+	ck_assert(wait_for(&q->running, 1));
+	return vt;
+}
+
 /* Pokes q's vthread n times, each after the handler saw the one before. */
 static bool lockstep(struct irqs *q, vthread_t vt, long n, bool (*wait)(volatile long *, long))
 {
@@ -189,8 +203,7 @@ START_TEST(test_a_poke_interrupts_a_spinning_vthread_without_an_exit)
 
 	if (!irqs_offered())
 		return;
-	vt = start(spinner, &q, count);
-	ck_assert(wait_for(&q.running, 1));
+	vt = spinning(&q, NULL, count);
 	ck_assert(lockstep(&q, vt, 1, wait_for));	/* its stack and code, mirrored */
 	before = exits();
 	ck_assert(lockstep(&q, vt, 1000, wait_for));
@@ -210,8 +223,7 @@ START_TEST(test_ten_thousand_host_pokes_each_run_the_handler_and_the_last_is_nev
 
 	if (!irqs_offered())
 		return;
-	vt = start(spinner, &q, count);
-	ck_assert(wait_for(&q.running, 1));
+	vt = spinning(&q, NULL, count);
 	ck_assert(lockstep(&q, vt, scaled(10000), wait_for));
 	ck_assert_int_eq(q.pokes, scaled(10000));
 	for (long i = 1; i <= 10000; i++) {	/* back to back: they may coalesce */
@@ -511,18 +523,6 @@ static void usr1_counts(int sig)
 	sig_irqs->signals++;
 }
 
-/* A spinner with interrupt handler h, running, whose SIGUSR1 runs sig. */
-static vthread_t spinning(struct irqs *q, void (*sig)(int), vthread_irq_fn h)
-{
-	vthread_t vt;
-
-	sig_irqs = q;
-	signal(SIGUSR1, sig);
-	vt = start(spinner, q, h);
-	ck_assert(wait_for(&q->running, 1));
-	return vt;
-}
-
 START_TEST(test_signal_handlers_and_interrupt_handlers_interrupt_each_other)
 {
 	struct irqs q = { 0 };
@@ -690,8 +690,7 @@ START_TEST(test_pokes_from_another_vthread_each_run_the_handler_and_the_last_is_
 
 	if (!irqs_offered())
 		return;
-	pr.target = start(spinner, &q, count);
-	ck_assert(wait_for(&q.running, 1));
+	pr.target = spinning(&q, NULL, count);
 	ck_assert_int_eq(run_vthread(vthread_poker, &pr), 0);
 	ck_assert_int_ge(q.pokes, scaled(1000) + 2);
 	if (vthread_backend_features() & VTHREAD_FEAT_GUEST_IPI)
