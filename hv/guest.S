@@ -27,7 +27,9 @@ exit_syscall:
  * MSR_LSTAR of a vthread in ring mode (runtime/ring.c). A call the ring takes,
  * while a server is awake, is posted to this vCPU's slot (GS) and the guest
  * spins until a server posts the result, or until hv_ring_spin TSC ticks have
- * passed, or the server bounces it: then it exits and the runtime settles the
+ * passed, or the server bounces it, or no server has scanned for hv_ring_stale
+ * ticks while the call waits to be taken (every server is off its CPU: spinning
+ * on would only keep it off longer): then it exits and the runtime settles the
  * slot. hv/stub.c reads where a stopped vCPU is by these labels:
  * - up to hv_guest_ring_posted nothing is posted and no register but RFLAGS
  *   has changed (the return takes the flags from R11 anyway);
@@ -74,7 +76,18 @@ hv_guest_ring_posted:
 	shlq $32, %rdx
 	orq %rdx, %rax
 	cmpq %gs:HV_RING_DEADLINE, %rax
-	jb 1b
+	jae 2f
+	movq %gs:HV_RING_DEADLINE, %rdx		/* waited hv_ring_stale yet? */
+	subq %rax, %rdx
+	addq hv_ring_stale(%rip), %rdx
+	cmpq hv_ring_spin(%rip), %rdx
+	ja 1b
+	cmpl $HV_RING_POSTED, %gs:HV_RING_STATE	/* and no server took the call ... */
+	jne 1b
+	subq hv_ring_beat(%rip), %rax		/* ... nor scanned since: none runs */
+	cmpq hv_ring_stale(%rip), %rax
+	jl 1b
+	movq $0, %gs:HV_RING_DEADLINE		/* given up early (the runtime's count) */
 2:	outb %al, $HV_PORT_RING			/* the runtime settles the slot */
 	ud2
 hv_guest_ring_done:
@@ -444,8 +457,8 @@ hv_guest_irq_entry:
 
 /* What the ring stub reads, written by the runtime (runtime/ring.c). */
 	.data
-	.globl hv_ring_calls, hv_ring_spin, hv_ring_awake
-	.hidden hv_ring_calls, hv_ring_spin, hv_ring_awake
+	.globl hv_ring_calls, hv_ring_spin, hv_ring_awake, hv_ring_stale
+	.hidden hv_ring_calls, hv_ring_spin, hv_ring_awake, hv_ring_stale
 	.balign 64
 hv_ring_calls:			/* bit n: call n may take the ring */
 	.zero HV_RING_NR_MAX / 8
@@ -453,6 +466,15 @@ hv_ring_spin:			/* TSC ticks a guest spins before exiting */
 	.quad 0
 hv_ring_awake:			/* servers awake; none: every call exits */
 	.long 0
+	.balign 8
+hv_ring_stale:			/* TSC ticks without a scan: no server runs */
+	.quad 0
+	.globl hv_ring_beat
+	.hidden hv_ring_beat
+	.balign 64			/* written by servers: a line of its own */
+hv_ring_beat:			/* TSC of a server's latest scan */
+	.quad 0
+	.balign 64
 
 	.globl hv_guest_pf_fast, hv_guest_xsave, hv_guest_xsave_size
 	.hidden hv_guest_pf_fast, hv_guest_xsave, hv_guest_xsave_size

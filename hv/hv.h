@@ -28,8 +28,9 @@ extern const char hv_guest_syscall_ring[];	/* MSR_LSTAR in ring mode */
  * address, the 8 bytes at hv_tramp_ring the ring stub. */
 extern const char hv_tramp[], hv_tramp_site[], hv_tramp_back[], hv_tramp_ring[], hv_tramp_end[];
 extern uint8_t hv_ring_calls[HV_RING_NR_MAX / 8];
-extern uint64_t hv_ring_spin;
+extern uint64_t hv_ring_spin, hv_ring_stale;
 extern volatile uint32_t hv_ring_awake;
+extern volatile uint64_t hv_ring_beat;
 /* Page faults: the #PF stub hands faults on a vthread's stack to hv_guest_fault_entry
  * while hv_guest_pf_fast is set; the entry saves the FPU state with XSAVE (or
  * FXSAVE when hv_guest_xsave is 0) in hv_guest_xsave_size bytes. */

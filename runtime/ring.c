@@ -3,9 +3,9 @@
  * Exit-less system calls (FlexSC's idea). A vthread in ring mode posts the
  * calls paths.c lets the ring take into its vCPU's slot (hv/guest.S); a server
  * thread makes the call and posts the result, and the guest never exits. The
- * guest spins about as long as an exit costs, then exits and the backing
- * thread settles the slot: it takes the call back if no server has, or sleeps
- * until the server is done. Servers are few (one per spare CPU), start with
+ * guest spins about as long as an exit costs (a quarter of that if no server
+ * scans meanwhile), then exits and the backing thread settles the slot: it
+ * takes the call back if no server has, or sleeps until the server is done. Servers are few (one per spare CPU), start with
  * the first ring vthread, spin while calls come, and sleep on a futex when
  * none do; with none awake the guest does not post at all and takes the exit
  * path, whose handler wakes one.
@@ -53,8 +53,9 @@ static long futex(_Atomic uint32_t *w, int op, uint32_t val)
 
 /*
  * The guest spins about as long as an exit costs (5-100 us), counted in TSC
- * ticks; servers idle for four times that. 200 us of calibration, paid by the
- * first ring vthread's creator, not by every process that starts a VM.
+ * ticks, or a quarter of that after the last server's scan; servers idle for
+ * four times that. 200 us of calibration, paid by the first ring vthread's
+ * creator, not by every process that starts a VM.
  */
 static void set_spin(void)
 {
@@ -71,6 +72,7 @@ static void set_spin(void)
 	t1 = __rdtsc();
 	per_ns = (t1 - t0) / ((b.tv_sec - a.tv_sec) * 1e9 + b.tv_nsec - a.tv_nsec);
 	hv_ring_spin = (uint64_t)(spin_ns * per_ns);
+	hv_ring_stale = hv_ring_spin / 4;
 	ring.idle_ticks = 4 * hv_ring_spin;
 	ring.yield_ticks = (uint64_t)(YIELD_NS * per_ns);
 }
@@ -302,6 +304,24 @@ static void serve(struct hv_ring_slot *s)
 	rt_rewrite_seen(site);
 }
 
+/*
+ * A server runs: guests waiting for one to take their call keep spinning
+ * (hv/guest.S). Written once per a sixteenth of hv_ring_stale at most, as
+ * every guest that spins reads the line; BUSY while a server makes a call,
+ * which may take longer than that (an open is seven system calls) and leaves
+ * the calls it then finds for it, not for the exit path.
+ */
+#define BUSY	(UINT64_MAX >> 1)	/* after any TSC: no guest gives up */
+
+static uint64_t beat(void)
+{
+	uint64_t now = __rdtsc();
+
+	if (now - hv_ring_beat > hv_ring_stale / 16)
+		hv_ring_beat = now;
+	return now;
+}
+
 /* One pass over the slots: true if a call was served. */
 static bool scan(void)
 {
@@ -315,6 +335,7 @@ static bool scan(void)
 		if (s && s->state == HV_RING_POSTED &&
 		    atomic_compare_exchange_strong((_Atomic uint32_t *)&s->state, &posted,
 						   HV_RING_TAKEN)) {
+			hv_ring_beat = BUSY;
 			serve(s);
 			busy = true;
 		}
@@ -341,16 +362,15 @@ static void *server_main(void *p)
 	__atomic_store_n((_Atomic uint32_t *)p, 1, __ATOMIC_RELEASE);	/* start_server's */
 	futex(p, FUTEX_WAKE, 1);
 	for (;;) {
-		uint64_t now;
+		uint64_t now = beat();
 
 		if (ring.more)
 			add_server();
 		if (scan()) {
 			idle = 0;
-			prev = __rdtsc();
+			prev = beat();
 			continue;
 		}
-		now = __rdtsc();
 		if (now - prev < ring.idle_ticks / 8)	/* else it did not run meanwhile */
 			idle += now - prev;
 		prev = now;
@@ -366,9 +386,9 @@ static void *server_main(void *p)
 		__atomic_sub_fetch(&hv_ring_awake, 1, __ATOMIC_SEQ_CST);
 		if (!scan())
 			futex(&ring.bell, FUTEX_WAIT, bell);
+		prev = beat();
 		__atomic_add_fetch(&hv_ring_awake, 1, __ATOMIC_SEQ_CST);
 		idle = 0;
-		prev = __rdtsc();
 	}
 	return NULL;
 }
@@ -552,6 +572,8 @@ enum rt_next rt_ring_exit(struct vthread *vt, hv_regs *r)
 		return RT_RESUME;
 	case BEFORE:
 		rt.ring_late++;
+		if (!hv_vcpu_ring(vt->vcpu)->deadline)	/* hv/guest.S: none running */
+			rt.ring_no_server++;
 		nudge(true);	/* posted, and no server came in time */
 		return rt_syscall_forward(vt, r, 0);
 	case BOUNCED:

@@ -44,6 +44,9 @@ RT_API int vthread_get_stats(struct vthread_stats *st)
 		.exit_other = rt.exits[RT_EXIT_OTHER],
 		.vthreads_reused = rt.reused,
 		.vthreads_parked = rt_park_count(),
+		.ring_late = rt.ring_late,
+		.ring_no_server = rt.ring_no_server,
+		.ring_bounced = rt.ring_bounced,
 	};
 	pthread_mutex_unlock(&rt.pool_lock);
 	memset((char *)st + n, 0, st->size - n);
@@ -184,15 +187,15 @@ void rt_stats_print(int fd)
 		     "  exits: syscall %lu, mirror %lu, fault %lu, end %lu, signal %lu, null %lu, "
 		     "ring %lu, hostcall %lu, other %lu\n"
 		     "  system calls made without an exit (ring): %lu; default mode %s; "
-		     "libc sites without the trap: %u; ring exits: no server in time %lu, "
-		     "would wait %lu\n",
+		     "libc sites without the trap: %u; ring exits: no server in time %lu "
+		     "(none running %lu), would wait %lu\n",
 		     rt.state == RT_READY ? rt.hv.be->name : "none", s.vthreads_created,
 		     s.vthreads_reused, s.vthreads_live, s.vthreads_parked, s.vcpus, s.memslots,
 		     s.runtime_bytes >> 10, s.exit_syscall,
 		     s.exit_mirror, s.exit_fault, s.exit_end, s.exit_signal, s.exit_null, s.exit_ring,
 		     s.exit_hostcall, s.exit_other, s.syscalls_ring,
 		     rt.syscallmode == VTHREAD_SYSCALL_RING ? "ring" : "exit", rt_rewrite_count(),
-		     (unsigned long)rt.ring_late, (unsigned long)rt.ring_bounced);
+		     s.ring_late, s.ring_no_server, s.ring_bounced);
 	if (n > 0 && (size_t)n < sizeof(buf))
 		n += print_top_exits(buf + n, sizeof(buf) - n);
 	if (n > (int)sizeof(buf) - 1)
