@@ -3,12 +3,13 @@
  * Exit-less system calls (FlexSC's idea). A vthread in ring mode posts the
  * calls paths.c lets the ring take into its vCPU's slot (hv/guest.S); a server
  * thread makes the call and posts the result, and the guest never exits. The
- * guest spins about as long as an exit costs (a quarter of that if no server
+ * guest spins about as long as an exit costs (half of that if no server
  * scans meanwhile), then exits and the backing thread settles the slot: it
- * takes the call back if no server has, or sleeps until the server is done. Servers are few (one per spare CPU), start with
- * the first ring vthread, spin while calls come, and sleep on a futex when
- * none do; with none awake the guest does not post at all and takes the exit
- * path, whose handler wakes one.
+ * takes the call back if no server has, or sleeps until the server is done.
+ * Servers are few (one per spare CPU), start with the first ring vthread,
+ * spin while calls come, and sleep on a futex when none do; with none awake
+ * the guest does not post at all and takes the exit path, whose handler wakes
+ * one.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -53,7 +54,7 @@ static long futex(_Atomic uint32_t *w, int op, uint32_t val)
 
 /*
  * The guest spins about as long as an exit costs (5-100 us), counted in TSC
- * ticks, or a quarter of that after the last server's scan; servers idle for
+ * ticks, or half of that after the last server's scan; servers idle for
  * four times that. 200 us of calibration, paid by the first ring vthread's
  * creator, not by every process that starts a VM.
  */
@@ -72,7 +73,7 @@ static void set_spin(void)
 	t1 = __rdtsc();
 	per_ns = (t1 - t0) / ((b.tv_sec - a.tv_sec) * 1e9 + b.tv_nsec - a.tv_nsec);
 	hv_ring_spin = (uint64_t)(spin_ns * per_ns);
-	hv_ring_stale = hv_ring_spin / 4;
+	hv_ring_stale = hv_ring_spin / 2;
 	ring.idle_ticks = 4 * hv_ring_spin;
 	ring.yield_ticks = (uint64_t)(YIELD_NS * per_ns);
 }

@@ -166,7 +166,7 @@ static void *getppid_20ms(void *arg)
 /*
  * With the servers on the vthread's own CPU, a posted call waits for a server
  * that cannot run while the vCPU spins: the guest gives it up once no server
- * has scanned for a quarter of its spin budget, and the exit path makes it
+ * has scanned for half its spin budget, and the exit path makes it
  * (hv/guest.S). Each such call is counted in ring_no_server; without the
  * check every late call spun its whole budget and none was.
  */
