@@ -75,11 +75,10 @@ hv_guest_ring_posted:
 	rdtsc					/* past the deadline? */
 	shlq $32, %rdx
 	orq %rdx, %rax
-	cmpq %gs:HV_RING_DEADLINE, %rax
-	jae 2f
-	movq %gs:HV_RING_DEADLINE, %rdx		/* waited hv_ring_stale yet? */
+	movq %gs:HV_RING_DEADLINE, %rdx		/* the ticks left ... */
 	subq %rax, %rdx
-	addq hv_ring_stale(%rip), %rdx
+	jbe 2f					/* ... none: past the deadline */
+	addq hv_ring_stale(%rip), %rdx		/* waited hv_ring_stale yet? */
 	cmpq hv_ring_spin(%rip), %rdx
 	ja 1b
 	cmpl $HV_RING_POSTED, %gs:HV_RING_STATE	/* and no server took the call ... */
