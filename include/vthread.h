@@ -17,8 +17,8 @@
 /* The version of this header; vthread_version() gives the library's. */
 #define VTHREAD_VERSION_MAJOR 0
 #define VTHREAD_VERSION_MINOR 7
-#define VTHREAD_VERSION_PATCH 4
-#define VTHREAD_VERSION "0.7.4"
+#define VTHREAD_VERSION_PATCH 5
+#define VTHREAD_VERSION "0.7.5"
 /* True when this header is version major.minor.patch or later. */
 #define VTHREAD_CHECK_VERSION(major, minor, patch)				\
 	(VTHREAD_VERSION_MAJOR > (major) ||					\
@@ -320,7 +320,8 @@ struct vthread_stats {
 	 * calls a server finished as the guest gave up waiting) */
 	unsigned long ring_late;	/* no server took it in time: the exit path made it */
 	unsigned long ring_no_server;	/* of ring_late: given up early, no server running */
-	unsigned long ring_bounced;	/* it would wait: the exit path made (the rest of) it */
+	unsigned long ring_bounced;	/* it would wait, or reads the caller's CPU clock: the
+					 * exit path made (the rest of) it */
 };
 #define VTHREAD_STATS_INIT { .size = sizeof(struct vthread_stats) }
 int vthread_get_stats(struct vthread_stats *st);

@@ -32,7 +32,9 @@ static const char
 	open_[] = "a server finds the file with O_PATH, which never waits, and opens it through "
 		 "/proc/self/fd only if it is a regular file or a directory; what may wait (FIFOs, "
 		 "devices) or must create takes the exit path (ring.c)",
-	open2[] = "may wait for long (a FIFO waits for its peer)";
+	open2[] = "may wait for long (a FIFO waits for its peer)",
+	cpuclock[] = "process-wide and prompt, but for the calling thread's CPU clock "
+		  "(CLOCK_THREAD_CPUTIME_ID, tid 0's), which a server bounces to the exit path";
 
 static const struct rt_path_entry paths[HV_RING_NR_MAX] = {
 	P(getpid, RING, process), P(getppid, RING, process), P(getuid, RING, process),
@@ -42,7 +44,7 @@ static const struct rt_path_entry paths[HV_RING_NR_MAX] = {
 	P(uname, RING, process), P(sysinfo, RING, process), P(times, RING, process),
 	P(getrlimit, RING, process), P(prlimit64, RING, process), P(umask, RING, process),
 	P(getcwd, RING, process), P(chdir, RING, process), P(fchdir, RING, process),
-	P(getrandom, RING, process), P(rt_sigaction, RING, process), P(clock_gettime, RING, process),
+	P(getrandom, RING, process), P(rt_sigaction, RING, process), P(clock_gettime, RING_CLOCK, cpuclock),
 	P(clock_getres, RING, process), P(gettimeofday, RING, process), P(time, RING, process),
 
 	P(close, RING, file), P(lseek, RING, file), P(fstat, RING, file), P(stat, RING, file),

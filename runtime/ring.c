@@ -268,6 +268,14 @@ static bool yield_prompt(struct hv_ring_slot *s)
 	return false;
 }
 
+/* CLOCK_THREAD_CPUTIME_ID, or a thread clock naming tid 0 (the kernel's
+ * encoding: ~tid << 3, bit 2 set): the caller's own, which a server's is not.
+ * A clockid_t is an int: the register's upper half is not the caller's. */
+static bool own_cpu_clock(int clock)
+{
+	return clock == CLOCK_THREAD_CPUTIME_ID || (clock < 0 && (clock & 4) && clock >> 3 == -1);
+}
+
 static void serve(struct hv_ring_slot *s)
 {
 	_Atomic uint32_t *state = (_Atomic uint32_t *)&s->state;
@@ -290,6 +298,11 @@ static void serve(struct hv_ring_slot *s)
 		break;
 	case RT_PATH_RING_OPEN:
 		done = try_open(nr, a, &ret);
+		break;
+	case RT_PATH_RING_CLOCK:
+		done = !own_cpu_clock((int)a[0]);
+		if (done)
+			ret = rt_syscall6(nr, a[0], a[1], 0, 0, 0, 0);
 		break;
 	default:
 		ret = rt_syscall6(nr, a[0], a[1], a[2], a[3], a[4], a[5]);

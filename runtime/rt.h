@@ -279,6 +279,7 @@ enum rt_path {
 	RT_PATH_RING_WAKE,	/* futex: a server makes the wakes */
 	RT_PATH_RING_YIELD,	/* sched_yield: the round trip, a real yield per YIELD_NS */
 	RT_PATH_RING_OPEN,	/* open, openat: a server opens regular files and directories */
+	RT_PATH_RING_CLOCK,	/* clock_gettime: the calling thread's CPU clock bounces */
 };
 struct rt_path_entry {
 	enum rt_path path;

@@ -649,6 +649,61 @@ START_TEST(test_nonblocking_read_gets_eagain)
 }
 END_TEST
 
+static long long clock_ns(clockid_t c)
+{
+	struct timespec ts;
+
+	if (clock_gettime(c, &ts))
+		return -1;
+	return ts.tv_sec * 1000000000ll + ts.tv_nsec;
+}
+
+/*
+ * The calling thread's CPU clock, CLOCK_THREAD_CPUTIME_ID or the thread clock
+ * of tid 0 (the kernel's encoding, -2), read between two reads of the backing
+ * thread's clock by its id, which any thread may make. The vthread first
+ * spins 30 ms in the guest, so its CPU time is far from an idle server's.
+ */
+static void *own_cpu_clocks(void *arg)
+{
+	const clockid_t own[] = { CLOCK_THREAD_CPUTIME_ID, -2 };
+	long long end = clock_ns(CLOCK_MONOTONIC) + 30000000;
+	clockid_t by_id;
+
+	if (pthread_getcpuclockid(pthread_self(), &by_id))
+		return (void *)1;
+	while (clock_ns(CLOCK_MONOTONIC) < end)
+		;
+	for (int i = 0; i < 100; i++) {
+		for (int j = 0; j < 20; j++)	/* keeps a server awake */
+			if (getppid() != (pid_t)(intptr_t)arg)
+				return (void *)2;
+		for (int c = 0; c < 2; c++) {
+			long long before = clock_ns(by_id), t = clock_ns(own[c]);
+
+			if (t < before || t > clock_ns(by_id))
+				return (void *)(intptr_t)(3 + c);
+		}
+	}
+	return NULL;
+}
+
+/* The thread's own CPU clock is the vthread's, not a server's: a server
+ * hands such reads to the exit path. */
+START_TEST(test_the_threads_own_cpu_clock_is_the_vthreads)
+{
+	struct vthread_stats d = VTHREAD_STATS_INIT;
+	struct vthread_stats before = VTHREAD_STATS_INIT, after = VTHREAD_STATS_INIT;
+	const long want = 1000;
+
+	ck_assert_int_eq(vthread_get_stats(&before), 0);
+	if (ring_tries(own_cpu_clocks, (void *)(intptr_t)getppid(), &want, &d)) {
+		ck_assert_int_eq(vthread_get_stats(&after), 0);
+		ck_assert_uint_gt(after.ring_bounced, before.ring_bounced);	/* posted, bounced */
+	}
+}
+END_TEST
+
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static long counter;
 
@@ -763,6 +818,7 @@ int main(void)
 	tcase_add_test(tc, test_a_blocking_write_moves_everything);
 	tcase_add_test(tc, test_a_read_that_must_wait_waits);
 	tcase_add_test(tc, test_nonblocking_read_gets_eagain);
+	tcase_add_test(tc, test_the_threads_own_cpu_clock_is_the_vthreads);
 	tcase_add_test(tc, test_mutex_contention_with_host_threads);
 	tcase_add_test(tc, test_cancel_a_ring_vthread_blocked_in_read);
 	tcase_add_test(tc, test_arch_set_gs_is_the_vthreads_own);
