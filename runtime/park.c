@@ -84,6 +84,7 @@ static void env_get(struct rt_thread_env *e)
 		sched_getparam(0, &e->param);
 	e->nice = getpriority(PRIO_PROCESS, 0);	/* the calling thread's, on Linux */
 	prctl(PR_GET_NAME, e->comm);
+	e->seccomp = prctl(PR_GET_SECCOMP);
 	errno = saved;
 }
 
@@ -91,7 +92,7 @@ static bool env_equal(const struct rt_thread_env *a, const struct rt_thread_env 
 {
 	return CPU_EQUAL(&a->cpus, &b->cpus) && a->policy == b->policy && a->nice == b->nice &&
 	       a->param.sched_priority == b->param.sched_priority &&
-	       !strncmp(a->comm, b->comm, sizeof(a->comm));
+	       !strncmp(a->comm, b->comm, sizeof(a->comm)) && a->seccomp == b->seccomp;
 }
 
 static long futex(uint32_t *w, int op, uint32_t val, const struct timespec *t)

@@ -8,6 +8,7 @@
  * which thread makes them and that return promptly. Calls not listed exit.
  */
 #define _GNU_SOURCE
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 
 #include "rt.h"
@@ -150,9 +151,10 @@ void rt_paths_publish(void)
 /*
  * Calls after which the thread may differ from a fresh one in what the kernel
  * keeps per thread (name, scheduling, credentials, namespaces, stacks and
- * lists it registered, its FS base): its backing thread is not parked
- * (park.c) but ends. Getters are listed too where the call number is shared
- * (prctl, arch_prctl): a false "changed" costs one thread, never correctness.
+ * lists it registered, its FS base, memory policy, Landlock domain, session
+ * keyring): its backing thread is not parked (park.c) but ends. Getters are
+ * listed too where the call number is shared (prctl, arch_prctl, keyctl): a
+ * false "changed" costs one thread, never correctness.
  */
 bool rt_path_changes_thread(long nr)
 {
@@ -165,6 +167,7 @@ bool rt_path_changes_thread(long nr)
 	case SYS_setregid: case SYS_setresuid: case SYS_setresgid: case SYS_setfsuid:
 	case SYS_setfsgid: case SYS_setgroups: case SYS_unshare: case SYS_setns:
 	case SYS_seccomp: case SYS_personality: case SYS_timer_create:
+	case SYS_landlock_restrict_self: case SYS_set_mempolicy: case SYS_keyctl:
 		return true;
 	default:
 		return false;
@@ -174,13 +177,28 @@ bool rt_path_changes_thread(long nr)
 /*
  * Calls after which the thread may see files or credentials of its own (all
  * of them among rt_path_changes_thread's): its own descriptor table, root,
- * working directory or umask (unshare), namespaces (setns), fsuid or fsgid
- * (not shared by glibc), capabilities. A server sees
- * the process's: the thread's calls take the exit path from then on, as the
- * failed call's do too (the exit path is always correct).
+ * working directory or umask (unshare), namespaces (setns), credentials set
+ * by the raw calls (glibc's setuid() and the like change every thread, the
+ * servers too, but fsuid, fsgid and a raw setresuid() are the caller's),
+ * capabilities, a seccomp filter or Landlock domain of its own, a personality
+ * (uname's machine, READ_IMPLIES_EXEC). A server sees the process's: the
+ * thread's calls take the exit path from then on, as the failed call's do
+ * too (the exit path is always correct).
  */
-bool rt_path_own_view(long nr)
+bool rt_path_own_view(long nr, uint64_t arg0)
 {
-	return nr == SYS_unshare || nr == SYS_setns || nr == SYS_setfsuid || nr == SYS_setfsgid ||
-	       nr == SYS_capset;
+	switch (nr) {
+	case SYS_unshare: case SYS_setns: case SYS_capset: case SYS_setuid: case SYS_setgid:
+	case SYS_setreuid: case SYS_setregid: case SYS_setresuid: case SYS_setresgid:
+	case SYS_setfsuid: case SYS_setfsgid: case SYS_setgroups: case SYS_seccomp:
+	case SYS_landlock_restrict_self:
+		return true;
+	case SYS_personality:
+		return (unsigned)arg0 != 0xffffffffu;	/* that one only asks */
+	case SYS_prctl:
+		return arg0 == PR_SET_SECCOMP || arg0 == PR_CAPBSET_DROP ||
+		       arg0 == PR_SET_SECUREBITS || arg0 == PR_CAP_AMBIENT;
+	default:
+		return false;
+	}
 }

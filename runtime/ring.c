@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
@@ -45,6 +46,7 @@ static struct {
 	_Atomic uint32_t bell;		/* sleeping servers wait for it to change */
 	uint64_t idle_ticks;		/* a server spins this long without work, then sleeps */
 	uint64_t yield_ticks;		/* YIELD_NS in TSC ticks */
+	int seccomp;			/* the servers' seccomp mode (they inherit it) */
 } ring = { .lock = PTHREAD_MUTEX_INITIALIZER };
 
 static long futex(_Atomic uint32_t *w, int op, uint32_t val)
@@ -121,6 +123,27 @@ static long read_end(const uint64_t *a, bool pos, long r)
 	return pos ? (long)a[3] + r : rt_syscall6(SYS_lseek, a[0], 0, SEEK_CUR, 0, 0, 0);
 }
 
+/* A signalfd's read takes the reading thread's pending signals, and a
+ * server's are not the vthread's. Files of no type (anonymous inodes: also
+ * eventfd, timerfd...) are looked at closer; any doubt bounces. */
+static bool reads_own_signals(long fd)
+{
+	char self[40], link[32];
+	struct stat st;
+	long n;
+
+	if (rt_syscall6(SYS_fstat, fd, (long)&st, 0, 0, 0, 0) < 0)
+		return true;
+	if (st.st_mode & S_IFMT)
+		return false;
+	snprintf(self, sizeof(self), "/proc/self/fd/%ld", fd);
+	n = rt_syscall6(SYS_readlink, (long)self, (long)link, sizeof(link) - 1, 0, 0, 0);
+	if (n < 0)
+		return true;
+	link[n] = 0;
+	return strstr(link, "[signalfd]") != NULL;
+}
+
 /*
  * read, write, pread64, pwrite64 without waiting: true with *ret when done;
  * false to bounce, *moved bytes already moved (a blocking call would have
@@ -135,7 +158,8 @@ static bool try_rw(long nr, const uint64_t *a, long *ret, long *moved)
 	long r, fl;
 
 	*moved = 0;
-	if ((pos && (long)a[3] < 0) || a[2] > 0x7ffff000)
+	if ((pos && (long)a[3] < 0) || a[2] > 0x7ffff000 ||
+	    (nr == SYS_read && reads_own_signals((long)a[0])))
 		return false;	/* the exit path gives the call's own answer */
 	r = rt_syscall6(wr ? SYS_pwritev2 : SYS_preadv2, a[0], (long)&iov, 1, pos ? (long)a[3] : -1,
 			0, RWF_NOWAIT);
@@ -306,6 +330,10 @@ static void serve(struct hv_ring_slot *s)
 		break;
 	default:
 		ret = rt_syscall6(nr, a[0], a[1], a[2], a[3], a[4], a[5]);
+		if (ret == -EFBIG && (nr == SYS_truncate || nr == SYS_ftruncate)) {
+			drop_signal(SIGXFSZ);	/* the vthread's: the exit path raises it */
+			done = false;
+		}
 		break;
 	}
 	s->ret = done ? ret : moved;
@@ -429,6 +457,8 @@ static void start_server(void)
 	pthread_attr_init(&a);
 	pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
 	pthread_attr_setstacksize(&a, 64 << 10);
+	if (!ring.nservers)	/* the rest start from a server: the same */
+		ring.seccomp = prctl(PR_GET_SECCOMP);
 	__atomic_add_fetch(&hv_ring_awake, 1, __ATOMIC_SEQ_CST);
 	if (pthread_create(&th, &a, server_main, (void *)&started) == 0) {
 		pthread_setname_np(th, "vthread-ring");
@@ -474,7 +504,7 @@ static void nudge(bool busy)
  * host puts a woken thread near its waker, and one queued behind a vCPU that
  * spins may wait milliseconds for a CPU while every call takes an exit.
  */
-void rt_ring_prepare(const struct vthread *vt)
+void rt_ring_prepare(struct vthread *vt)
 {
 	if (!vt->ring)
 		return;
@@ -482,6 +512,10 @@ void rt_ring_prepare(const struct vthread *vt)
 		add_server();
 	else
 		nudge(false);
+	/* A seccomp filter its creator has and the servers lack (or the reverse)
+	 * would not apply to the calls a server makes: the exit path makes them. */
+	if (prctl(PR_GET_SECCOMP) != ring.seccomp)
+		vt->ring = false;
 }
 
 int rt_ring_attach(struct vthread *vt)

@@ -291,7 +291,7 @@ bool rt_path_guest_mask(long nr);
 /* Whether the call may change the calling thread (a parked one must not have). */
 bool rt_path_changes_thread(long nr);
 /* Of those, the calls after which the thread's files or credentials are its own. */
-bool rt_path_own_view(long nr);
+bool rt_path_own_view(long nr, uint64_t arg0);
 /* Fills the guest's bitmap of the calls the ring takes. */
 void rt_paths_publish(void);
 
@@ -302,6 +302,7 @@ struct rt_thread_env {
 	int policy, nice;
 	struct sched_param param;
 	char comm[16];
+	int seccomp;	/* mode: a filter added since a thread parked is not its */
 };
 
 struct rt_park {
@@ -332,7 +333,7 @@ int rt_nthreads_add(int n);		/* glibc's count of threads after; -1 without it */
 /* Picks the default mode, mode or AUTO's choice; after the exit cost is known. */
 void rt_ring_init(int mode);
 void rt_ring_forget(void);		/* in a fork child: the servers are the parent's */
-void rt_ring_prepare(const struct vthread *vt);	/* on the creating thread */
+void rt_ring_prepare(struct vthread *vt);	/* on the creating thread: may turn vt->ring off */
 int rt_ring_attach(struct vthread *vt);	/* at start: the vCPU's entry and slot */
 void rt_ring_detach(struct vthread *vt);
 int rt_ring_leave(struct vthread *vt);	/* exit path from now on (ARCH_SET_GS, own view) */

@@ -212,6 +212,67 @@ START_TEST(test_a_thread_that_renamed_itself_is_not_reused)
 }
 END_TEST
 
+/* A memory policy of its own (set_mempolicy is per thread): the thread ends,
+ * and the next vthread starts with the default policy, as a pthread would. */
+static void *bind_memory(void *arg)
+{
+	unsigned long node0 = 1;
+
+	(void)arg;
+	return (void *)syscall(SYS_set_mempolicy, 2 /* MPOL_BIND */, &node0, 8 * sizeof(node0));
+}
+
+static void *mempolicy_mode(void *arg)
+{
+	int mode = -1;
+
+	(void)arg;
+	if (syscall(SYS_get_mempolicy, &mode, NULL, 0, NULL, 0))
+		return (void *)-1;
+	return (void *)(intptr_t)mode;
+}
+
+START_TEST(test_a_thread_with_a_memory_policy_of_its_own_is_not_reused)
+{
+	ck_assert_int_eq(run_vthread(mempolicy_mode, NULL), 0);	/* MPOL_DEFAULT */
+	ck_assert_int_eq(run_vthread(bind_memory, NULL), 0);
+	ck_assert_int_eq(run_vthread(mempolicy_mode, NULL), 0);
+}
+END_TEST
+
+/* A creator that filtered itself (seccomp) since a thread parked gets a fresh
+ * thread, which inherits the filter, not the parked one. */
+static void *uname_denied(void *arg)
+{
+	(void)arg;
+	return (void *)(intptr_t)(syscall(SYS_uname, NULL) == -1 && errno == EPERM);
+}
+
+static void *filter_then_run(void *arg)
+{
+	vthread_t vt;
+	void *ret;
+
+	(void)arg;
+	if (deny_uname())
+		return (void *)-1;
+	if (vthread_create(&vt, NULL, uname_denied, NULL) || vthread_join(vt, &ret))
+		return (void *)-2;
+	return ret;
+}
+
+START_TEST(test_a_creator_with_a_seccomp_filter_gets_no_unfiltered_thread)
+{
+	pthread_t p;
+	void *ret;
+
+	run_vthread(tid, NULL);	/* one parks, unfiltered */
+	ck_assert_int_eq(pthread_create(&p, NULL, filter_then_run, NULL), 0);
+	ck_assert_int_eq(pthread_join(p, &ret), 0);
+	ck_assert_int_eq((intptr_t)ret, 1);
+}
+END_TEST
+
 static volatile int go;
 
 static void *wait_go(void *arg)
@@ -351,6 +412,8 @@ int main(void)
 	tcase_add_test(tc, test_a_reused_thread_takes_its_creators_signal_mask);
 	tcase_add_test(tc, test_a_thread_that_renamed_itself_is_not_reused);
 	tcase_add_test(tc, test_a_thread_renamed_from_outside_backs_no_creator_of_another_name);
+	tcase_add_test(tc, test_a_thread_with_a_memory_policy_of_its_own_is_not_reused);
+	tcase_add_test(tc, test_a_creator_with_a_seccomp_filter_gets_no_unfiltered_thread);
 	tcase_add_test(tc, test_a_late_cancellation_does_not_reach_the_next_vthread);
 	tcase_add_test(tc, test_a_robust_mutex_held_at_the_end_is_owner_dead);
 	tcase_add_test(tc, test_parked_threads_end_when_idle);

@@ -18,9 +18,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/personality.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/utsname.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -548,6 +552,174 @@ START_TEST(test_epipe_raises_sigpipe_in_the_vthread)
 }
 END_TEST
 
+/* ftruncate and truncate past RLIMIT_FSIZE: EFBIG, and SIGXFSZ to the vthread
+ * (taken off a server that made the call; the exit path raises it). */
+static volatile sig_atomic_t xfsz;
+
+static void on_sigxfsz(int sig)
+{
+	(void)sig;
+	xfsz++;
+}
+
+static void *truncate_past_limit(void *arg)
+{
+	const char *path = arg;
+	int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600), bad = 0;
+
+	if (fd < 0)
+		return (void *)-1;
+	for (int i = 0; i < 50; i++) {
+		for (int j = 0; j < 50; j++)	/* keeps a server awake */
+			getppid();
+		bad += ftruncate(fd, 1 << 20) != -1 || errno != EFBIG;
+		bad += truncate(path, 1 << 20) != -1 || errno != EFBIG;
+	}
+	close(fd);
+	return (void *)(intptr_t)bad;
+}
+
+START_TEST(test_efbig_from_truncate_raises_sigxfsz_in_the_vthread)
+{
+	struct rlimit lim = { 4096, RLIM_INFINITY };
+	char path[] = "/tmp/vthread-xfsz-XXXXXX";
+	int fd = mkstemp(path);
+
+	ck_assert_int_ge(fd, 0);
+	close(fd);
+	signal(SIGXFSZ, on_sigxfsz);
+	ck_assert_int_eq(setrlimit(RLIMIT_FSIZE, &lim), 0);
+	ck_assert_int_eq(run_vthread_mode(VTHREAD_SYSCALL_RING, truncate_past_limit, path), 0);
+	unlink(path);
+	ck_assert_int_eq(xfsz, 100);
+}
+END_TEST
+
+/* A read of a signalfd takes the signals pending for the reading thread: a
+ * server must not make it for the vthread (its own are not the vthread's). */
+static void *read_own_signals(void *arg)
+{
+	struct signalfd_siginfo si;
+	intptr_t missed = 0;
+	sigset_t set;
+	int fd;
+
+	(void)arg;
+	sigemptyset(&set);
+	sigaddset(&set, SIGUSR1);
+	if (pthread_sigmask(SIG_BLOCK, &set, NULL) || (fd = signalfd(-1, &set, SFD_NONBLOCK)) < 0)
+		return (void *)-1;
+	for (int i = 0; i < 100; i++) {
+		if (syscall(SYS_tgkill, getpid(), syscall(SYS_gettid), SIGUSR1))
+			return (void *)-2;
+		for (int j = 0; j < 50; j++)	/* keeps a server awake */
+			getppid();
+		missed += read(fd, &si, sizeof(si)) != sizeof(si) || si.ssi_signo != SIGUSR1;
+	}
+	close(fd);
+	return (void *)missed;
+}
+
+START_TEST(test_a_signalfd_reads_the_vthreads_own_signals)
+{
+	ck_assert_int_eq(run_vthread_mode(VTHREAD_SYSCALL_RING, read_own_signals, NULL), 0);
+}
+END_TEST
+
+/*
+ * Attacks on a thread's own restrictions: what a ring vthread's calls must not
+ * escape once it (or its creator) restricted itself, as a pthread's cannot.
+ * The servers are the process's: the thread leaves the ring instead.
+ */
+
+/* uname() 100 times, a server kept awake: how often it got past the filter. */
+static void *uname_loop(void *arg)
+{
+	struct utsname u;
+	intptr_t passed = 0;
+
+	(void)arg;
+	for (int i = 0; i < 100; i++) {
+		for (int j = 0; j < 50; j++)
+			getppid();
+		passed += uname(&u) == 0 || errno != EPERM;
+	}
+	return (void *)passed;
+}
+
+static void *filter_then_uname(void *arg)
+{
+	if (deny_uname())
+		return (void *)-1;
+	return uname_loop(arg);
+}
+
+START_TEST(test_a_ring_vthreads_own_seccomp_filter_binds_its_calls)
+{
+	ck_assert_int_eq(run_vthread_mode(VTHREAD_SYSCALL_RING, filter_then_uname, NULL), 0);
+}
+END_TEST
+
+/* A pthread that filters itself after the servers started, then makes a
+ * ring vthread: the vthread inherits the filter, the servers do not. */
+static void *filter_then_create(void *arg)
+{
+	vthread_attr_t a;
+	vthread_t vt;
+	void *ret;
+
+	if (deny_uname())
+		return (void *)-1;
+	vthread_attr_init(&a);
+	vthread_attr_setsyscallmode(&a, VTHREAD_SYSCALL_RING);
+	if (vthread_create(&vt, &a, uname_loop, arg) || vthread_join(vt, &ret))
+		return (void *)-2;
+	return ret;
+}
+
+START_TEST(test_a_filter_the_creator_added_binds_a_ring_vthreads_calls)
+{
+	pthread_t p;
+	void *ret;
+
+	/* the servers start here, unfiltered, and a backing thread parks */
+	ck_assert_int_eq(run_vthread_mode(VTHREAD_SYSCALL_RING, getppid_loop,
+					  (void *)(intptr_t)getppid()), 0);
+	ck_assert_int_eq(pthread_create(&p, NULL, filter_then_create, NULL), 0);
+	ck_assert_int_eq(pthread_join(p, &ret), 0);
+	ck_assert_int_eq((intptr_t)ret, 0);
+}
+END_TEST
+
+/* A personality of its own (uname's machine), and where the test runs as
+ * root, credentials of its own set by the raw call (glibc's setresuid()
+ * changes every thread; the raw one only the caller, as privilege-separating
+ * programs use it): a server would answer with the process's. */
+static void *own_credentials(void *arg)
+{
+	struct utsname u;
+	intptr_t wrong = 0;
+
+	if (personality(PER_LINUX32) == -1)
+		return (void *)-1;
+	if (geteuid() == 0 && syscall(SYS_setresuid, 65534, 65534, 65534))
+		return (void *)-2;
+	for (int i = 0; i < 100; i++) {
+		for (int j = 0; j < 50; j++)
+			getppid();
+		wrong += uname(&u) || strcmp(u.machine, "i686");
+		wrong += getuid() != (uid_t)(intptr_t)arg;
+	}
+	return (void *)wrong;
+}
+
+START_TEST(test_a_ring_vthreads_own_personality_and_credentials_are_its_own)
+{
+	ck_assert_int_eq(run_vthread_mode(VTHREAD_SYSCALL_RING, own_credentials,
+					  (void *)(intptr_t)(geteuid() ? getuid() : 65534)), 0);
+}
+END_TEST
+
 #define BIG (1 << 20)
 
 static int big_pipe[2];
@@ -815,6 +987,11 @@ int main(void)
 	tcase_add_test(tc, test_open_and_a_read_to_the_end_take_the_ring);
 	tcase_add_test(tc, test_unshared_descriptors_are_the_vthreads_own);
 	tcase_add_test(tc, test_epipe_raises_sigpipe_in_the_vthread);
+	tcase_add_test(tc, test_efbig_from_truncate_raises_sigxfsz_in_the_vthread);
+	tcase_add_test(tc, test_a_signalfd_reads_the_vthreads_own_signals);
+	tcase_add_test(tc, test_a_ring_vthreads_own_seccomp_filter_binds_its_calls);
+	tcase_add_test(tc, test_a_filter_the_creator_added_binds_a_ring_vthreads_calls);
+	tcase_add_test(tc, test_a_ring_vthreads_own_personality_and_credentials_are_its_own);
 	tcase_add_test(tc, test_a_blocking_write_moves_everything);
 	tcase_add_test(tc, test_a_read_that_must_wait_waits);
 	tcase_add_test(tc, test_nonblocking_read_gets_eagain);
