@@ -15,7 +15,7 @@ import tempfile
 
 ROWS = ["syscall", "syscall-ring", "syscall-ring-trap", "yield-ring", "trap-floor", "exit-floor", "create-join", "create-join-fresh", "first-vthread", "compute",
         "first-touch", "first-touch-thp", "random-access", "dirty-100", "dirty-10k", "prot1", "protN", "trap", "appel1",
-        "appel2", "ping-pong", "mutex", "pipe-write", "pipe-write-ring",
+        "appel2", "ping-pong", "mutex", "pipe-write", "pipe-write-ring", "pipe-write-handoff",
         "poke", "poke-vv", "timer", "timer-p99", "hostcall", "vthread-call",
         "sandbox-call-fork", "sandbox-call-pipe", "reset-1", "reset-16", "reset-256"]
 # Under QEMU (test/lanes/kvm-or-lane) the whole quick run takes over 5 minutes:
