@@ -322,6 +322,9 @@ struct vthread_stats {
 	unsigned long ring_no_server;	/* of ring_late: given up early, no server running */
 	unsigned long ring_bounced;	/* it would wait, or reads the caller's CPU clock: the
 					 * exit path made (the rest of) it */
+	/* since 0.7.5: of syscalls_ring, the calls another ring vthread's backing
+	 * thread made, its guest having given up on a server that was not running */
+	unsigned long ring_helped;
 };
 #define VTHREAD_STATS_INIT { .size = sizeof(struct vthread_stats) }
 int vthread_get_stats(struct vthread_stats *st);

@@ -576,6 +576,23 @@ void rt_ring_missed(const struct vthread *vt, long nr, uint64_t ret)
 	rt_rewrite_seen(ret);	/* the ring may take it next time: without the trap */
 }
 
+/*
+ * A backing thread whose guest gave up because no server ran (on 2 cores,
+ * say, both CPUs taken by spinning vCPUs) has a CPU now: before its own
+ * call, which may wait, it makes the calls other guests are spinning on,
+ * each of which would cost that guest an exit too. Its signals are blocked
+ * while it handles an exit, as a server's always are.
+ */
+static void help(void)
+{
+	unsigned long before = rt.ring_served;
+
+	if (!scan())
+		return;
+	hv_ring_beat = __rdtsc();	/* not BUSY: it does not scan again */
+	rt.ring_helped += rt.ring_served - before;
+}
+
 enum settled { BEFORE, AFTER, BOUNCED };
 
 /*
@@ -627,8 +644,10 @@ enum rt_next rt_ring_exit(struct vthread *vt, hv_regs *r)
 		return RT_RESUME;
 	case BEFORE:
 		rt.ring_late++;
-		if (!hv_vcpu_ring(vt->vcpu)->deadline)	/* hv/guest.S: none running */
+		if (!hv_vcpu_ring(vt->vcpu)->deadline) {	/* hv/guest.S: none running */
 			rt.ring_no_server++;
+			help();
+		}
 		nudge(true);	/* posted, and no server came in time */
 		return rt_syscall_forward(vt, r, 0);
 	case BOUNCED:

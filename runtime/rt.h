@@ -185,7 +185,7 @@ struct rt {
 	int syscallmode;		/* the default: VTHREAD_SYSCALL_EXIT or _RING */
 	long exit_ns;			/* an empty exit's cost, measured at start */
 	atomic_ulong ring_served;	/* calls servers made without a guest exit */
-	atomic_ulong ring_late, ring_no_server, ring_bounced;	/* vthread_stats's */
+	atomic_ulong ring_late, ring_no_server, ring_bounced, ring_helped;	/* vthread_stats's */
 	atomic_ulong syscall_exits[HV_RING_NR_MAX + 1];	/* by number; the last: any above */
 };
 

@@ -47,6 +47,7 @@ RT_API int vthread_get_stats(struct vthread_stats *st)
 		.ring_late = rt.ring_late,
 		.ring_no_server = rt.ring_no_server,
 		.ring_bounced = rt.ring_bounced,
+		.ring_helped = rt.ring_helped,
 	};
 	pthread_mutex_unlock(&rt.pool_lock);
 	memset((char *)st + n, 0, st->size - n);
@@ -188,14 +189,14 @@ void rt_stats_print(int fd)
 		     "ring %lu, hostcall %lu, other %lu\n"
 		     "  system calls made without an exit (ring): %lu; default mode %s; "
 		     "libc sites without the trap: %u; ring exits: no server in time %lu "
-		     "(none running %lu), would wait %lu\n",
+		     "(none running %lu), would wait %lu; made by backing threads %lu\n",
 		     rt.state == RT_READY ? rt.hv.be->name : "none", s.vthreads_created,
 		     s.vthreads_reused, s.vthreads_live, s.vthreads_parked, s.vcpus, s.memslots,
 		     s.runtime_bytes >> 10, s.exit_syscall,
 		     s.exit_mirror, s.exit_fault, s.exit_end, s.exit_signal, s.exit_null, s.exit_ring,
 		     s.exit_hostcall, s.exit_other, s.syscalls_ring,
 		     rt.syscallmode == VTHREAD_SYSCALL_RING ? "ring" : "exit", rt_rewrite_count(),
-		     s.ring_late, s.ring_no_server, s.ring_bounced);
+		     s.ring_late, s.ring_no_server, s.ring_bounced, s.ring_helped);
 	if (n > 0 && (size_t)n < sizeof(buf))
 		n += print_top_exits(buf + n, sizeof(buf) - n);
 	if (n > (int)sizeof(buf) - 1)
