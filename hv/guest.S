@@ -182,29 +182,27 @@ hv_guest_hostcall:
 	ret
 	.size hv_guest_hostcall, . - hv_guest_hostcall
 
-/* A vthread's first instructions: the FS base (RDX) and the FPU control state a
- * new thread starts with, set here rather than by two more vCPU ioctls, each of
- * which costs microseconds on kvm_pvm; then its flags (RCX: interrupts on only
- * now, as their handler needs the FS base) and its start routine (RSI), arg in
- * RDI. */
+/* A vthread's first instructions: the FS base (RDX), the GS base (R8: the ring
+ * slot, which the last vthread on this vCPU may have moved with wrgsbase) and
+ * the creator's FPU control state (R9: MXCSR, x87 control word << 32; C11 7.6),
+ * set here rather than by vCPU ioctls, each of which costs microseconds on
+ * kvm_pvm; then its flags (RCX: interrupts on only now, as their handler needs
+ * the FS base) and its start routine (RSI), arg in RDI. */
 	.globl hv_guest_start
 	.hidden hv_guest_start
 	.type hv_guest_start, @function
 	.balign 16
 hv_guest_start:
 	wrfsbase %rdx
+	wrgsbase %r8		/* the ring slot, even if the last vthread moved GS */
 	fninit
-	ldmxcsr mxcsr_init(%rip)
+	movq %r9, -8(%rsp)	/* below the return address: free */
+	ldmxcsr -8(%rsp)
+	fldcw -4(%rsp)
 	push %rcx
 	popfq
 	jmp *%rsi
 	.size hv_guest_start, . - hv_guest_start
-
-	.section .rodata
-	.balign 4
-mxcsr_init:
-	.long 0x1f80
-	.text
 
 /* The return address under a vthread's start routine: RAX holds its value. Its
  * CFI ends the guest's stack for unwinders (gdb, libdw), which look up a return

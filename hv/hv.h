@@ -15,7 +15,7 @@
 
 /* Guest-side entry points (hv/guest.S). */
 extern const char hv_guest_syscall[];	/* MSR_LSTAR: forward a system call */
-extern const char hv_guest_start[];	/* a vthread's entry: FS base, FPU, start routine */
+extern const char hv_guest_start[];	/* a vthread's entry: FS and GS base, FPU, start routine */
 extern const char hv_guest_return[];	/* return address of a vthread's start routine */
 extern const char hv_guest_vectors[];	/* 32 exception stubs, HV_VECTOR_STUB bytes apart */
 extern const char hv_guest_probe[];	/* a timed loop proving native execution */
@@ -349,8 +349,9 @@ void hv_vcpu_fault_held(struct hv_vcpu *vc);
  * its HV_FAULT_REC bytes from frame_at go, or 0 where the stub would not.
  */
 uint64_t hv_vcpu_fault_entry(struct hv_vcpu *vc, hv_regs *r, struct hv_fault_rec *f);
-/* Points the vCPU at fn(arg) on the given stack, returning to hv_guest_return. */
+/* Points the vCPU at fn(arg) on the given stack, returning to hv_guest_return;
+ * fpu: MXCSR, and the x87 control word << 32. */
 int hv_vcpu_start(struct hv_vcpu *vc, void *(*fn)(void *), void *arg,
-		  void *stack_top, uint64_t fs_base);
+		  void *stack_top, uint64_t fs_base, uint64_t fpu);
 
 #endif

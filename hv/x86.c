@@ -320,7 +320,7 @@ static int inherit_pkru(struct hv_vcpu *vc)
 }
 
 int hv_vcpu_start(struct hv_vcpu *vc, void *(*fn)(void *), void *arg,
-		  void *stack_top, uint64_t fs_base)
+		  void *stack_top, uint64_t fs_base, uint64_t fpu)
 {
 	uint64_t *sp = (uint64_t *)((uintptr_t)stack_top & ~15ul) - 1;
 	hv_regs regs = {
@@ -329,6 +329,8 @@ int hv_vcpu_start(struct hv_vcpu *vc, void *(*fn)(void *), void *arg,
 		.rsi = (uintptr_t)fn,
 		.rdx = fs_base,
 		.rcx = 2 | (vc->hv->irqchip ? RFLAGS_IF : 0),	/* interrupts on, at fn */
+		.r8 = (uintptr_t)hv_vcpu_ring(vc),	/* GS base: whatever the last one set */
+		.r9 = fpu,
 		.rsp = (uintptr_t)sp,
 		.rflags = 2,
 	};
@@ -337,9 +339,8 @@ int hv_vcpu_start(struct hv_vcpu *vc, void *(*fn)(void *), void *arg,
 	*sp = (uintptr_t)hv_guest_return;	/* fn's return address; RSP + 8 is 16-aligned */
 	hv_vcpu_ring(vc)->irq_on = hv_vcpu_ring(vc)->kick = 0;	/* hv->vif: off until rt_irq_begin */
 	hv_vcpu_ring(vc)->timer = ~0ull;
-	if (vc->gs_moved)
-		r = hv_vcpu_set_gs_base(vc, (uintptr_t)hv_vcpu_ring(vc));
-	if (!r && vc->pkru_offset)
+	vc->gs_moved = false;
+	if (vc->pkru_offset)
 		r = inherit_pkru(vc);
 	if (!r)
 		r = hv_vcpu_set_regs(vc, &regs);

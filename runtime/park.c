@@ -9,12 +9,15 @@
  * thread parks only when nothing of its last vthread would show (can_park):
  * its __thread variables (every module's but libc's and the runtime's) equal
  * their initial images, it holds no pthread key value and no robust mutex,
- * no cancellation is pending, no signal waits, and the vthread made no call
- * that changes its thread (paths.c: name, affinity, credentials...). What
- * would show anyway is reset when the thread is taken: errno, the locale,
- * the cancellation state and type, the signal mask (the creator's). The
- * creator's scheduling policy, priority, nice value, CPU affinity and name
- * must equal the parked thread's, as a fresh thread inherits them. Anything
+ * no cancellation is pending, no signal waits, libc's resolver state is
+ * unused, and the vthread made no call that changes its thread (paths.c:
+ * name, affinity, credentials...). Its thread_local destructors
+ * (__cxa_thread_atexit) run as at a thread's exit. What would show anyway is
+ * reset when the thread is taken: errno, the locale, the cancellation state
+ * and type, the signal mask (the creator's), signals sent to the thread while
+ * it was parked (dropped: a fresh thread would not have them). The creator's
+ * scheduling policy, priority, nice value, CPU affinity, name and seccomp
+ * mode must equal the parked thread's, as a fresh thread inherits them. Anything
  * else, and the thread ends as a pthread does, its key destructors run
  * before vthread_join returns.
  *
@@ -29,12 +32,15 @@
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <gnu/libc-version.h>
 #include <limits.h>
 #include <linux/futex.h>
 #include <link.h>
 #include <locale.h>
 #include <netdb.h>
+#include <resolv.h>
+#undef p_type		/* resolv.h's, for its own p_type(); ELF's is a field */
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -327,6 +333,22 @@ static bool cancel_pending(void)
 	return false;
 }
 
+/* glibc runs a thread's thread_local destructors (__cxa_thread_atexit_impl)
+ * as it exits: a parked thread runs them as its vthread ends, on its own. */
+static void call_tls_dtors(void)
+{
+	static void (*call)(void);
+	static bool looked;
+
+	if (!__atomic_load_n(&looked, __ATOMIC_ACQUIRE)) {
+		__atomic_store_n(&call, dlvsym(RTLD_DEFAULT, "__call_tls_dtors", "GLIBC_PRIVATE"),
+				 __ATOMIC_RELAXED);
+		__atomic_store_n(&looked, true, __ATOMIC_RELEASE);
+	}
+	if (call)
+		call();
+}
+
 static bool can_park(const struct vthread *vt)
 {
 	sigset_t pending;
@@ -334,7 +356,9 @@ static bool can_park(const struct vthread *vt)
 
 	if (!vt->parkable || vt->unwound || vt->thread_changed || rt_park_count() >= RT_PARK_MAX)
 		return false;
-	if (cancel_pending() || keys_held() || robust_held())
+	call_tls_dtors();
+	/* glibc keeps the resolver's state per thread and clears it at exit */
+	if (cancel_pending() || keys_held() || robust_held() || (_res.options & RES_INIT))
 		return false;
 	if (sigpending(&pending) || !sigisemptyset(&pending))
 		return false;
@@ -354,6 +378,45 @@ static void spin(const struct rt_park *p)
 
 	while (!__atomic_load_n(&p->word, __ATOMIC_ACQUIRE) && rt_now_ns() < until)
 		__builtin_ia32_pause();
+}
+
+/*
+ * A signal sent to the thread while it was parked (its last vthread's ID,
+ * say) was sent to a thread a fresh one is not: dropped. Only the thread's
+ * own pending set, which /proc has apart from the process's, is read, and
+ * only when something is pending at all.
+ */
+static void drop_signals_sent_while_parked(void)
+{
+	const struct timespec zero = { 0, 0 };
+	unsigned long long own = 0;
+	char buf[2048], *at;
+	sigset_t pending;
+	int fd;
+	long n;
+
+	if (sigpending(&pending) || sigisemptyset(&pending))
+		return;
+	fd = open("/proc/thread-self/status", O_RDONLY | O_CLOEXEC);
+	n = fd < 0 ? -1 : read(fd, buf, sizeof(buf) - 1);
+	if (fd >= 0)
+		close(fd);
+	if (n <= 0)
+		return;
+	buf[n] = 0;
+	at = strstr(buf, "\nSigPnd:");
+	if (!at || sscanf(at, "\nSigPnd: %llx", &own) != 1)
+		return;
+	for (int sig = 1; sig <= 64; sig++) {
+		sigset_t one;
+
+		if (!(own & 1ull << (sig - 1)))
+			continue;
+		sigemptyset(&one);
+		sigaddset(&one, sig);
+		while (sigtimedwait(&one, NULL, &zero) == sig)
+			;
+	}
 }
 
 bool rt_park_offer(struct rt_park *p, const struct vthread *vt)
@@ -397,6 +460,7 @@ struct vthread *rt_park_wait(struct rt_park *p)
 		rt_vcpu_put(p->vcpu);	/* else an eviction's: the evictor returned it */
 	if (w == ENDED)
 		return NULL;
+	drop_signals_sent_while_parked();
 	errno = 0;
 	h_errno = 0;
 	uselocale(LC_GLOBAL_LOCALE);

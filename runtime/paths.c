@@ -8,6 +8,7 @@
  * which thread makes them and that return promptly. Calls not listed exit.
  */
 #define _GNU_SOURCE
+#include <linux/close_range.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 
@@ -151,10 +152,11 @@ void rt_paths_publish(void)
 /*
  * Calls after which the thread may differ from a fresh one in what the kernel
  * keeps per thread (name, scheduling, credentials, namespaces, stacks and
- * lists it registered, its FS base, memory policy, Landlock domain, session
- * keyring): its backing thread is not parked (park.c) but ends. Getters are
- * listed too where the call number is shared (prctl, arch_prctl, keyctl): a
- * false "changed" costs one thread, never correctness.
+ * lists it registered, its FS base, memory policy, Landlock domain, thread
+ * and session keyrings, a descriptor table of its own): its backing thread is
+ * not parked (park.c) but ends. Getters are listed too where the call number
+ * is shared (prctl, arch_prctl, keyctl; close_range without
+ * CLOSE_RANGE_UNSHARE): a false "changed" costs one thread, never correctness.
  */
 bool rt_path_changes_thread(long nr)
 {
@@ -168,6 +170,7 @@ bool rt_path_changes_thread(long nr)
 	case SYS_setfsgid: case SYS_setgroups: case SYS_unshare: case SYS_setns:
 	case SYS_seccomp: case SYS_personality: case SYS_timer_create:
 	case SYS_landlock_restrict_self: case SYS_set_mempolicy: case SYS_keyctl:
+	case SYS_add_key: case SYS_request_key: case SYS_close_range:
 		return true;
 	default:
 		return false;
@@ -176,7 +179,8 @@ bool rt_path_changes_thread(long nr)
 
 /*
  * Calls after which the thread may see files or credentials of its own (all
- * of them among rt_path_changes_thread's): its own descriptor table, root,
+ * of them among rt_path_changes_thread's): its own descriptor table (unshare,
+ * close_range's CLOSE_RANGE_UNSHARE), root,
  * working directory or umask (unshare), namespaces (setns), credentials set
  * by the raw calls (glibc's setuid() and the like change every thread, the
  * servers too, but fsuid, fsgid and a raw setresuid() are the caller's),
@@ -185,7 +189,7 @@ bool rt_path_changes_thread(long nr)
  * thread's calls take the exit path from then on, as the failed call's do
  * too (the exit path is always correct).
  */
-bool rt_path_own_view(long nr, uint64_t arg0)
+bool rt_path_own_view(long nr, uint64_t arg0, uint64_t arg2)
 {
 	switch (nr) {
 	case SYS_unshare: case SYS_setns: case SYS_capset: case SYS_setuid: case SYS_setgid:
@@ -198,6 +202,8 @@ bool rt_path_own_view(long nr, uint64_t arg0)
 	case SYS_prctl:
 		return arg0 == PR_SET_SECCOMP || arg0 == PR_CAPBSET_DROP ||
 		       arg0 == PR_SET_SECUREBITS || arg0 == PR_CAP_AMBIENT;
+	case SYS_close_range:
+		return arg2 & CLOSE_RANGE_UNSHARE;
 	default:
 		return false;
 	}

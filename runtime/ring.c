@@ -65,20 +65,19 @@ static void set_spin(void)
 {
 	long spin_ns = rt.exit_ns < 5000 ? 5000 : rt.exit_ns > 100000 ? 100000 : rt.exit_ns;
 	struct timespec a, b;
-	uint64_t t0, t1;
-	double per_ns;
+	uint64_t t0, ticks, ns;
 
 	clock_gettime(CLOCK_MONOTONIC, &a);
 	t0 = __rdtsc();
 	do
 		clock_gettime(CLOCK_MONOTONIC, &b);
-	while ((b.tv_sec - a.tv_sec) * 1000000000L + b.tv_nsec - a.tv_nsec < 200000);
-	t1 = __rdtsc();
-	per_ns = (t1 - t0) / ((b.tv_sec - a.tv_sec) * 1e9 + b.tv_nsec - a.tv_nsec);
-	hv_ring_spin = (uint64_t)(spin_ns * per_ns);
+	while ((ns = (b.tv_sec - a.tv_sec) * 1000000000L + b.tv_nsec - a.tv_nsec) < 200000);
+	ticks = __rdtsc() - t0;
+	/* In integers: floating point would raise FE_INEXACT in the creator. */
+	hv_ring_spin = spin_ns * ticks / ns;
 	hv_ring_stale = hv_ring_spin / 2;
 	ring.idle_ticks = 4 * hv_ring_spin;
-	ring.yield_ticks = (uint64_t)(YIELD_NS * per_ns);
+	ring.yield_ticks = YIELD_NS * ticks / ns;
 }
 
 /*

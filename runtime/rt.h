@@ -127,6 +127,7 @@ struct vthread {
 	uint32_t done;			/* 1 once state says it ended (futex) */
 	int guest_errno;		/* the guest's errno while the runtime runs */
 	uint64_t fs_base;		/* the guest's, normally the backing thread's */
+	uint64_t fpu;			/* the creator's MXCSR, x87 control word << 32 */
 	uint64_t gs_base;		/* what the guest set with ARCH_SET_GS */
 	uint64_t mask;			/* the guest's signal mask (bit n-1: signal n) */
 	struct kvm_xsave xsave;		/* scratch for signal frames */
@@ -291,7 +292,7 @@ bool rt_path_guest_mask(long nr);
 /* Whether the call may change the calling thread (a parked one must not have). */
 bool rt_path_changes_thread(long nr);
 /* Of those, the calls after which the thread's files or credentials are its own. */
-bool rt_path_own_view(long nr, uint64_t arg0);
+bool rt_path_own_view(long nr, uint64_t arg0, uint64_t arg2);
 /* Fills the guest's bitmap of the calls the ring takes. */
 void rt_paths_publish(void);
 

@@ -133,7 +133,7 @@ enum rt_next rt_syscall_forward(struct vthread *vt, hv_regs *r, long moved)
 	rt.syscall_exits[r->rax < HV_RING_NR_MAX ? r->rax : HV_RING_NR_MAX]++;
 	if (rt_path_changes_thread(r->rax)) {
 		vt->thread_changed = true;
-		if (vt->ring && rt_path_own_view(r->rax, r->rdi) && (ret = rt_ring_leave(vt)) < 0) {
+		if (vt->ring && rt_path_own_view(r->rax, r->rdi, r->rdx) && (ret = rt_ring_leave(vt)) < 0) {
 			rt_resume_sysret(vt, r, ret);
 			return RT_RESUME;
 		}

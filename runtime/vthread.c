@@ -165,7 +165,7 @@ static void run_guest(struct vthread *vt)
 
 	syscall(SYS_arch_prctl, ARCH_GET_FS, &fs);
 	vt->fs_base = fs;
-	r = hv_vcpu_start(vt->vcpu, guest_main, vt, vt->stack + vt->stack_size, fs);
+	r = hv_vcpu_start(vt->vcpu, guest_main, vt, vt->stack + vt->stack_size, fs, vt->fpu);
 	hv_vcpu_set_fault_stack(vt->vcpu, (uintptr_t)vt->stack + vt->guard,
 				(uintptr_t)vt->stack + vt->stack_size);
 	if (!r)
@@ -313,10 +313,16 @@ static void vt_free(struct vthread *vt)
 static void vt_init_ctx(struct vthread *vt, const struct rt_attr *a, void *(*fn)(void *),
 			void *arg)
 {
+	uint32_t mxcsr;
+	uint16_t fcw;
+
 	vt->fn = fn;
 	vt->arg = arg;
 	if (vt->sandbox)
 		return;
+	/* A new thread's floating-point environment is its creator's (C11 7.6). */
+	__asm__ volatile("stmxcsr %0; fnstcw %1" : "=m"(mxcsr), "=m"(fcw));
+	vt->fpu = mxcsr | (uint64_t)fcw << 32;
 	vt->ring = (a->syscallmode == VTHREAD_SYSCALL_AUTO ? rt.syscallmode : a->syscallmode) ==
 		   VTHREAD_SYSCALL_RING;
 	vt->fault_fn = a->fault_fn;

@@ -572,7 +572,7 @@ START_TEST(test_bad_variable_refuses_with_reason)
 }
 END_TEST
 
-/* Leaves the FPU as no new thread starts: x87 rounding toward zero, single
+/* Leaves the FPU as its creator does not: x87 rounding toward zero, single
  * precision; SSE rounding toward zero, flush-to-zero, an exception unmasked. */
 static void *spoil_fpu(void *arg)
 {
@@ -593,22 +593,49 @@ static void *read_fpu(void *arg)
 	return (void *)(((uintptr_t)cw << 32) | csr);
 }
 
-/* A pthread of this main thread starts with its FPU control state, the
- * default; a vthread too, whatever the last vthread on its pooled vCPU left. */
-START_TEST(test_vthread_starts_with_a_fresh_fpu_control_state)
+static uint64_t pthread_fpu(void)
+{
+	pthread_t p;
+	void *ret;
+
+	ck_assert_int_eq(pthread_create(&p, NULL, read_fpu, NULL), 0);
+	ck_assert_int_eq(pthread_join(p, &ret), 0);
+	return (uintptr_t)ret;
+}
+
+static uint64_t vthread_fpu(void)
 {
 	vthread_t vt;
 	void *ret;
 
+	ck_assert_int_eq(vthread_create(&vt, NULL, read_fpu, NULL), 0);
+	ck_assert_int_eq(vthread_join(vt, &ret), 0);
+	return (uintptr_t)ret;
+}
+
+/* A new thread starts with its creator's FPU control state and flags (C11 7.6,
+ * as a pthread does), whatever the last vthread on its pooled vCPU left; and
+ * making vthreads raises no exception flag in the creator. */
+START_TEST(test_vthread_starts_with_its_creators_fpu_control_state)
+{
+	uint16_t cw, down_cw = 0x037f | 0x0400;	/* x87: round down */
+	uint32_t csr, down_csr = 0x1f80 | 0x2000 | 0x0001;	/* SSE: round down, IE raised */
+	vthread_t vt;
+
 	require_backend();
+	__asm__ volatile("fnstcw %0; stmxcsr %1" : "=m"(cw), "=m"(csr));
+	csr &= ~0x3fu;	/* no flag raised */
+	__asm__ volatile("ldmxcsr %0" : : "m"(csr));
 	for (int i = 0; i < 20; i++) {
 		ck_assert_int_eq(vthread_create(&vt, NULL, spoil_fpu, NULL), 0);
 		ck_assert_int_eq(vthread_join(vt, NULL), 0);
-		ck_assert_int_eq(vthread_create(&vt, NULL, read_fpu, NULL), 0);
-		ck_assert_int_eq(vthread_join(vt, &ret), 0);
-		ck_assert_uint_eq((uintptr_t)ret >> 32, 0x37f);
-		ck_assert_uint_eq((uintptr_t)ret & 0xffffffff, 0x1f80);
+		ck_assert_uint_eq(vthread_fpu(), pthread_fpu());
 	}
+	ck_assert_uint_eq(vthread_fpu(), ((uint64_t)cw << 32) | csr);
+	__asm__ volatile("fldcw %0; ldmxcsr %1" : : "m"(down_cw), "m"(down_csr));
+	ck_assert_uint_eq(vthread_fpu(), ((uint64_t)down_cw << 32) | down_csr);
+	ck_assert_uint_eq(pthread_fpu(), ((uint64_t)down_cw << 32) | down_csr);
+	__asm__ volatile("fldcw %0; ldmxcsr %1" : : "m"(cw), "m"(csr));
 }
 END_TEST
 
@@ -620,7 +647,7 @@ int main(void)
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, test_join_returns_value);
 	tcase_add_test(tc, test_default_stack_size_is_a_pthreads);
-	tcase_add_test(tc, test_vthread_starts_with_a_fresh_fpu_control_state);
+	tcase_add_test(tc, test_vthread_starts_with_its_creators_fpu_control_state);
 	tcase_add_test(tc, test_64_vthreads_compute_into_shared_arrays);
 	tcase_add_test(tc, test_vthread_exit_gives_join_its_value);
 	tcase_add_test(tc, test_self_and_equal);

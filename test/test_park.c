@@ -6,10 +6,14 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
+#include <linux/close_range.h>
 #include <pthread.h>
+#include <resolv.h>
 #include <signal.h>
 #include <stdint.h>
 #include <string.h>
+#include <time.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -273,6 +277,119 @@ START_TEST(test_a_creator_with_a_seccomp_filter_gets_no_unfiltered_thread)
 }
 END_TEST
 
+/* Resolver state (per thread in glibc, cleared at a thread's exit): a thread
+ * whose vthread used it ends; the next starts with none. */
+static void *use_resolver(void *arg)
+{
+	(void)arg;
+	if (res_init())
+		return (void *)-1;
+	_res.retrans = 77;
+	return NULL;
+}
+
+static void *resolver_state(void *arg)
+{
+	(void)arg;
+	return (void *)(uintptr_t)(_res.options & RES_INIT);
+}
+
+START_TEST(test_a_thread_that_used_the_resolver_is_not_reused)
+{
+	ck_assert_int_eq(run_vthread(use_resolver, NULL), 0);
+	ck_assert_int_eq(run_vthread(resolver_state, NULL), 0);
+}
+END_TEST
+
+/* A thread_local destructor (C++'s, __cxa_thread_atexit) runs before the
+ * vthread's join returns, as a pthread's does at its exit, parked or not. */
+extern int __cxa_thread_atexit_impl(void (*fn)(void *), void *obj, void *dso);
+extern void *__dso_handle;
+static volatile int dtors;
+
+static void count_dtor(void *obj)
+{
+	(void)obj;
+	dtors++;
+}
+
+static void *register_dtor(void *arg)
+{
+	(void)arg;
+	__cxa_thread_atexit_impl(count_dtor, NULL, &__dso_handle);
+	return NULL;
+}
+
+START_TEST(test_thread_local_destructors_run_before_join_returns)
+{
+	for (int i = 1; i <= 5; i++) {
+		ck_assert_int_eq(run_vthread(register_dtor, NULL), 0);
+		ck_assert_int_eq(dtors, i);
+	}
+}
+END_TEST
+
+/* A signal sent to a parked thread (by its last vthread's ID) is not the next
+ * vthread's: a fresh thread would not get it (the ID would be gone: ESRCH). */
+static volatile int usr1;
+
+static void on_usr1(int sig)
+{
+	(void)sig;
+	usr1++;
+}
+
+static void *spin_20ms(void *arg)
+{
+	struct timespec t0, t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	do
+		clock_gettime(CLOCK_MONOTONIC, &t);
+	while ((t.tv_sec - t0.tv_sec) * 1000000000L + t.tv_nsec - t0.tv_nsec < 20000000);
+	return arg;
+}
+
+START_TEST(test_a_signal_sent_to_a_parked_thread_is_not_the_next_vthreads)
+{
+	long t;
+
+	signal(SIGUSR1, on_usr1);
+	for (int i = 0; i < 5; i++) {
+		t = run_vthread(tid, NULL);
+		usleep(1000);	/* parked, awake or asleep */
+		ck_assert_int_eq(syscall(SYS_tgkill, getpid(), t, SIGUSR1) == 0, PARKS);
+		ck_assert_int_eq(run_vthread(spin_20ms, NULL), 0);
+		ck_assert_int_eq(usr1, 0);
+	}
+}
+END_TEST
+
+/* close_range with CLOSE_RANGE_UNSHARE gives the thread a table of its own:
+ * it ends, and the next vthread sees the process's descriptors. */
+static void *unshare_descriptors(void *arg)
+{
+	(void)arg;
+	return (void *)syscall(SYS_close_range, ~0u, ~0u, CLOSE_RANGE_UNSHARE);
+}
+
+static void *descriptor_flags(void *arg)
+{
+	return (void *)(intptr_t)fcntl((int)(intptr_t)arg, F_GETFD);
+}
+
+START_TEST(test_a_thread_with_a_descriptor_table_of_its_own_is_not_reused)
+{
+	int fd;
+
+	ck_assert_int_eq(run_vthread(unshare_descriptors, NULL), 0);
+	fd = open("/dev/null", O_RDONLY);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(run_vthread(descriptor_flags, (void *)(intptr_t)fd), 0);
+	close(fd);
+}
+END_TEST
+
 static volatile int go;
 
 static void *wait_go(void *arg)
@@ -413,6 +530,10 @@ int main(void)
 	tcase_add_test(tc, test_a_thread_that_renamed_itself_is_not_reused);
 	tcase_add_test(tc, test_a_thread_renamed_from_outside_backs_no_creator_of_another_name);
 	tcase_add_test(tc, test_a_thread_with_a_memory_policy_of_its_own_is_not_reused);
+	tcase_add_test(tc, test_a_thread_that_used_the_resolver_is_not_reused);
+	tcase_add_test(tc, test_thread_local_destructors_run_before_join_returns);
+	tcase_add_test(tc, test_a_signal_sent_to_a_parked_thread_is_not_the_next_vthreads);
+	tcase_add_test(tc, test_a_thread_with_a_descriptor_table_of_its_own_is_not_reused);
 	tcase_add_test(tc, test_a_creator_with_a_seccomp_filter_gets_no_unfiltered_thread);
 	tcase_add_test(tc, test_a_late_cancellation_does_not_reach_the_next_vthread);
 	tcase_add_test(tc, test_a_robust_mutex_held_at_the_end_is_owner_dead);

@@ -5,6 +5,7 @@
  */
 #define _GNU_SOURCE
 #include <asm/prctl.h>
+#include <linux/close_range.h>
 #include <dirent.h>
 #include <errno.h>
 #include <stdatomic.h>
@@ -532,9 +533,14 @@ END_TEST
 #define PRIVATE_OPENS 100
 static int private_fd[PRIVATE_OPENS];
 
+/* The table made the vthread's own by unshare, or by close_range's
+ * CLOSE_RANGE_UNSHARE (closing nothing). */
 static void *open_after_unshare(void *arg)
 {
-	if (unshare(CLONE_FILES))
+	static int how;
+
+	if (how++ % 2 ? syscall(SYS_close_range, ~0u, ~0u, CLOSE_RANGE_UNSHARE) :
+			unshare(CLONE_FILES))
 		return (void *)1;
 	for (int i = 0; i < PRIVATE_OPENS; i++)
 		if ((private_fd[i] = open(arg, O_RDONLY)) < 0)
@@ -549,14 +555,16 @@ START_TEST(test_unshared_descriptors_are_the_vthreads_own)
 
 	ck_assert_int_ge(fd, 0);
 	close(fd);
-	ck_assert_int_eq(run_vthread_mode(VTHREAD_SYSCALL_RING, open_after_unshare, path), 0);
-	for (int i = 0; i < PRIVATE_OPENS; i++) {
-		struct stat a, b;
+	for (int how = 0; how < 2; how++) {
+		ck_assert_int_eq(run_vthread_mode(VTHREAD_SYSCALL_RING, open_after_unshare, path), 0);
+		for (int i = 0; i < PRIVATE_OPENS; i++) {
+			struct stat a, b;
 
-		/* a number free in ours, or a file other than the one opened */
-		if (!fstat(private_fd[i], &a) && !stat(path, &b) && a.st_ino == b.st_ino &&
-		    a.st_dev == b.st_dev)
-			shared++;
+			/* a number free in ours, or a file other than the one opened */
+			if (!fstat(private_fd[i], &a) && !stat(path, &b) && a.st_ino == b.st_ino &&
+			    a.st_dev == b.st_dev)
+				shared++;
+		}
 	}
 	ck_assert_int_eq(shared, 0);
 	unlink(path);
@@ -1012,6 +1020,26 @@ START_TEST(test_arch_set_gs_is_the_vthreads_own)
 }
 END_TEST
 
+/* GS moved by the vthread itself (wrgsbase, no system call) and left so. */
+static void *wrgsbase_and_return(void *arg)
+{
+	__asm__ volatile("wrgsbase %0" : : "r"(arg));
+	return NULL;
+}
+
+/* The next vthread on that vCPU has its ring slot under GS again: its calls
+ * take the ring (before 0.7.5 the first one faulted at the moved base). */
+START_TEST(test_a_gs_base_a_vthread_moved_is_not_the_next_ones)
+{
+	for (int i = 0; i < 5; i++) {
+		ck_assert_int_eq(run_vthread_mode(VTHREAD_SYSCALL_RING, wrgsbase_and_return,
+						  (void *)0x1234000), 0);
+		ck_assert_int_eq(run_vthread_mode(VTHREAD_SYSCALL_RING, getppid_loop,
+						  (void *)(intptr_t)getppid()), 0);
+	}
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("ring");
@@ -1042,6 +1070,7 @@ int main(void)
 	tcase_add_test(tc, test_mutex_contention_with_host_threads);
 	tcase_add_test(tc, test_cancel_a_ring_vthread_blocked_in_read);
 	tcase_add_test(tc, test_arch_set_gs_is_the_vthreads_own);
+	tcase_add_test(tc, test_a_gs_base_a_vthread_moved_is_not_the_next_ones);
 	suite_add_tcase(s, tc);
 	return run_suite(s);
 }
