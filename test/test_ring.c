@@ -215,6 +215,18 @@ END_TEST
  * other an exit (ring_helped). Whether a vCPU is preempted while it waits is
  * the scheduler's: up to 20 tries of 20 ms.
  */
+static atomic_int pair_started;
+
+/* getppid for 20 ms once both of a pair run: on one CPU (the SVM lane) the
+ * first would otherwise end before its creator made the second. */
+static void *getppid_20ms_as_a_pair(void *arg)
+{
+	atomic_fetch_add(&pair_started, 1);
+	while (atomic_load(&pair_started) < 2)
+		;
+	return getppid_20ms(arg);
+}
+
 START_TEST(test_a_backing_thread_makes_the_calls_other_guests_wait_on)
 {
 	struct vthread_stats before = VTHREAD_STATS_INIT, after = VTHREAD_STATS_INIT;
@@ -228,8 +240,9 @@ START_TEST(test_a_backing_thread_makes_the_calls_other_guests_wait_on)
 	ck_assert_int_eq(vthread_get_stats(&before), 0);
 	after = before;
 	for (int tries = 0; tries < 20 && after.ring_helped == before.ring_helped; tries++) {
+		pair_started = 0;
 		for (int i = 0; i < 2; i++)
-			ck_assert_int_eq(vthread_create(&vt[i], &a, getppid_20ms, arg), 0);
+			ck_assert_int_eq(vthread_create(&vt[i], &a, getppid_20ms_as_a_pair, arg), 0);
 		for (int i = 0; i < 2; i++) {
 			ck_assert_int_eq(vthread_join(vt[i], &ret), 0);
 			ck_assert_ptr_null(ret);
