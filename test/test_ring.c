@@ -6,6 +6,7 @@
 #define _GNU_SOURCE
 #include <asm/prctl.h>
 #include <linux/close_range.h>
+#include <linux/landlock.h>
 #include <dirent.h>
 #include <errno.h>
 #include <stdatomic.h>
@@ -723,6 +724,39 @@ START_TEST(test_a_ring_vthreads_own_seccomp_filter_binds_its_calls)
 }
 END_TEST
 
+/* A Landlock domain of its own that forbids making directories: mkdir()
+ * 50 times under a fresh directory, a server kept awake. The kernel must
+ * have Landlock: this machine's does, and CI's is the same. */
+static void *landlock_then_mkdir(void *arg)
+{
+	struct landlock_ruleset_attr ra = { .handled_access_fs = LANDLOCK_ACCESS_FS_MAKE_DIR };
+	intptr_t made = 0;
+	char path[300];
+	long rs;
+
+	rs = syscall(SYS_landlock_create_ruleset, &ra, sizeof(ra), 0);
+	if (rs < 0 || prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) ||
+	    syscall(SYS_landlock_restrict_self, rs, 0))
+		return (void *)-1;
+	for (int i = 0; i < 50; i++) {
+		for (int j = 0; j < 50; j++)
+			getppid();
+		snprintf(path, sizeof(path), "%s/d%d", (const char *)arg, i);
+		made += mkdir(path, 0700) == 0 || errno != EACCES;
+	}
+	return (void *)made;
+}
+
+START_TEST(test_a_ring_vthreads_own_landlock_domain_binds_its_calls)
+{
+	char dir[] = "/tmp/vthread-landlock-XXXXXX";
+
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	ck_assert_int_eq(run_vthread_mode(VTHREAD_SYSCALL_RING, landlock_then_mkdir, dir), 0);
+	ck_assert_int_eq(rmdir(dir), 0);	/* nothing was made in it */
+}
+END_TEST
+
 /* A pthread that filters itself after the servers started, then makes a
  * ring vthread: the vthread inherits the filter, the servers do not. */
 static void *filter_then_create(void *arg)
@@ -1074,6 +1108,7 @@ int main(void)
 	tcase_add_test(tc, test_efbig_from_truncate_raises_sigxfsz_in_the_vthread);
 	tcase_add_test(tc, test_a_signalfd_reads_the_vthreads_own_signals);
 	tcase_add_test(tc, test_a_ring_vthreads_own_seccomp_filter_binds_its_calls);
+	tcase_add_test(tc, test_a_ring_vthreads_own_landlock_domain_binds_its_calls);
 	tcase_add_test(tc, test_a_filter_the_creator_added_binds_a_ring_vthreads_calls);
 	tcase_add_test(tc, test_a_ring_vthreads_own_personality_and_credentials_are_its_own);
 	tcase_add_test(tc, test_a_blocking_write_moves_everything);
