@@ -62,7 +62,7 @@ bool rt_breakpoint_native(struct vthread *vt, const struct hv_exit *ex)
 	if (vt->gs_base)			/* glibc leaves the host thread's GS alone */
 		syscall(SYS_arch_prctl, ARCH_SET_GS, vt->gs_base);
 	vt->thread_changed = true;		/* not parked after: the program ran on it */
-	rt_signal_host_mask(~0ull, &vt->native_mask);
+	rt_signal_host_mask(RT_HOST_BLOCKED, &vt->native_mask);
 	if (__builtin_setjmp(vt->native_back) == 0) {
 		vt->native = true;
 		rt_native_enter(&c);

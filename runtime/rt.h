@@ -395,6 +395,16 @@ int rt_signal_return(struct vthread *vt, hv_regs *r);
 
 #define RT_SA_RESTORER	0x04000000	/* <asm/signal.h>; glibc hides it */
 #define RT_SIGCANCEL	32		/* glibc's; SIGRTMIN is after its two */
+#define RT_SIGSETXID	33		/* glibc's setuid() and the like: every thread answers */
+/*
+ * What a backing thread blocks in the runtime's host code (KVM_RUN takes the
+ * guest's mask): all but glibc's setxid signal. glibc's setuid() waits until
+ * every thread has run that signal's handler, which makes the raw call for its
+ * thread: blocked, a parked thread hung it for good, and taken into the guest
+ * the call made the vthread's credentials look like its own (leaving the ring).
+ * The handler runs on the host thread instead, async-signal-safe, SA_RESTART.
+ */
+#define RT_HOST_BLOCKED	(~(1ull << (RT_SIGSETXID - 1)))
 #define RT_SIGSANDBOX	64		/* SIGRTMAX: a sandbox's time limit (sbrun.c) */
 
 long rt_sigaction_raw(int sig, const struct rt_ksigaction *act, struct rt_ksigaction *old);

@@ -321,7 +321,7 @@ static int call_here(const struct rt_attr *ra, void (*fn)(void), const long *arg
 	if (r < 0)
 		return r;
 	memcpy(run.args, args, sizeof(run.args));
-	rt_signal_host_mask(~0ull, &old);
+	rt_signal_host_mask(RT_HOST_BLOCKED, &old);
 	r = rt_sandbox_run(s, &run);
 	rt_signal_host_mask(old, NULL);
 	rt_sandbox_release(s);

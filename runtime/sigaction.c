@@ -24,7 +24,6 @@
 #include "rt.h"
 
 #define NSIGS		64
-#define SETXID		33	/* glibc's other internal signal */
 
 /* Each routed signal's action as the program gave it; seq is odd while it changes. */
 static struct {
@@ -176,7 +175,7 @@ RT_API int sigaction(int sig, const struct sigaction *act, struct sigaction *oac
 	struct rt_ksigaction k, old;
 	long r;
 
-	if (sig <= 0 || sig > NSIGS || sig == RT_SIGCANCEL || sig == SETXID) {
+	if (sig <= 0 || sig > NSIGS || sig == RT_SIGCANCEL || sig == RT_SIGSETXID) {
 		errno = EINVAL;
 		return -1;
 	}

@@ -55,7 +55,7 @@ void rt_signal_host_mask(uint64_t mask, uint64_t *old)
 
 void rt_signal_block_host(void)
 {
-	rt_signal_host_mask(~0ull, NULL);
+	rt_signal_host_mask(RT_HOST_BLOCKED, NULL);
 }
 
 /*
@@ -71,7 +71,7 @@ int rt_signal_thread_start(struct vthread *vt)
 {
 	/* A vthread starts with its creator's mask, as a pthread does: the new
 	 * thread's, or what the creator of a reused one read (park.c). */
-	rt_signal_host_mask(~0ull, vt->reused ? NULL : &vt->mask);
+	rt_signal_host_mask(RT_HOST_BLOCKED, vt->reused ? NULL : &vt->mask);
 	return hv_vcpu_set_sigmask(vt->vcpu, vt->mask);
 }
 

@@ -390,6 +390,18 @@ START_TEST(test_a_thread_with_a_descriptor_table_of_its_own_is_not_reused)
 }
 END_TEST
 
+/* glibc's setuid() and the like wait until every thread has answered their
+ * signal: a parked thread answers (it hung them for good before 0.7.5). Run
+ * alone, so that a hang is this test's timeout. */
+START_TEST(test_setresuid_returns_with_a_thread_parked)
+{
+	run_vthread(tid, NULL);
+	ck_assert_uint_eq(stats().vthreads_parked, PARKS);
+	ck_assert_int_eq(setresuid(getuid(), geteuid(), -1), 0);
+	ck_assert_int_eq(setresgid(getgid(), getegid(), -1), 0);
+}
+END_TEST
+
 static volatile int go;
 
 static void *wait_go(void *arg)
@@ -530,6 +542,7 @@ int main(void)
 	tcase_add_test(tc, test_a_thread_that_renamed_itself_is_not_reused);
 	tcase_add_test(tc, test_a_thread_renamed_from_outside_backs_no_creator_of_another_name);
 	tcase_add_test(tc, test_a_thread_with_a_memory_policy_of_its_own_is_not_reused);
+	tcase_add_test(tc, test_setresuid_returns_with_a_thread_parked);
 	tcase_add_test(tc, test_a_thread_that_used_the_resolver_is_not_reused);
 	tcase_add_test(tc, test_thread_local_destructors_run_before_join_returns);
 	tcase_add_test(tc, test_a_signal_sent_to_a_parked_thread_is_not_the_next_vthreads);
