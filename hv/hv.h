@@ -204,7 +204,6 @@ struct hv_vcpu {
 	struct kvm_sregs sregs;		/* as last set */
 	bool ring_entry;		/* MSR_LSTAR is hv_guest_syscall_ring */
 	bool direct;			/* and the slot's direct flag may be set */
-	bool gs_moved;			/* GS base is not the ring slot */
 	uint32_t pkru_offset;		/* of PKRU in the XSAVE area; 0: no CR4.PKE */
 	volatile uint32_t in_run;	/* in KVM_RUN (the runtime's dispatch loop) */
 	uint64_t ran_gen;		/* mm's flush_gen when it last left KVM_RUN */

@@ -265,11 +265,7 @@ struct hv_ring_slot *hv_vcpu_ring(struct hv_vcpu *vc)
 
 int hv_vcpu_set_gs_base(struct hv_vcpu *vc, uint64_t base)
 {
-	int r = hv_set_msr(vc, MSR_GS_BASE, base);
-
-	if (!r)
-		vc->gs_moved = base != (uintptr_t)hv_vcpu_ring(vc);
-	return r;
+	return hv_set_msr(vc, MSR_GS_BASE, base);
 }
 
 static const char *syscall_entry(bool ring)
@@ -339,7 +335,6 @@ int hv_vcpu_start(struct hv_vcpu *vc, void *(*fn)(void *), void *arg,
 	*sp = (uintptr_t)hv_guest_return;	/* fn's return address; RSP + 8 is 16-aligned */
 	hv_vcpu_ring(vc)->irq_on = hv_vcpu_ring(vc)->kick = 0;	/* hv->vif: off until rt_irq_begin */
 	hv_vcpu_ring(vc)->timer = ~0ull;
-	vc->gs_moved = false;
 	if (vc->pkru_offset)
 		r = inherit_pkru(vc);
 	if (!r)
