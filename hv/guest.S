@@ -6,6 +6,8 @@
  * registers as they were. The runtime then sets RIP itself, so no path here returns
  * on its own and the `ud2` after each exit is never reached.
  */
+#include <asm/unistd.h>
+
 #include "guest_abi.h"
 #include "x86.h"
 
@@ -50,6 +52,13 @@ hv_guest_syscall_ring:
 	jae exit_syscall
 	btq %rax, hv_ring_calls(%rip)		/* a call the ring may not take: exit */
 	jnc exit_syscall
+	cmpl $__NR_futex, %eax			/* a futex wait, which a server would */
+	jne 3f					/* only bounce: exit now, not after */
+	testl $0x76, %esi			/* spinning for a server. The command */
+	jnz 3f					/* (op & 0x7f) is FUTEX_WAIT (0) or */
+	testl $9, %esi				/* FUTEX_WAIT_BITSET (9) when bits 1-2 */
+	jp exit_syscall				/* and 4-6 are clear, bits 0 and 3 equal */
+3:
 	cmpl $0, hv_ring_awake(%rip)		/* no server awake to take it: exit */
 	je exit_syscall
 	movl %eax, %gs:HV_RING_NR		/* the number and six arguments ... */

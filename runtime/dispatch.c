@@ -87,7 +87,7 @@ static enum rt_next fault(struct vthread *vt, struct hv_exit *ex, struct dispatc
 static enum rt_next on_syscall(struct vthread *vt, struct hv_exit *ex, struct dispatch *d)
 {
 	(void)d;
-	rt_ring_missed(vt, ex->regs.rax, ex->regs.rcx);
+	rt_ring_missed(vt, &ex->regs);
 	return rt_syscall_forward(vt, &ex->regs, 0);
 }
 

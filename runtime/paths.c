@@ -21,7 +21,8 @@ static const char
 	file[] = "file-system or descriptor bookkeeping, process-wide and prompt",
 	memory[] = "the address space is the process's; KVM's MMU notifiers keep the mirror in step",
 	rw[] = "tried on the ring without waiting (RWF_NOWAIT); what would wait takes the exit path",
-	futex[] = "wake and requeue are prompt and thread-independent; waits take the exit path",
+	futex[] = "wake and requeue are prompt and thread-independent; waits take the exit path "
+		  "from the guest's stub (hv/guest.S)",
 	yield[] = "answered on the ring, the guest pausing; one call per millisecond takes "
 		  "the exit path and yields the backing thread's CPU (ring.c)",
 	thread[] = "acts on or for the calling thread: the backing thread must make it",

@@ -566,13 +566,16 @@ int rt_ring_leave(struct vthread *vt)
 	return hv_vcpu_set_syscall_entry(vt->vcpu, false, false);
 }
 
-void rt_ring_missed(const struct vthread *vt, long nr, uint64_t ret)
+void rt_ring_missed(const struct vthread *vt, const hv_regs *r)
 {
+	long nr = r->rax;
+
 	if (!vt->ring || rt_syscall_path(nr)->path < RT_PATH_RING)
 		return;
-	if (!hv_ring_awake)
+	/* a futex wait (hv/guest.S) needs no server, but its site is rewritten */
+	if (!hv_ring_awake && (nr != SYS_futex || futex_prompt(r->rsi)))
 		nudge(false);
-	rt_rewrite_seen(ret);	/* the ring may take it next time: without the trap */
+	rt_rewrite_seen(r->rcx);	/* the ring may take it next time: without the trap */
 }
 
 /*

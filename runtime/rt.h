@@ -339,7 +339,7 @@ int rt_ring_attach(struct vthread *vt);	/* at start: the vCPU's entry and slot *
 void rt_ring_detach(struct vthread *vt);
 int rt_ring_leave(struct vthread *vt);	/* exit path from now on (ARCH_SET_GS, own view) */
 /* An exit of a ring vthread whose call could have taken the ring, returning to ret. */
-void rt_ring_missed(const struct vthread *vt, long nr, uint64_t ret);
+void rt_ring_missed(const struct vthread *vt, const hv_regs *r);
 /* HV_EXIT_RING: the call is completed, or made on the exit path. */
 enum rt_next rt_ring_exit(struct vthread *vt, hv_regs *r);
 /* Before a signal is delivered: a vCPU stopped inside the ring stub is moved to

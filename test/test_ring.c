@@ -6,6 +6,7 @@
 #define _GNU_SOURCE
 #include <asm/prctl.h>
 #include <linux/close_range.h>
+#include <linux/futex.h>
 #include <linux/landlock.h>
 #include <dirent.h>
 #include <errno.h>
@@ -1037,6 +1038,46 @@ START_TEST(test_the_threads_own_cpu_clock_is_the_vthreads)
 }
 END_TEST
 
+/*
+ * Futex waits whose word has changed (EAGAIN at once), plain and bitset, with
+ * getppid calls and futex wakes between them to keep a server busy.
+ */
+static void *futex_waits(void *arg)
+{
+	static _Atomic uint32_t word;
+	const long ops[] = { FUTEX_WAIT_PRIVATE, FUTEX_WAIT_BITSET | FUTEX_CLOCK_REALTIME };
+
+	for (int i = 0; i < 100; i++) {
+		for (int j = 0; j < 20; j++)
+			if (getppid() != (pid_t)(intptr_t)arg)
+				return (void *)1;
+		for (int k = 0; k < 2; k++)
+			if (syscall(SYS_futex, &word, ops[k], word + 1, NULL, NULL,
+				    FUTEX_BITSET_MATCH_ANY) != -1 || errno != EAGAIN)
+				return (void *)(intptr_t)(2 + k);
+		if (syscall(SYS_futex, &word, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0) != 0)
+			return (void *)4;
+	}
+	return NULL;
+}
+
+/* A futex wait leaves by the exit path from the guest's stub at once: no
+ * server takes it only to hand it back, nor does the guest wait for one. */
+START_TEST(test_futex_waits_are_never_posted_to_the_ring)
+{
+	struct vthread_stats d = VTHREAD_STATS_INIT;
+	struct vthread_stats before = VTHREAD_STATS_INIT, after = VTHREAD_STATS_INIT;
+	const long want = 1000;
+
+	ck_assert_int_eq(vthread_get_stats(&before), 0);
+	if (ring_tries(futex_waits, (void *)(intptr_t)getppid(), &want, &d)) {
+		ck_assert_int_eq(vthread_get_stats(&after), 0);
+		ck_assert_uint_eq(after.ring_bounced, before.ring_bounced);
+		ck_assert_uint_ge(d.exit_syscall, 200);	/* the last try's waits */
+	}
+}
+END_TEST
+
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static long counter;
 
@@ -1180,6 +1221,7 @@ int main(void)
 	tcase_add_test(tc, test_a_read_that_must_wait_waits);
 	tcase_add_test(tc, test_nonblocking_read_gets_eagain);
 	tcase_add_test(tc, test_the_threads_own_cpu_clock_is_the_vthreads);
+	tcase_add_test(tc, test_futex_waits_are_never_posted_to_the_ring);
 	tcase_add_test(tc, test_mutex_contention_with_host_threads);
 	tcase_add_test(tc, test_cancel_a_ring_vthread_blocked_in_read);
 	tcase_add_test(tc, test_arch_set_gs_is_the_vthreads_own);
