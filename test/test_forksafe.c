@@ -23,6 +23,7 @@ static atomic_int backing;	/* the touching vthread's backing thread, while it to
 static atomic_int calls;
 static void *_Atomic first_caller;
 
+#ifndef __SANITIZE_ADDRESS__
 static void count(void *caller)
 {
 	void *none = NULL;
@@ -33,7 +34,6 @@ static void count(void *caller)
 	atomic_compare_exchange_strong(&first_caller, &none, caller);
 }
 
-#ifndef __SANITIZE_ADDRESS__
 void *__libc_malloc(size_t n);
 void *__libc_calloc(size_t n, size_t m);
 void *__libc_realloc(void *p, size_t n);
