@@ -177,16 +177,24 @@ static int print_top_exits(char *buf, size_t size)
 void rt_stats_print(int fd)
 {
 	struct vthread_stats s = VTHREAD_STATS_INIT;
-	char buf[1280];
+	char buf[1280], cost[128] = "";
+	unsigned long exits;
 	int n;
 
 	vthread_get_stats(&s);
+	/* A lower bound: a forwarded call's exit costs more than an empty one. */
+	exits = s.exit_syscall + s.exit_mirror + s.exit_fault + s.exit_end + s.exit_signal +
+		s.exit_null + s.exit_ring + s.exit_hostcall + s.exit_other;
+	if (rt.exit_ns > 0)
+		snprintf(cost, sizeof(cost),
+			 "; %lu exits cost at least %lu ms of CPU (an empty exit took %ld ns at start)",
+			 exits, exits * rt.exit_ns / 1000000, rt.exit_ns);
 	n = snprintf(buf, sizeof(buf),
 		     "libvthread stats: backend %s\n"
 		     "  vthreads created %lu (on parked threads %lu), live %lu, parked %lu; vCPUs %lu; "
 		     "memslots %lu; runtime memory %lu KiB\n"
 		     "  exits: syscall %lu, mirror %lu, fault %lu, end %lu, signal %lu, null %lu, "
-		     "ring %lu, hostcall %lu, other %lu\n"
+		     "ring %lu, hostcall %lu, other %lu%s\n"
 		     "  system calls made without an exit (ring): %lu; default mode %s; "
 		     "libc sites without the trap: %u; ring exits: no server in time %lu "
 		     "(none running %lu), would wait %lu; made by backing threads %lu\n",
@@ -194,7 +202,7 @@ void rt_stats_print(int fd)
 		     s.vthreads_reused, s.vthreads_live, s.vthreads_parked, s.vcpus, s.memslots,
 		     s.runtime_bytes >> 10, s.exit_syscall,
 		     s.exit_mirror, s.exit_fault, s.exit_end, s.exit_signal, s.exit_null, s.exit_ring,
-		     s.exit_hostcall, s.exit_other, s.syscalls_ring,
+		     s.exit_hostcall, s.exit_other, cost, s.syscalls_ring,
 		     rt.syscallmode == VTHREAD_SYSCALL_RING ? "ring" : "exit", rt_rewrite_count(),
 		     s.ring_late, s.ring_no_server, s.ring_bounced, s.ring_helped);
 	if (n > 0 && (size_t)n < sizeof(buf))

@@ -218,6 +218,34 @@ START_TEST(test_stats_1_names_the_system_calls_that_exited_most)
 }
 END_TEST
 
+/* The report sums the exits and prices them at the empty exit timed at start. */
+START_TEST(test_stats_1_prices_the_exits)
+{
+	unsigned long e[9], total, ms, sum = 0;
+	char out[8192], *line;
+	long ns;
+	int status;
+
+	require_backend();
+	status = stderr_of_child(vthreads_with_stats, &(struct stats_child){ "1", gettids, 1 },
+				 out, sizeof(out));
+	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	line = strstr(out, "  exits: syscall ");
+	ck_assert_msg(line, "%s", out);
+	ck_assert_int_eq(sscanf(line, "  exits: syscall %lu, mirror %lu, fault %lu, end %lu, "
+				"signal %lu, null %lu, ring %lu, hostcall %lu, other %lu; %lu exits "
+				"cost at least %lu ms of CPU (an empty exit took %ld ns at start)",
+				&e[0], &e[1], &e[2], &e[3], &e[4], &e[5], &e[6], &e[7], &e[8],
+				&total, &ms, &ns), 12);
+	for (int i = 0; i < 9; i++)
+		sum += e[i];
+	ck_assert_uint_eq(total, sum);
+	ck_assert_uint_ge(total, 37 + 1);	/* the gettids and the end */
+	ck_assert_int_gt(ns, 0);
+	ck_assert_uint_eq(ms, total * ns / 1000000);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("stats");
@@ -228,6 +256,7 @@ int main(void)
 	tcase_add_test(tc, test_the_struct_can_grow_and_bad_arguments_are_refused);
 	tcase_add_test(tc, test_stats_2_prints_each_vthread_as_it_ends);
 	tcase_add_test(tc, test_stats_1_names_the_system_calls_that_exited_most);
+	tcase_add_test(tc, test_stats_1_prices_the_exits);
 	suite_add_tcase(s, tc);
 	return run_suite(s);
 }
