@@ -338,7 +338,7 @@ void rt_ring_prepare(struct vthread *vt);	/* on the creating thread: may turn vt
 int rt_ring_attach(struct vthread *vt);	/* at start: the vCPU's entry and slot */
 void rt_ring_detach(struct vthread *vt);
 int rt_ring_leave(struct vthread *vt);	/* exit path from now on (ARCH_SET_GS, own view) */
-/* An exit of a ring vthread whose call could have taken the ring, returning to ret. */
+/* An exit of a ring vthread whose call could have taken the ring (regs at its `syscall`). */
 void rt_ring_missed(const struct vthread *vt, const hv_regs *r);
 /* HV_EXIT_RING: the call is completed, or made on the exit path. */
 enum rt_next rt_ring_exit(struct vthread *vt, hv_regs *r);
