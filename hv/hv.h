@@ -224,7 +224,6 @@ struct hv_backend {
 	const char *name;
 	uint64_t pte_user;	/* U bit for every guest paging entry (0 or 1 << 2) */
 	bool ring0;		/* guest CPL0 is hardware CPL0 (not deprivileged) */
-	bool irqs;		/* interrupts through KVM's local APIC (apic.c) */
 	bool vif;		/* ... held by the area's IF byte (hv->vif) */
 	/* Returns 1 if this backend serves the VM whose first vCPU is given. */
 	int (*detect)(struct hv *hv, struct hv_vcpu *vc);

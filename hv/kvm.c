@@ -55,22 +55,6 @@ static const struct hv_backend *const backends[] = {
 	&hv_backend_pvm, &hv_backend_svm, &hv_backend_vmx,
 };
 
-/*
- * Local APICs must exist before any vCPU, and which backend this is takes a
- * vCPU to tell: a VM that can have them is made again, with them where KVM
- * allows (else interrupts are not offered), and its first vCPU again.
- */
-static int reopen_with_apics(struct hv *hv, struct hv_vcpu *first)
-{
-	hv_vcpu_destroy(first);
-	close(hv->vm_fd);
-	hv->vm_fd = ioctl(hv->kvm_fd, KVM_CREATE_VM, 0);
-	if (hv->vm_fd < 0)
-		return -errno;
-	hv_irqchip_create(hv);
-	return hv_vcpu_create(hv, first, 0);
-}
-
 int hv_open(struct hv *hv, const char *dev, struct hv_vcpu *first, char *why, size_t whylen)
 {
 	int r;
@@ -107,6 +91,10 @@ int hv_open(struct hv *hv, const char *dev, struct hv_vcpu *first, char *why, si
 		why_set(why, whylen, r, "KVM_GET_SUPPORTED_CPUID: %s", strerror(-r));
 		goto err;
 	}
+	/* Local APICs must exist before any vCPU, also the one that tells the
+	 * backend, and every backend takes them: without them (refused by KVM)
+	 * interrupts are not offered. */
+	hv_irqchip_create(hv);
 	r = hv_vcpu_create(hv, first, 0);
 	if (r < 0) {
 		why_set(why, whylen, r, "KVM_CREATE_VCPU: %s", strerror(-r));
@@ -118,13 +106,6 @@ int hv_open(struct hv *hv, const char *dev, struct hv_vcpu *first, char *why, si
 	if (!hv->be) {
 		r = why_set(why, whylen, -ENOSYS, "cannot tell which KVM backend this is");
 		goto err_vcpu;
-	}
-	if (hv->be->irqs) {
-		r = reopen_with_apics(hv, first);
-		if (r < 0) {
-			why_set(why, whylen, r, "cannot make the VM again: %s", strerror(-r));
-			goto err;
-		}
 	}
 	if (hv->be->vif && hv->irqchip) {
 		int khz = ioctl(first->fd, KVM_GET_TSC_KHZ, 0);

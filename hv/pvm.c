@@ -41,6 +41,5 @@ const struct hv_backend hv_backend_pvm = {
 	.pte_user = 1ull << 2,
 	.detect = pvm_detect,
 	.vcpu_setup = pvm_vcpu_setup,
-	.irqs = true,
 	.vif = true,
 };

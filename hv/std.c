@@ -116,7 +116,6 @@ const struct hv_backend hv_backend_svm = {
 	.name = "kvm-svm",
 	.pte_user = 0,
 	.ring0 = true,
-	.irqs = true,
 	.detect = svm_detect,
 	.vcpu_setup = std_vcpu_setup,
 };
@@ -125,7 +124,6 @@ const struct hv_backend hv_backend_vmx = {
 	.name = "kvm-vmx",
 	.pte_user = 0,
 	.ring0 = true,
-	.irqs = true,
 	.detect = vmx_detect,
 	.vcpu_setup = std_vcpu_setup,
 };

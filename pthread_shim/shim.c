@@ -325,7 +325,7 @@ SHIM_API int pthread_create(pthread_t *th, const pthread_attr_t *attr,
 	pthread_once(&once, setup);
 	if (in_runtime)
 		return real_create(th, attr, fn, arg);
-	name = shim_routine_name(fn);
+	name = cfg.mode == SHIM_MATCH || cfg.log ? shim_routine_name(fn) : NULL;
 	why = choose(name);
 	if (why == AS_VTHREAD)
 		why = create(th, attr, fn, arg, &err);

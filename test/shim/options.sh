@@ -54,6 +54,12 @@ echo "== --log: one line per thread"
 [ "$(count shim.err ', worker_refused: pthread (vthread_create failed): Invalid argument$')" = 1 ] ||
 	fail "--log: the refused thread's error is not pthread_create's EINVAL"
 
+echo "== routines are named (libdw loaded, milliseconds) only for --match and --log"
+LD_DEBUG=files "$run" -- "$prog" >shim.out 2>shim.err
+[ "$(count shim.err 'file=libdw\.so')" = 0 ] || fail "libdw loaded without --match or --log"
+LD_DEBUG=files "$run" --log -- "$prog" >shim.out 2>shim.err
+[ "$(count shim.err 'file=libdw\.so.*dynamically loaded')" = 1 ] || fail "--log: libdw not loaded"
+
 echo "== --max 1: the rest fall back to pthreads"
 "$run" --log --max 1 -- "$prog" >shim.out 2>shim.err
 cmp -s native.out shim.out || fail "--max: output differs"
