@@ -22,8 +22,8 @@
  * of a vthread puts every site back (rt_rewrite_off).
  */
 #define _GNU_SOURCE
-#include <capstone/capstone.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <link.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,6 +31,7 @@
 #include <sys/mman.h>
 
 #include "rt.h"
+#include "rt_cs.h"
 
 #define TRAMP_SIZE	80		/* per site: hv_tramp, rounded up */
 #define TRAMP_BYTES	(64 * 1024)
@@ -42,6 +43,8 @@ static struct {
 	pthread_mutex_t lock;
 	bool on;
 	uint64_t lo, hi;		/* libc's code, page-aligned */
+	const char *path;		/* libc's file, */
+	uint64_t off;			/* and where its code starts there, when whole */
 	char *copy;			/* what the guest runs there */
 	const uint8_t *hdr;		/* libc's .eh_frame_hdr */
 	const uint8_t *table;		/* its (start, FDE) pairs, sdata4 from hdr */
@@ -176,7 +179,7 @@ static bool decode(uint64_t from, uint64_t to, bool (*ok)(const cs_insn *), cs_i
 	uint64_t at = from;
 
 	while (at < to)
-		if (!cs_disasm_iter(rw.cs, &code, &size, &at, in) || (ok && !ok(in)))
+		if (!rt_cs.disasm_iter(rw.cs, &code, &size, &at, in) || (ok && !ok(in)))
 			return false;
 	return at == to;
 }
@@ -306,6 +309,8 @@ static int find_libc(struct dl_phdr_info *info, size_t size, void *arg)
 		if (ph->p_type == PT_LOAD && (ph->p_flags & PF_X)) {
 			lo = (info->dlpi_addr + ph->p_vaddr) & ~(MM_PAGE_SIZE - 1);
 			hi = mm_page_round(info->dlpi_addr + ph->p_vaddr + ph->p_memsz);
+			rw.path = ph->p_filesz == ph->p_memsz ? info->dlpi_name : NULL;
+			rw.off = ph->p_offset & ~(MM_PAGE_SIZE - 1);
 		} else if (ph->p_type == PT_GNU_EH_FRAME) {
 			rw.hdr = (const uint8_t *)(info->dlpi_addr + ph->p_vaddr);
 		}
@@ -368,18 +373,53 @@ static char *tramp_region(void)
 	return NULL;
 }
 
+/*
+ * The guest's copy of libc's code: a private mapping of libc's file, whose
+ * pages are the page cache's until a site is written (copy on write: KVM's
+ * MMU notifier moves the guest to the new page), where a copy of memory took
+ * ~0.6 ms of page allocation per process. Used only if it holds what runs (a
+ * libc upgraded since the process started, or code written meanwhile, would
+ * not): else a copy of memory.
+ */
+static char *text_copy(size_t len)
+{
+	int fd = rw.path ? open(rw.path, O_RDONLY | O_CLOEXEC) : -1;
+	char *p = MAP_FAILED;
+
+	if (fd >= 0) {
+		p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, (off_t)rw.off);
+		close(fd);
+		if (p != MAP_FAILED && memcmp(p, (void *)(uintptr_t)rw.lo, len)) {
+			munmap(p, len);
+			p = MAP_FAILED;
+		}
+	}
+	if (p == MAP_FAILED) {
+		p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (p == MAP_FAILED)
+			return NULL;
+		memcpy(p, (void *)(uintptr_t)rw.lo, len);
+	}
+	if (mm_mirror_range(&rt.mm, p, len) < 0) {
+		munmap(p, len);
+		return NULL;
+	}
+	return p;
+}
+
 static void release(void)
 {
 	if (rw.tramp)
 		munmap(rw.tramp, TRAMP_BYTES);
-	mm_free(rw.copy, rw.hi - rw.lo);
+	if (rw.copy)
+		munmap(rw.copy, rw.hi - rw.lo);
 	free(rw.tried);
 	free(rw.taken);
 	free(rw.sites);
 	if (rw.in)
-		cs_free(rw.in, 1);
+		rt_cs.free(rw.in, 1);
 	if (rw.cs)
-		cs_close(&rw.cs);
+		rt_cs.close(&rw.cs);
 	memset(&rw, 0, sizeof(rw));
 	pthread_mutex_init(&rw.lock, NULL);
 }
@@ -408,16 +448,17 @@ void rt_rewrite_init(void)
 		why = "a debugger is attached: the guest runs libc's own code, breakpoints included";
 	else if (!len || !table_usable())
 		why = "libc's code or its .eh_frame_hdr not found";
-	else if (hv_tramp_end - hv_tramp > TRAMP_SIZE || cs_open(CS_ARCH_X86, CS_MODE_64, &rw.cs) ||
-		 !(rw.in = cs_malloc(rw.cs)))
+	else if (!rt_cs.open)
+		why = "Capstone (" RT_CS_SONAME ") cannot be loaded";
+	else if (hv_tramp_end - hv_tramp > TRAMP_SIZE ||
+		 rt_cs.open(CS_ARCH_X86, CS_MODE_64, &rw.cs) || !(rw.in = rt_cs.malloc(rw.cs)))
 		why = "no decoder";
 	else if (!(rw.tried = calloc(1, bits)) || !(rw.taken = calloc(1, bits)) ||
-		 !(rw.sites = calloc(NTRAMP, sizeof(*rw.sites))) || !(rw.copy = mm_alloc(&rt.mm, len)))
+		 !(rw.sites = calloc(NTRAMP, sizeof(*rw.sites))) || !(rw.copy = text_copy(len)))
 		why = "out of memory";
 	else if (!(rw.tramp = tramp_region()))
 		why = "no room for trampolines near libc";
-	else if (memcpy(rw.copy, (void *)(uintptr_t)rw.lo, len),
-		 mm_private(&rt.mm, rw.lo, rw.hi, rw.copy) < 0) {
+	else if (mm_private(&rt.mm, rw.lo, rw.hi, rw.copy) < 0) {
 		why = "libc's pages cannot be the guest's own";
 		rw.copy = NULL;		/* some guest entries may point there: kept */
 	}

@@ -4,12 +4,14 @@
  * vthread in ring mode sees its own copy of libc's code, whose sites jump to
  * the ring stub without the trap, while host threads run the original; the
  * calls give what the trap gave, also when restarted after a signal, after a
- * fork, and once a vthread takes GS for itself (the sites are put back).
+ * fork, and once a vthread takes GS for itself (the sites are put back); the
+ * copy is of the code in memory.
  */
 #define _GNU_SOURCE
 #include <asm/prctl.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <link.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -339,6 +341,48 @@ START_TEST(test_a_vthread_with_an_interrupt_handler_keeps_the_trap)
 }
 END_TEST
 
+/* The end of libc's code, as host threads have it mapped. */
+static int code_end(struct dl_phdr_info *info, size_t size, void *arg)
+{
+	const char *name = strrchr(info->dlpi_name, '/');
+
+	(void)size;
+	if (!name || strncmp(name + 1, "libc.so.", 8))
+		return 0;
+	for (int i = 0; i < info->dlpi_phnum; i++)
+		if (info->dlpi_phdr[i].p_type == PT_LOAD && (info->dlpi_phdr[i].p_flags & PF_X))
+			*(uintptr_t *)arg = info->dlpi_addr + info->dlpi_phdr[i].p_vaddr +
+					    info->dlpi_phdr[i].p_memsz;
+	return 1;
+}
+
+static void *byte_at(void *arg)
+{
+	return (void *)(uintptr_t)*(const volatile unsigned char *)arg;
+}
+
+/* The guest's copy is of the code that runs, not of libc's file: here a byte
+ * of the last code page, past the last function, changed in memory before the
+ * first vthread. The sites are rewritten in that copy all the same. */
+START_TEST(test_the_guests_libc_is_the_code_in_memory_not_the_file)
+{
+	uintptr_t end = 0, page;
+	unsigned char *b, was;
+
+	dl_iterate_phdr(code_end, &end);
+	ck_assert_uint_ne(end % 4096, 0);	/* a byte to change that never runs */
+	page = end & ~4095ul;
+	b = (unsigned char *)page + 4095;
+	ck_assert_int_eq(mprotect((void *)page, 4096, PROT_READ | PROT_WRITE | PROT_EXEC), 0);
+	was = *b;
+	*b = was ^ 0x5a;
+	ck_assert_int_eq(mprotect((void *)page, 4096, PROT_READ | PROT_EXEC), 0);
+	ck_assert_int_eq(run_ring(byte_at, b), was ^ 0x5a);
+	ck_assert_int_eq(run_ring(getppid_until_rewritten, (void *)getppid_site()), 0xeb);
+	ck_assert_int_eq(run_ring(calls, NULL), 0);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("rewrite");
@@ -357,6 +401,7 @@ int main(void)
 	tcase_add_test(tc, test_a_fork_child_rewrites_its_own_copy);
 	tcase_add_test(tc, test_a_call_from_inside_malloc_is_rewritten_without_malloc);
 	tcase_add_test(tc, test_a_vthread_with_an_interrupt_handler_keeps_the_trap);
+	tcase_add_test(tc, test_the_guests_libc_is_the_code_in_memory_not_the_file);
 	suite_add_tcase(s, tc);
 	return run_suite(s);
 }
