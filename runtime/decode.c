@@ -10,13 +10,13 @@
  * the kernel would have named it to a pthread.
  */
 #define _GNU_SOURCE
-#include <capstone/capstone.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <sys/mman.h>
 
 #include "rt.h"
+#include "rt_cs.h"
 
 #define MAX_INSN	15	/* bytes of the longest x86 instruction */
 
@@ -153,14 +153,14 @@ int rt_fault_address(const struct vthread *vt, const hv_regs *r, uint64_t *addr,
 		len--;
 	if (!len)	/* the fetch itself was refused */
 		return refused(&(struct touch){ r->rip, 1, false }, addr, code, write);
-	if (cs_open(CS_ARCH_X86, CS_MODE_64, &cs) != CS_ERR_OK)
+	if (!rt_cs.open || rt_cs.open(CS_ARCH_X86, CS_MODE_64, &cs) != CS_ERR_OK)
 		return -ENOENT;
-	cs_option(cs, CS_OPT_DETAIL, CS_OPT_ON);
-	if (cs_disasm(cs, bytes, len, r->rip, 1, &in) == 1)
+	rt_cs.option(cs, CS_OPT_DETAIL, CS_OPT_ON);
+	if (rt_cs.disasm(cs, bytes, len, r->rip, 1, &in) == 1)
 		n = touches(vt, r, in, t, sizeof(t) / sizeof(t[0]));
 	for (size_t i = 0; i < n && ret < 0; i++)
 		ret = refused(&t[i], addr, code, write);
-	cs_free(in, 1);
-	cs_close(&cs);
+	rt_cs.free(in, 1);
+	rt_cs.close(&cs);
 	return ret;
 }

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "rt.h"
+#include "rt_cs.h"
 
 struct rt rt = {
 	.lock = PTHREAD_MUTEX_INITIALIZER,
@@ -141,6 +142,7 @@ static int init_locked(int mode)
 		fail("cannot time an exit", r);
 		goto err;
 	}
+	rt_cs_load();	/* now: neither a rewrite nor a fault's decode may dlopen */
 	rt_ring_init(mode);
 	if (rt.rewrite && rt.syscallmode == VTHREAD_SYSCALL_RING)
 		rt_rewrite_init();

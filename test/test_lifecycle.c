@@ -541,6 +541,31 @@ START_TEST(test_backend_features_match_what_the_guest_sees)
 }
 END_TEST
 
+/* Whether the process maps a file whose name has this in it. */
+static bool maps_file(const char *name)
+{
+	char line[512];
+	bool found = false;
+	FILE *f = fopen("/proc/self/maps", "r");
+
+	ck_assert_ptr_nonnull(f);
+	while (!found && fgets(line, sizeof(line), f))
+		found = strstr(line, name) != NULL;
+	fclose(f);
+	return found;
+}
+
+/* Capstone (the decoder of libc's code and of faulting instructions) costs a
+ * process ~1 ms to load: loaded with the VM, before any vthread runs (a fault
+ * or a rewrite must not dlopen), never by a process that makes none. */
+START_TEST(test_the_decoder_is_loaded_with_the_vm_not_before)
+{
+	ck_assert(!maps_file("libcapstone"));
+	require_backend();
+	ck_assert(maps_file("libcapstone"));
+}
+END_TEST
+
 START_TEST(test_no_kvm_gives_enosys_with_reason)
 {
 	vthread_t vt;
@@ -661,6 +686,7 @@ int main(void)
 	tcase_add_test(tc, test_stack_and_guard_sizes_match_pthread);
 	tcase_add_test(tc, test_running_out_of_vcpus_gives_eagain_then_recovers);
 	tcase_add_test(tc, test_backend_features_match_what_the_guest_sees);
+	tcase_add_test(tc, test_the_decoder_is_loaded_with_the_vm_not_before);
 	tcase_add_test(tc, test_no_kvm_gives_enosys_with_reason);
 	tcase_add_loop_test(tc, test_bad_variable_refuses_with_reason, 0, 3);
 	suite_add_tcase(s, tc);
