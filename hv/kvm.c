@@ -107,12 +107,9 @@ int hv_open(struct hv *hv, const char *dev, struct hv_vcpu *first, char *why, si
 		r = why_set(why, whylen, -ENOSYS, "cannot tell which KVM backend this is");
 		goto err_vcpu;
 	}
-	if (hv->be->vif && hv->irqchip) {
-		int khz = ioctl(first->fd, KVM_GET_TSC_KHZ, 0);
-
-		hv->vif = true;
-		hv->tsc_khz = khz > 0 ? khz : 0;	/* 0: every armed timer looks due */
-	}
+	r = ioctl(first->fd, KVM_GET_TSC_KHZ, 0);
+	hv->tsc_khz = r > 0 ? r : 0;
+	hv->vif = hv->be->vif && hv->irqchip;
 	if (hv->be != &hv_backend_pvm) {
 		const struct kvm_cpuid_entry2 *ext = hv_cpuid_leaf(hv, 0x80000001, 0);
 

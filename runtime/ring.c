@@ -58,21 +58,23 @@ static long futex(_Atomic uint32_t *w, int op, uint32_t val)
 /*
  * The guest spins about as long as an exit costs (5-100 us), counted in TSC
  * ticks, or half of that after the last server's scan; servers idle for
- * four times that. 200 us of calibration, paid by the first ring vthread's
- * creator, not by every process that starts a VM.
+ * four times that. Ticks per ms: KVM's TSC rate, else 200 us of counting,
+ * paid by the first ring vthread's creator.
  */
 static void set_spin(void)
 {
 	long spin_ns = rt.exit_ns < 5000 ? 5000 : rt.exit_ns > 100000 ? 100000 : rt.exit_ns;
 	struct timespec a, b;
-	uint64_t t0, ticks, ns;
+	uint64_t t0, ticks = rt.hv.tsc_khz, ns = 1000000;
 
-	clock_gettime(CLOCK_MONOTONIC, &a);
-	t0 = __rdtsc();
-	do
-		clock_gettime(CLOCK_MONOTONIC, &b);
-	while ((ns = (b.tv_sec - a.tv_sec) * 1000000000L + b.tv_nsec - a.tv_nsec) < 200000);
-	ticks = __rdtsc() - t0;
+	if (!ticks) {
+		clock_gettime(CLOCK_MONOTONIC, &a);
+		t0 = __rdtsc();
+		do
+			clock_gettime(CLOCK_MONOTONIC, &b);
+		while ((ns = (b.tv_sec - a.tv_sec) * 1000000000L + b.tv_nsec - a.tv_nsec) < 200000);
+		ticks = __rdtsc() - t0;
+	}
 	/* In integers: floating point would raise FE_INEXACT in the creator. */
 	hv_ring_spin = spin_ns * ticks / ns;
 	hv_ring_stale = hv_ring_spin / 2;
