@@ -188,8 +188,9 @@ struct hv {
 	bool irqchip;			/* in-kernel local APICs: interrupts (apic.c) */
 	bool vif;			/* the guest's IF is a byte of its vCPU area
 					 * (kvm_pvm), not RFLAGS.IF (apic.c) */
-	uint64_t tsc_khz;		/* KVM_GET_TSC_KHZ, 0 if unknown: the vCPUs' and
-				 * the host's (no scaling is asked for) */
+	uint64_t tsc_khz;		/* KVM_GET_TSC_KHZ: the vCPUs' and the host's (no
+					 * scaling is asked for); 0 if unknown, where
+					 * every armed vif timer looks due */
 	bool guest_ipi;			/* guests may write the ICR (hv_guest_poke) */
 	bool readonly_mem;		/* KVM_CAP_READONLY_MEM: read-only memslots */
 	bool sync_regs;			/* KVM_CAP_SYNC_REGS: kvm_run holds the guest's

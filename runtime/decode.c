@@ -153,7 +153,7 @@ int rt_fault_address(const struct vthread *vt, const hv_regs *r, uint64_t *addr,
 		len--;
 	if (!len)	/* the fetch itself was refused */
 		return refused(&(struct touch){ r->rip, 1, false }, addr, code, write);
-	if (!rt_cs.open || rt_cs.open(CS_ARCH_X86, CS_MODE_64, &cs) != CS_ERR_OK)
+	if (rt_cs.open(CS_ARCH_X86, CS_MODE_64, &cs) != CS_ERR_OK)
 		return -ENOENT;
 	rt_cs.option(cs, CS_OPT_DETAIL, CS_OPT_ON);
 	if (rt_cs.disasm(cs, bytes, len, r->rip, 1, &in) == 1)

@@ -6,6 +6,7 @@
  */
 #define _GNU_SOURCE
 #include <cpuid.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -98,6 +99,12 @@ static int init_locked(int mode)
 
 	if (!first)
 		return -EAGAIN;
+	/* Now, before any vthread: neither a rewrite nor a fault's decode may dlopen. */
+	if (!rt_cs_load()) {
+		snprintf(rt.why, sizeof(rt.why), "Capstone cannot be loaded: %s", dlerror());
+		free(first);
+		return -ENOSYS;
+	}
 	first->fd = -1;
 	rt.xsave_size = xsave_size();
 	r = hv_open(&rt.hv, dev && *dev ? dev : "/dev/kvm", first, rt.why, sizeof(rt.why));
@@ -142,7 +149,6 @@ static int init_locked(int mode)
 		fail("cannot time an exit", r);
 		goto err;
 	}
-	rt_cs_load();	/* now: neither a rewrite nor a fault's decode may dlopen */
 	rt_ring_init(mode);
 	if (rt.rewrite && rt.syscallmode == VTHREAD_SYSCALL_RING)
 		rt_rewrite_init();

@@ -4,8 +4,8 @@
  * starts: mapping and relocating it took ~1 ms of every process under the
  * shim, threads or none. Loaded before any vthread runs, so that neither a
  * rewrite (rewrite.c) nor a fault's decode (decode.c) ever calls dlopen.
- * Without it, system calls keep their trap and such faults their report
- * without an address; VTHREAD_DEBUG=1 says why.
+ * Without it there is no backend (vthread_backend_error says so): a fault's
+ * siginfo would lack its address.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>

@@ -448,8 +448,6 @@ void rt_rewrite_init(void)
 		why = "a debugger is attached: the guest runs libc's own code, breakpoints included";
 	else if (!len || !table_usable())
 		why = "libc's code or its .eh_frame_hdr not found";
-	else if (!rt_cs.open)
-		why = "Capstone (" RT_CS_SONAME ") cannot be loaded";
 	else if (hv_tramp_end - hv_tramp > TRAMP_SIZE ||
 		 rt_cs.open(CS_ARCH_X86, CS_MODE_64, &rw.cs) || !(rw.in = rt_cs.malloc(rw.cs)))
 		why = "no decoder";

@@ -86,6 +86,17 @@ cmp -s native.out shim.out || fail "no KVM: output differs"
 [ "$(wc -l <shim.err)" = 1 ] && [ "$(count shim.err '^libvthread-shim: no usable KVM')" = 1 ] ||
 	{ cat shim.err >&2; fail "no KVM: not exactly one warning line"; }
 
+echo "== no Capstone (loaded with the VM): one warning line, pthreads, the same output"
+cs=$(realpath -s "$(gcc -print-file-name=libcapstone.so)")
+soname=$(readelf -d "$cs" | sed -n 's/.*soname: \[\(.*\)\]/\1/p')
+[ -n "$soname" ] || fail "Capstone's soname not found"
+mkdir -p nocs
+cp "$(gcc -print-file-name=libffi.so)" "nocs/$soname"	# a library without cs_open
+LD_LIBRARY_PATH=$PWD/nocs "$run" -- "$prog" >shim.out 2>shim.err
+cmp -s native.out shim.out || fail "no Capstone: output differs"
+[ "$(wc -l <shim.err)" = 1 ] && [ "$(count shim.err '^libvthread-shim: no usable KVM.*Capstone cannot be loaded')" = 1 ] ||
+	{ cat shim.err >&2; fail "no Capstone: not exactly one warning line naming it"; }
+
 echo "== vthread-run itself"
 "$run" --help | grep -q '^SYNOPSIS' || fail "--help has no SYNOPSIS"
 set +e
