@@ -5,6 +5,10 @@
  * together per thread count. Where vthreads stop scaling while pthreads go
  * on, something shared in the runtime (the ring's servers, the vCPU pool, a
  * lock) is the bottleneck. Kinds alternate per sample, as in the main table.
+ * A sample is a fixed time, every thread counting its operations until the
+ * same deadline: a fixed count per thread (2-3 ms of getppid natively) made
+ * the window end with the last thread, so that a thread the scheduler started
+ * a millisecond late halved what two threads seemed to do.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -22,27 +26,30 @@
 
 #define SAMPLES		5
 #define MAX_THREADS	256
+#define SAMPLE_NS	100e6	/* each sample's length */
 
 struct worker {
 	const struct load *load;
 	enum kind kind;
-	long n;
+	long n;			/* operations done before the deadline */
+	double t1;		/* when its last batch ended */
 	int fd[2];		/* pipe: its own, written then read back */
-	double t0, t1;
 };
 
 struct load {
 	const char *name, *what;
-	void (*body)(struct worker *);
-	long n;			/* operations per thread */
+	void (*body)(struct worker *);	/* one batch of operations */
+	long batch;		/* operations between two looks at the clock */
 	bool host;		/* the workers are pthreads for both kinds (create-join) */
 };
 
 static atomic_int ready, go;
+static double deadline;
 
 static void body_getppid(struct worker *w)
 {
-	for (long i = 0; i < w->n; i++)
+	(void)w;
+	for (int i = 0; i < 100; i++)
 		getppid();
 }
 
@@ -50,7 +57,7 @@ static void body_pipe(struct worker *w)
 {
 	static char buf[4096];
 
-	for (long i = 0; i < w->n; i++)
+	for (int i = 0; i < 10; i++)
 		if (write(w->fd[1], buf, sizeof(buf)) != sizeof(buf) ||
 		    read(w->fd[0], buf, sizeof(buf)) != sizeof(buf))
 			abort();
@@ -63,24 +70,20 @@ static void *empty(void *p)
 
 static void body_create_join(struct worker *w)
 {
-	for (long i = 0; i < w->n; i++) {
-		pthread_t pt;
-		vthread_t vt;
+	pthread_t pt;
+	vthread_t vt;
 
-		if (w->kind == PTHREAD ? pthread_create(&pt, NULL, empty, NULL) ||
-					 pthread_join(pt, NULL)
-				       : vthread_create(&vt, NULL, empty, NULL) ||
-					 vthread_join(vt, NULL))
-			abort();
-	}
+	if (w->kind == PTHREAD ? pthread_create(&pt, NULL, empty, NULL) || pthread_join(pt, NULL)
+			       : vthread_create(&vt, NULL, empty, NULL) || vthread_join(vt, NULL))
+		abort();
 }
 
 static const struct load loads[] = {
-	{ "syscall", "getppid() in a loop; vthreads in the default mode (AUTO)", body_getppid, 20000,
+	{ "syscall", "getppid() in a loop; vthreads in the default mode (AUTO)", body_getppid, 100,
 	  false },
-	{ "pipe", "write 4 KiB to its own pipe, read it back", body_pipe, 20000, false },
+	{ "pipe", "write 4 KiB to its own pipe, read it back", body_pipe, 10, false },
 	{ "create-join", "each a pthread creating and joining threads of the kind (empty function)",
-	  body_create_join, 1000, true },
+	  body_create_join, 1, true },
 };
 
 static void *work(void *p)
@@ -90,9 +93,10 @@ static void *work(void *p)
 	atomic_fetch_add(&ready, 1);
 	while (!atomic_load(&go))
 		sched_yield();
-	w->t0 = now_ns();
-	w->load->body(w);
-	w->t1 = now_ns();
+	do {
+		w->load->body(w);
+		w->n += w->load->batch;
+	} while ((w->t1 = now_ns()) < deadline);
 	return NULL;
 }
 
@@ -103,12 +107,12 @@ static double run(const struct load *l, enum kind k, int n)
 	pthread_t pt[MAX_THREADS];
 	vthread_t vt[MAX_THREADS];
 	bool as_vthread = k == VTHREAD && !l->host;
-	double t0 = 0, t1 = 0;
+	double t0, t1 = 0, len = ops(SAMPLE_NS), total = 0;
 
 	ready = 0;
 	go = 0;
 	for (int i = 0; i < n; i++) {
-		w[i] = (struct worker){ .load = l, .kind = k, .n = ops(l->n) };
+		w[i] = (struct worker){ .load = l, .kind = k };
 		if (l->body == body_pipe && pipe(w[i].fd) < 0)
 			abort();
 		if (as_vthread ? vthread_create(&vt[i], NULL, work, &w[i])
@@ -120,6 +124,8 @@ static double run(const struct load *l, enum kind k, int n)
 	}
 	while (atomic_load(&ready) < n)
 		sched_yield();
+	t0 = now_ns();
+	deadline = t0 + len;
 	atomic_store(&go, 1);
 	for (int i = 0; i < n; i++) {
 		if (as_vthread)
@@ -130,12 +136,12 @@ static double run(const struct load *l, enum kind k, int n)
 			close(w[i].fd[0]);
 			close(w[i].fd[1]);
 		}
-		if (!i || w[i].t0 < t0)
-			t0 = w[i].t0;
+		total += w[i].n;
 		if (w[i].t1 > t1)
 			t1 = w[i].t1;
 	}
-	return n * (double)ops(l->n) / ((t1 - t0) / 1e9);
+	/* A batch may end past the deadline: the window lasts until the last one. */
+	return total / ((t1 - t0) / 1e9);
 }
 
 /* "12.3M", "456k": operations per second. */
