@@ -17,6 +17,16 @@ struct summary {
 /* The median, 10th and 90th percentile of n samples (v left as it is). */
 struct summary summarise(double *v, int n);
 
+/*
+ * A row is noisy when the p90/p10 of its paired ratios is over this: their middle
+ * 80% then spans more than a factor of 2, and a change between two runs smaller
+ * than that cannot be told from noise. On a quiet machine (README's kvm_pvm run)
+ * each side's p90/p10 is 1.0-1.4 in most rows; the rows that contend with another
+ * thread (mutex, pipe-write) reach 2-2.5 there, and may be flagged even so. A
+ * scaling point is noisy when either kind's samples spread so.
+ */
+#define NOISY_SPREAD 2.0
+
 /* sandbox.c: a sandboxed call vs a seccomp child forked per call, or one
  * kept over pipes; reset + run of a target dirtying 1, 16, 256 pages of
  * 64 MiB vs an AFL-style fork server. */

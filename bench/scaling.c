@@ -161,7 +161,7 @@ static const char *rate(char *buf, size_t len, double r)
 int scaling_run(const char *json_path)
 {
 	long cores = sysconf(_SC_NPROCESSORS_ONLN);
-	int counts[32], ncounts = 0;
+	int counts[32], ncounts = 0, noisy = 0;
 	struct utsname u;
 	FILE *f;
 
@@ -178,8 +178,9 @@ int scaling_run(const char *json_path)
 		"\"kernel\": \"%s %s\", \"samples\": %d, \"loads\": [",
 		vthread_version(), vthread_backend(), cores, u.sysname, u.release, SAMPLES);
 	printf("backend %s, %ld cores; operations per second of all threads together, medians of %d;\n"
-	       "ratio: pthreads' throughput / vthreads'; x1: throughput / that of one thread\n",
-	       vthread_backend(), cores, SAMPLES);
+	       "ratio: pthreads' throughput / vthreads'; x1: throughput / that of one thread;\n"
+	       "noisy: a kind's samples spread over %gx (p90/p10)\n",
+	       vthread_backend(), cores, SAMPLES, NOISY_SPREAD);
 	for (size_t l = 0; l < sizeof(loads) / sizeof(loads[0]); l++) {
 		double one[2] = { 0, 0 };
 
@@ -189,31 +190,44 @@ int scaling_run(const char *json_path)
 			loads[l].name, loads[l].what);
 		for (int c = 0; c < ncounts; c++) {
 			double s[2][SAMPLES], m[2];
+			struct summary sum[2];
 			char b0[16], b1[16];
+			bool noise = false;
 
 			for (int i = 0; i < SAMPLES; i++)
 				for (int k = PTHREAD; k <= VTHREAD; k++)
 					s[k][i] = run(&loads[l], k, counts[c]);
 			for (int k = PTHREAD; k <= VTHREAD; k++) {
-				m[k] = summarise(s[k], SAMPLES).median;
+				sum[k] = summarise(s[k], SAMPLES);
+				m[k] = sum[k].median;
+				noise |= sum[k].p90 / sum[k].p10 > NOISY_SPREAD;
 				if (!c)
 					one[k] = m[k];
 			}
-			printf("%8d %12s %6.2fx %12s %6.2fx %7.2fx\n", counts[c],
+			noisy += noise;
+			printf("%8d %12s %6.2fx %12s %6.2fx %7.2fx%s\n", counts[c],
 			       rate(b0, sizeof(b0), m[PTHREAD]), m[PTHREAD] / one[PTHREAD],
 			       rate(b1, sizeof(b1), m[VTHREAD]), m[VTHREAD] / one[VTHREAD],
-			       m[PTHREAD] / m[VTHREAD]);
-			fprintf(f, "%s{\"threads\": %d, \"pthread\": %.6g, \"vthread\": %.6g}",
-				c ? ", " : "", counts[c], m[PTHREAD], m[VTHREAD]);
+			       m[PTHREAD] / m[VTHREAD], noise ? "  noisy" : "");
+			fprintf(f, "%s{\"threads\": %d, \"pthread\": %.6g, \"vthread\": %.6g, "
+				"\"pthread_p10\": %.6g, \"pthread_p90\": %.6g, \"vthread_p10\": %.6g, "
+				"\"vthread_p90\": %.6g, \"noisy\": %s}",
+				c ? ", " : "", counts[c], m[PTHREAD], m[VTHREAD], sum[PTHREAD].p10,
+				sum[PTHREAD].p90, sum[VTHREAD].p10, sum[VTHREAD].p90,
+				noise ? "true" : "false");
 			fflush(stdout);
 		}
 		fprintf(f, "]}");
 	}
-	fprintf(f, "\n]}\n");
+	fprintf(f, "\n], \"noisy_points\": %d}\n", noisy);
 	if (fclose(f)) {
 		fprintf(stderr, "vthread-bench: %s: %s\n", json_path, strerror(errno));
 		return 1;
 	}
 	printf("json: %s\n", json_path);
+	if (noisy)
+		fprintf(stderr, "vthread-bench: warning: a noisy run: %d of %zu points' samples "
+			"spread over %gx (p90/p10)\n", noisy, ncounts * (sizeof(loads) / sizeof(loads[0])),
+			NOISY_SPREAD);
 	return 0;
 }

@@ -1294,15 +1294,6 @@ struct summary summarise(double *v, int n)
 	return r;
 }
 
-/*
- * A row is noisy when the p90/p10 of its paired ratios is over this: their middle
- * 80% then spans more than a factor of 2, and a change between two runs smaller
- * than that cannot be told from noise. On a quiet machine (README's kvm_pvm run)
- * each side's p90/p10 is 1.0-1.4 in most rows; the rows that contend with another
- * thread (mutex, pipe-write) reach 2-2.5 there, and may be flagged even so.
- */
-#define NOISY_SPREAD 2.0
-
 static bool measured(double (*sample)(enum kind))
 {
 	for (size_t i = 0; i < NROWS; i++)

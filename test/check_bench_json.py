@@ -123,7 +123,15 @@ counts = [1 << i for i in range(cores.bit_length()) if 1 << i < cores] + [cores]
 assert scaling["schema"] == 1 and scaling["version"] == data["version"], scaling
 assert scaling["backend"] == data["backend"] and cores == machine["cores"], scaling
 assert [l["name"] for l in scaling["loads"]] == ["syscall", "pipe", "create-join"], scaling
+noisy = 0
 for l in scaling["loads"]:
     assert [p["threads"] for p in l["points"]] == counts, l
-    assert all(p["pthread"] > 0 and p["vthread"] > 0 for p in l["points"]), l
+    for p in l["points"]:
+        for k in ("pthread", "vthread"):
+            assert 0 < p[k + "_p10"] <= p[k] <= p[k + "_p90"], p
+        # noisy: either kind's samples spread over 2x (the JSON's 6 digits aside)
+        spread = max(p[k + "_p90"] / p[k + "_p10"] for k in ("pthread", "vthread"))
+        assert p["noisy"] == (spread > 2) or abs(spread - 2) < 1e-4, p
+        noisy += p["noisy"]
+assert scaling["noisy_points"] == noisy, scaling
 print("bench JSON: schema 2, every row present and well formed; --compare reads it back")
