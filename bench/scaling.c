@@ -38,7 +38,7 @@ struct worker {
 
 struct load {
 	const char *name, *what;
-	void (*body)(struct worker *);	/* one batch of operations */
+	void (*body)(struct worker *);	/* makes batch operations */
 	long batch;		/* operations between two looks at the clock */
 	bool host;		/* the workers are pthreads for both kinds (create-join) */
 };
@@ -48,8 +48,7 @@ static double deadline;
 
 static void body_getppid(struct worker *w)
 {
-	(void)w;
-	for (int i = 0; i < 100; i++)
+	for (long i = 0; i < w->load->batch; i++)
 		getppid();
 }
 
@@ -57,7 +56,7 @@ static void body_pipe(struct worker *w)
 {
 	static char buf[4096];
 
-	for (int i = 0; i < 10; i++)
+	for (long i = 0; i < w->load->batch; i++)
 		if (write(w->fd[1], buf, sizeof(buf)) != sizeof(buf) ||
 		    read(w->fd[0], buf, sizeof(buf)) != sizeof(buf))
 			abort();
@@ -70,12 +69,16 @@ static void *empty(void *p)
 
 static void body_create_join(struct worker *w)
 {
-	pthread_t pt;
-	vthread_t vt;
+	for (long i = 0; i < w->load->batch; i++) {
+		pthread_t pt;
+		vthread_t vt;
 
-	if (w->kind == PTHREAD ? pthread_create(&pt, NULL, empty, NULL) || pthread_join(pt, NULL)
-			       : vthread_create(&vt, NULL, empty, NULL) || vthread_join(vt, NULL))
-		abort();
+		if (w->kind == PTHREAD ? pthread_create(&pt, NULL, empty, NULL) ||
+					 pthread_join(pt, NULL)
+				       : vthread_create(&vt, NULL, empty, NULL) ||
+					 vthread_join(vt, NULL))
+			abort();
+	}
 }
 
 static const struct load loads[] = {
