@@ -17,8 +17,8 @@
 /* The version of this header; vthread_version() gives the library's. */
 #define VTHREAD_VERSION_MAJOR 0
 #define VTHREAD_VERSION_MINOR 7
-#define VTHREAD_VERSION_PATCH 7
-#define VTHREAD_VERSION "0.7.7"
+#define VTHREAD_VERSION_PATCH 8
+#define VTHREAD_VERSION "0.7.8"
 /* True when this header is version major.minor.patch or later. */
 #define VTHREAD_CHECK_VERSION(major, minor, patch)				\
 	(VTHREAD_VERSION_MAJOR > (major) ||					\

@@ -3,11 +3,13 @@
  * The address a refused guest access touched. When the host refuses a guest
  * access (a page unmapped, read-only or PROT_NONE inside a mirrored region,
  * a stack's guard), KVM_RUN fails with EFAULT and names no address. The
- * instruction at RIP is decoded (Capstone) and every address it may touch is
- * computed from the guest's registers: its memory operands, and the stack slot
- * a push, call, pop or return uses (or RIP itself, when the code cannot be
- * read). The first one the host's mapping does not allow is the address, as
- * the kernel would have named it to a pthread.
+ * instruction at RIP is decoded (Zydis, which never allocates: the guest may
+ * hold malloc's lock on this thread) and every address it may touch is
+ * computed from the guest's registers: its memory operands, string operands
+ * and xsave areas included, and the stack slot a push, call, pop or return
+ * uses (or RIP itself, when the code cannot be read). The first one the
+ * host's mapping does not allow is the address, as the kernel would have
+ * named it to a pthread.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -16,9 +18,7 @@
 #include <sys/mman.h>
 
 #include "rt.h"
-#include "rt_cs.h"
-
-#define MAX_INSN	15	/* bytes of the longest x86 instruction */
+#include "rt_zydis.h"
 
 struct touch {
 	uint64_t addr;
@@ -27,13 +27,13 @@ struct touch {
 };
 
 /* A register's value in r; 32-bit names give the low half. */
-static bool reg_value(const hv_regs *r, unsigned reg, uint64_t *v)
+static bool reg_value(const hv_regs *r, ZydisRegister reg, uint64_t *v)
 {
 	static const struct {
-		unsigned r64, r32;
+		ZydisRegister r64, r32;
 		size_t off;
 	} regs[] = {
-#define R(n, n32, field) { X86_REG_##n, X86_REG_##n32, offsetof(hv_regs, field) }
+#define R(n, n32, field) { ZYDIS_REGISTER_##n, ZYDIS_REGISTER_##n32, offsetof(hv_regs, field) }
 		R(RAX, EAX, rax), R(RBX, EBX, rbx), R(RCX, ECX, rcx), R(RDX, EDX, rdx),
 		R(RSI, ESI, rsi), R(RDI, EDI, rdi), R(RBP, EBP, rbp), R(RSP, ESP, rsp),
 		R(R8, R8D, r8), R(R9, R9D, r9), R(R10, R10D, r10), R(R11, R11D, r11),
@@ -42,7 +42,7 @@ static bool reg_value(const hv_regs *r, unsigned reg, uint64_t *v)
 #undef R
 	};
 
-	if (reg == X86_REG_INVALID) {
+	if (reg == ZYDIS_REGISTER_NONE) {
 		*v = 0;
 		return true;
 	}
@@ -54,44 +54,53 @@ static bool reg_value(const hv_regs *r, unsigned reg, uint64_t *v)
 			return true;
 		}
 	}
-	return false;
+	return false;	/* a vector index (gathers, scatters): not computed */
 }
 
 /* The addresses the instruction may touch: up to max, their number. */
-static size_t touches(const struct vthread *vt, const hv_regs *r, const cs_insn *in,
+static size_t touches(const struct vthread *vt, const hv_regs *r,
+		      const ZydisDecodedInstruction *in, const ZydisDecodedOperand *ops,
 		      struct touch *t, size_t max)
 {
-	const cs_x86 *x = &in->detail->x86;
 	size_t n = 0;
 
-	for (unsigned i = 0; i < x->op_count && n < max; i++) {
-		const cs_x86_op *op = &x->operands[i];
+	if (in->mnemonic == ZYDIS_MNEMONIC_NOP)	/* `nop [rax]` reads nothing */
+		return 0;
+	for (unsigned i = 0; i < in->operand_count && n < max; i++) {
+		const ZydisDecodedOperand *op = &ops[i];
 		uint64_t base, index, seg = 0;
 
-		if (op->type != X86_OP_MEM || !reg_value(r, op->mem.base, &base) ||
-		    !reg_value(r, op->mem.index, &index))
+		/* Memory accesses only (not lea's); the stack slot is below. */
+		if (op->type != ZYDIS_OPERAND_TYPE_MEMORY || op->mem.type != ZYDIS_MEMOP_TYPE_MEM ||
+		    (op->visibility == ZYDIS_OPERAND_VISIBILITY_HIDDEN &&
+		     op->mem.segment == ZYDIS_REGISTER_SS) ||
+		    !reg_value(r, op->mem.base, &base) || !reg_value(r, op->mem.index, &index))
 			continue;
-		if (op->mem.base == X86_REG_RIP)
-			base += in->size;	/* relative to the next instruction */
-		if (op->mem.segment == X86_REG_FS)
+		if (op->mem.base == ZYDIS_REGISTER_RIP)
+			base += in->length;	/* relative to the next instruction */
+		if (op->mem.segment == ZYDIS_REGISTER_FS)
 			seg = vt->fs_base;
-		else if (op->mem.segment == X86_REG_GS)
+		else if (op->mem.segment == ZYDIS_REGISTER_GS)
 			seg = vt->gs_base;
-		t[n++] = (struct touch){ seg + base + index * op->mem.scale + op->mem.disp,
-					 op->size ? op->size : 1, op->access & CS_AC_WRITE };
+		t[n++] = (struct touch){ seg + base + index * op->mem.scale + op->mem.disp.value,
+					 op->size >= 8 ? op->size / 8 : 1,
+					 op->actions & ZYDIS_OPERAND_ACTION_MASK_WRITE };
 	}
-	switch (in->id) {	/* the stack slot, which is no operand */
-	case X86_INS_PUSH: case X86_INS_PUSHFQ: case X86_INS_CALL: case X86_INS_ENTER:
+	switch (in->mnemonic) {	/* the stack slot */
+	case ZYDIS_MNEMONIC_PUSH: case ZYDIS_MNEMONIC_PUSHFQ: case ZYDIS_MNEMONIC_CALL:
+	case ZYDIS_MNEMONIC_ENTER:
 		if (n < max)
 			t[n++] = (struct touch){ r->rsp - 8, 8, true };
 		break;
-	case X86_INS_POP: case X86_INS_POPFQ: case X86_INS_RET:
+	case ZYDIS_MNEMONIC_POP: case ZYDIS_MNEMONIC_POPFQ: case ZYDIS_MNEMONIC_RET:
 		if (n < max)
 			t[n++] = (struct touch){ r->rsp, 8, false };
 		break;
-	case X86_INS_LEAVE:
+	case ZYDIS_MNEMONIC_LEAVE:
 		if (n < max)
 			t[n++] = (struct touch){ r->rbp, 8, false };
+		break;
+	default:
 		break;
 	}
 	return n;
@@ -141,26 +150,23 @@ static int refused(const struct touch *t, uint64_t *addr, int *code, bool *write
 int rt_fault_address(const struct vthread *vt, const hv_regs *r, uint64_t *addr, int *code,
 		     bool *write)
 {
-	uint8_t bytes[MAX_INSN];
+	uint8_t bytes[ZYDIS_MAX_INSTRUCTION_LENGTH];
+	ZydisDecodedOperand ops[ZYDIS_MAX_OPERAND_COUNT];
+	ZydisDecodedInstruction in;
+	ZydisDecoder dec;
 	struct touch t[4];
 	size_t len = sizeof(bytes), n = 0;
-	cs_insn *in = NULL;
-	csh cs;
 	int ret = -ENOENT;
 
-	/* An instruction near the end of a mapping is shorter than MAX_INSN. */
+	/* An instruction near the end of a mapping is shorter than the longest. */
 	while (len && mm_copy_in(bytes, (void *)(uintptr_t)r->rip, len) < 0)
 		len--;
 	if (!len)	/* the fetch itself was refused */
 		return refused(&(struct touch){ r->rip, 1, false }, addr, code, write);
-	if (rt_cs.open(CS_ARCH_X86, CS_MODE_64, &cs) != CS_ERR_OK)
-		return -ENOENT;
-	rt_cs.option(cs, CS_OPT_DETAIL, CS_OPT_ON);
-	if (rt_cs.disasm(cs, bytes, len, r->rip, 1, &in) == 1)
-		n = touches(vt, r, in, t, sizeof(t) / sizeof(t[0]));
+	rt_zydis_decoder(&dec);
+	if (ZYAN_SUCCESS(rt_zydis.DecoderDecodeFull(&dec, bytes, len, &in, ops)))
+		n = touches(vt, r, &in, ops, t, sizeof(t) / sizeof(t[0]));
 	for (size_t i = 0; i < n && ret < 0; i++)
 		ret = refused(&t[i], addr, code, write);
-	rt_cs.free(in, 1);
-	rt_cs.close(&cs);
 	return ret;
 }

@@ -14,7 +14,7 @@
 #include <unistd.h>
 
 #include "rt.h"
-#include "rt_cs.h"
+#include "rt_zydis.h"
 
 struct rt rt = {
 	.lock = PTHREAD_MUTEX_INITIALIZER,
@@ -100,8 +100,8 @@ static int init_locked(int mode)
 	if (!first)
 		return -EAGAIN;
 	/* Now, before any vthread: neither a rewrite nor a fault's decode may dlopen. */
-	if (!rt_cs_load()) {
-		snprintf(rt.why, sizeof(rt.why), "Capstone cannot be loaded: %s", dlerror());
+	if (!rt_zydis_load()) {
+		snprintf(rt.why, sizeof(rt.why), "Zydis cannot be loaded: %s", dlerror());
 		free(first);
 		return -ENOSYS;
 	}

@@ -31,7 +31,7 @@
 #include <sys/mman.h>
 
 #include "rt.h"
-#include "rt_cs.h"
+#include "rt_zydis.h"
 
 #define TRAMP_SIZE	80		/* per site: hv_tramp, rounded up */
 #define TRAMP_BYTES	(64 * 1024)
@@ -53,8 +53,7 @@ static struct {
 	char *tramp;			/* TRAMP_BYTES, within REACH of the code */
 	size_t ntramp;
 	uint64_t *sites;		/* rewritten ones, for rt_rewrite_off */
-	csh cs;
-	cs_insn *in;			/* decoded here: a rewrite never calls malloc */
+	ZydisDecoder zd;		/* which never allocates: a rewrite may not */
 } rw = { .lock = PTHREAD_MUTEX_INITIALIZER };
 
 static int32_t s32(const uint8_t *p)
@@ -172,25 +171,28 @@ static size_t fde_find(uint64_t a)
 
 /* Decodes the original code [from, to): whether it ends exactly at to, each
  * instruction passing ok (NULL: any). */
-static bool decode(uint64_t from, uint64_t to, bool (*ok)(const cs_insn *), cs_insn *in)
+static bool decode(uint64_t from, uint64_t to, bool (*ok)(const ZydisDecodedInstruction *),
+		   ZydisDecodedInstruction *in)
 {
-	const uint8_t *code = (const uint8_t *)(uintptr_t)from;
-	size_t size = to - from;
 	uint64_t at = from;
 
-	while (at < to)
-		if (!rt_cs.disasm_iter(rw.cs, &code, &size, &at, in) || (ok && !ok(in)))
+	while (at < to) {
+		if (!ZYAN_SUCCESS(rt_zydis.DecoderDecodeInstruction(&rw.zd, NULL,
+				(const void *)(uintptr_t)at, to - at, in)) || (ok && !ok(in)))
 			return false;
+		at += in->length;
+	}
 	return at == to;
 }
 
-static bool is_pad(const cs_insn *in)
+static bool is_pad(const ZydisDecodedInstruction *in)
 {
-	return in->id == X86_INS_NOP || in->id == X86_INS_INT3;
+	return in->mnemonic == ZYDIS_MNEMONIC_NOP || in->mnemonic == ZYDIS_MNEMONIC_INT3;
 }
 
 /* PAD_SIZE free bytes of padding in the gap [g0, g1), starting in [from, to]: 0 if none. */
-static uint64_t pad_in(uint64_t g0, uint64_t g1, uint64_t from, uint64_t to, cs_insn *in)
+static uint64_t pad_in(uint64_t g0, uint64_t g1, uint64_t from, uint64_t to,
+		       ZydisDecodedInstruction *in)
 {
 	if (g0 >= g1 || g0 < rw.lo || g1 > rw.hi || g1 < from + PAD_SIZE || g0 > to ||
 	    !decode(g0, g1, is_pad, in))
@@ -207,7 +209,7 @@ static uint64_t pad_in(uint64_t g0, uint64_t g1, uint64_t from, uint64_t to, cs_
 }
 
 /* Padding within reach of a `jmp rel8` ending at from + 128, function i's. */
-static uint64_t pad_near(size_t i, uint64_t from, uint64_t to, cs_insn *in)
+static uint64_t pad_near(size_t i, uint64_t from, uint64_t to, ZydisDecodedInstruction *in)
 {
 	uint64_t t = 0;
 
@@ -240,15 +242,15 @@ static void rewrite(uint64_t site)
 	size_t i = fde_find(site);
 	char *t = rw.tramp + rw.ntramp * TRAMP_SIZE;
 	uint64_t ring = (uintptr_t)hv_guest_syscall_ring;
-	cs_insn *in = rw.in;
+	ZydisDecodedInstruction in;
 	int32_t d;
 
 	/* A whole `syscall` of a known function, not split by a cache line. */
 	if (i == rw.nfde || fde_start(i) < rw.lo || site >= fde_end(i) || site % 64 == 63 ||
-	    memcmp(copy_of(site), "\x0f\x05", 2) || !decode(fde_start(i), site, NULL, in) ||
-	    !decode(site, ret, NULL, in) || in->id != X86_INS_SYSCALL)
+	    memcmp(copy_of(site), "\x0f\x05", 2) || !decode(fde_start(i), site, NULL, &in) ||
+	    !decode(site, ret, NULL, &in) || in.mnemonic != ZYDIS_MNEMONIC_SYSCALL)
 		return;
-	if (rw.ntramp == NTRAMP || !(pad = pad_near(i, ret - 128, ret + 127, in)))
+	if (rw.ntramp == NTRAMP || !(pad = pad_near(i, ret - 128, ret + 127, &in)))
 		return;
 	rw.sites[rw.ntramp++] = site;
 	memcpy(t, hv_tramp, hv_tramp_end - hv_tramp);
@@ -416,10 +418,6 @@ static void release(void)
 	free(rw.tried);
 	free(rw.taken);
 	free(rw.sites);
-	if (rw.in)
-		rt_cs.free(rw.in, 1);
-	if (rw.cs)
-		rt_cs.close(&rw.cs);
 	memset(&rw, 0, sizeof(rw));
 	pthread_mutex_init(&rw.lock, NULL);
 }
@@ -448,9 +446,8 @@ void rt_rewrite_init(void)
 		why = "a debugger is attached: the guest runs libc's own code, breakpoints included";
 	else if (!len || !table_usable())
 		why = "libc's code or its .eh_frame_hdr not found";
-	else if (hv_tramp_end - hv_tramp > TRAMP_SIZE ||
-		 rt_cs.open(CS_ARCH_X86, CS_MODE_64, &rw.cs) || !(rw.in = rt_cs.malloc(rw.cs)))
-		why = "no decoder";
+	else if (hv_tramp_end - hv_tramp > TRAMP_SIZE)
+		why = "the trampoline is too big";
 	else if (!(rw.tried = calloc(1, bits)) || !(rw.taken = calloc(1, bits)) ||
 		 !(rw.sites = calloc(NTRAMP, sizeof(*rw.sites))) || !(rw.copy = text_copy(len)))
 		why = "out of memory";
@@ -466,8 +463,7 @@ void rt_rewrite_init(void)
 		release();
 		return;
 	}
-	/* Capstone's first decode sorts a table with malloc: made here. */
-	decode((uintptr_t)hv_tramp, (uintptr_t)hv_tramp_site, NULL, rw.in);
+	rt_zydis_decoder(&rw.zd);
 	__atomic_store_n(&rw.on, true, __ATOMIC_RELEASE);
 }
 

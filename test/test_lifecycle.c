@@ -555,14 +555,14 @@ static bool maps_file(const char *name)
 	return found;
 }
 
-/* Capstone (the decoder of libc's code and of faulting instructions) costs a
- * process ~1 ms to load: loaded with the VM, before any vthread runs (a fault
- * or a rewrite must not dlopen), never by a process that makes none. */
+/* Zydis (the decoder of libc's code and of faulting instructions) is loaded
+ * with the VM, before any vthread runs (a fault or a rewrite must not dlopen),
+ * never by a process that makes none. */
 START_TEST(test_the_decoder_is_loaded_with_the_vm_not_before)
 {
-	ck_assert(!maps_file("libcapstone"));
+	ck_assert(!maps_file("libZydis"));
 	require_backend();
-	ck_assert(maps_file("libcapstone"));
+	ck_assert(maps_file("libZydis"));
 }
 END_TEST
 

@@ -614,9 +614,22 @@ static void *use_a_page_that_goes(void *arg)
 	return (void *)(intptr_t)(page[i] + 7);	/* 1 + 7; unmapped comes back as zeros */
 }
 
-/* The handler's view of one run, as a vthread or as a pthread; si_addr made
- * an offset into the pages. */
-static intptr_t run_gone(bool as_vthread, siginfo_t *si, bool *in_vthread)
+/* An fxsave whose 512 bytes cross into a page that turns read-only: an access
+ * of an instruction with no register operand, which the decode must size. */
+static void *fxsave_across_a_page_that_goes(void *arg)
+{
+	char *area = victim + 4096 - 256;
+
+	(void)arg;
+	victim[0] = victim[4096] = 1;	/* mirrored and present */
+	mprotect(victim + 4096, 4096, PROT_READ);
+	__asm__ volatile("fxsave64 %0" : "=m"(*(char (*)[512])area) : : "memory");
+	return (void *)(intptr_t)*(volatile uint16_t *)area;	/* the FPU control word */
+}
+
+/* The handler's view of one run of fn, as a vthread or as a pthread; si_addr
+ * made an offset into the pages. */
+static intptr_t run_gone(void *(*fn)(void *), bool as_vthread, siginfo_t *si, bool *in_vthread)
 {
 	void *arg = (void *)123, *ret = NULL;
 
@@ -626,12 +639,12 @@ static intptr_t run_gone(bool as_vthread, siginfo_t *si, bool *in_vthread)
 	if (as_vthread) {
 		vthread_t vt;
 
-		ck_assert_int_eq(vthread_create(&vt, NULL, use_a_page_that_goes, arg), 0);
+		ck_assert_int_eq(vthread_create(&vt, NULL, fn, arg), 0);
 		ck_assert_int_eq(vthread_join(vt, &ret), 0);
 	} else {
 		pthread_t th;
 
-		ck_assert_int_eq(pthread_create(&th, NULL, use_a_page_that_goes, arg), 0);
+		ck_assert_int_eq(pthread_create(&th, NULL, fn, arg), 0);
 		ck_assert_int_eq(pthread_join(th, &ret), 0);
 	}
 	ck_assert_int_eq(handled, 1);
@@ -651,14 +664,36 @@ START_TEST(test_sigsegv_on_a_page_the_host_took_away_is_a_pthreads)
 	require_backend();
 	gone = _i;
 	catch(SIGSEGV, fix_page, 0);
-	ck_assert_int_eq(run_gone(false, &native, &in_vthread), want);
+	ck_assert_int_eq(run_gone(use_a_page_that_goes, false, &native, &in_vthread), want);
 	ck_assert_int_eq(native.si_code, gone == GONE_UNMAPPED ? SEGV_MAPERR : SEGV_ACCERR);
-	ck_assert_int_eq(run_gone(true, &guest, &in_vthread), want);
+	ck_assert_int_eq(run_gone(use_a_page_that_goes, true, &guest, &in_vthread), want);
 	ck_assert(in_vthread);
 	ck_assert_int_eq(guest.si_signo, SIGSEGV);
 	ck_assert_int_eq(guest.si_code, native.si_code);
 	ck_assert_ptr_eq(native.si_addr, (void *)(4096 + 123));
 	ck_assert_ptr_eq(guest.si_addr, native.si_addr);
+}
+END_TEST
+
+/* CPUs differ in which byte of the area they name (AMD's: the last): the page
+ * is what a handler can act on, and the one the decode names. */
+START_TEST(test_sigsegv_of_an_fxsave_across_pages_names_the_page)
+{
+	siginfo_t native, guest;
+	intptr_t fcw;
+	bool in_vthread;
+
+	require_backend();
+	gone = GONE_READ_ONLY;
+	catch(SIGSEGV, fix_page, 0);
+	fcw = run_gone(fxsave_across_a_page_that_goes, false, &native, &in_vthread);
+	ck_assert_int_eq(native.si_code, SEGV_ACCERR);
+	ck_assert_int_eq((uintptr_t)native.si_addr / 4096, 1);
+	ck_assert_int_eq(run_gone(fxsave_across_a_page_that_goes, true, &guest, &in_vthread), fcw);
+	ck_assert(in_vthread);
+	ck_assert_int_eq(guest.si_signo, SIGSEGV);
+	ck_assert_int_eq(guest.si_code, SEGV_ACCERR);
+	ck_assert_int_eq((uintptr_t)guest.si_addr / 4096, 1);
 }
 END_TEST
 
@@ -794,6 +829,7 @@ int main(void)
 	tcase_add_test(tc, test_int3_raises_what_it_raises_in_a_pthread);
 	tcase_add_test(tc, test_sigsegv_handler_commits_a_reserved_page);
 	tcase_add_loop_test(tc, test_sigsegv_on_a_page_the_host_took_away_is_a_pthreads, 0, 3);
+	tcase_add_test(tc, test_sigsegv_of_an_fxsave_across_pages_names_the_page);
 	tcase_add_test(tc, test_sa_onstack_handler_runs_on_the_sigaltstack);
 	tcase_add_test(tc, test_errno_and_fpu_survive_signals);
 	tcase_add_test(tc, test_default_action_terminates_the_process);

@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: MIT
 # Our pthread program under the shim, then the shim's selection, its fallbacks
 # and vthread-run's own behaviour.
-# usage: options.sh VTHREAD_RUN WORKDIR PTHREAD_PROG STATIC_PROG ATTR_PROG
+# usage: options.sh VTHREAD_RUN WORKDIR PTHREAD_PROG STATIC_PROG ATTR_PROG ZYDIS_SONAME
 set -eu
 run=$1
 work=$2
@@ -12,6 +12,7 @@ run=$(absolute "$run")
 prog=$(absolute "$prog")
 static_prog=$(absolute "$4")
 attr_prog=$(absolute "$5")
+zydis=$6	# the soname the build dlopen()s
 mkdir -p "$work"
 cd "$work"
 
@@ -86,16 +87,13 @@ cmp -s native.out shim.out || fail "no KVM: output differs"
 [ "$(wc -l <shim.err)" = 1 ] && [ "$(count shim.err '^libvthread-shim: no usable KVM')" = 1 ] ||
 	{ cat shim.err >&2; fail "no KVM: not exactly one warning line"; }
 
-echo "== no Capstone (loaded with the VM): one warning line, pthreads, the same output"
-cs=$(realpath -s "$(gcc -print-file-name=libcapstone.so)")
-soname=$(readelf -d "$cs" | sed -n 's/.*soname: \[\(.*\)\]/\1/p')
-[ -n "$soname" ] || fail "Capstone's soname not found"
-mkdir -p nocs
-cp "$(gcc -print-file-name=libffi.so)" "nocs/$soname"	# a library without cs_open
-LD_LIBRARY_PATH=$PWD/nocs "$run" -- "$prog" >shim.out 2>shim.err
-cmp -s native.out shim.out || fail "no Capstone: output differs"
-[ "$(wc -l <shim.err)" = 1 ] && [ "$(count shim.err '^libvthread-shim: no usable KVM.*Capstone cannot be loaded')" = 1 ] ||
-	{ cat shim.err >&2; fail "no Capstone: not exactly one warning line naming it"; }
+echo "== no Zydis (loaded with the VM): one warning line, pthreads, the same output"
+mkdir -p nozydis
+cp "$(gcc -print-file-name=libffi.so)" "nozydis/$zydis"	# a library without Zydis's functions
+LD_LIBRARY_PATH=$PWD/nozydis "$run" -- "$prog" >shim.out 2>shim.err
+cmp -s native.out shim.out || fail "no Zydis: output differs"
+[ "$(wc -l <shim.err)" = 1 ] && [ "$(count shim.err '^libvthread-shim: no usable KVM.*Zydis cannot be loaded')" = 1 ] ||
+	{ cat shim.err >&2; fail "no Zydis: not exactly one warning line naming it"; }
 
 echo "== vthread-run itself"
 "$run" --help | grep -q '^SYNOPSIS' || fail "--help has no SYNOPSIS"
