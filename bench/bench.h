@@ -27,6 +27,11 @@ struct summary summarise(double *v, int n);
  */
 #define NOISY_SPREAD 2.0
 
+/* A cache line's round trip between the first two CPUs this process may use
+ * (cpu), pinned, in ns; NAN with one CPU. The host sets it, and the ring's
+ * rows and points follow it (vthread-bench.c). */
+double line_rtt_ns(int cpu[2]);
+
 /* sandbox.c: a sandboxed call vs a seccomp child forked per call, or one
  * kept over pipes; reset + run of a target dirtying 1, 16, 256 pages of
  * 64 MiB vs an AFL-style fork server. */

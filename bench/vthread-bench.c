@@ -13,6 +13,7 @@
 #include <linux/userfaultfd.h>
 #include <math.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdarg.h>
@@ -1060,6 +1061,52 @@ static double s_pingpong(enum kind k)
 	return with_partner(k, partner_pong, (void *)n, body_ping, n);
 }
 
+/*
+ * A cache line's round trip between the first two CPUs this process may use,
+ * a thread pinned to each: the median of 5 bursts, in ns (NAN with one CPU).
+ * The host decides it, not the bench: on the README's kvm_pvm machine, itself
+ * a VM whose two vCPUs the host places near each other or not, it was ~110 ns
+ * in some hours and ~380 ns in others, and every row where a guest and a ring
+ * server hand lines back and forth follows it (syscall-ring ~0.26 against
+ * ~0.8 us per call).
+ */
+double line_rtt_ns(int cpu[2])
+{
+	cpu_set_t mine, set;
+	pthread_attr_t a;
+	double s[5];
+	int n = 0;
+
+	if (sched_getaffinity(0, sizeof(mine), &mine))
+		return NAN;
+	for (int c = 0; c < CPU_SETSIZE && n < 2; c++)
+		if (CPU_ISSET(c, &mine))
+			cpu[n++] = c;
+	if (n < 2)
+		return NAN;
+	pthread_attr_init(&a);
+	CPU_ZERO(&set);
+	CPU_SET(cpu[1], &set);
+	pthread_attr_setaffinity_np(&a, sizeof(set), &set);
+	CPU_ZERO(&set);
+	CPU_SET(cpu[0], &set);
+	sched_setaffinity(0, sizeof(set), &set);
+	for (int i = 0; i < 5; i++) {
+		struct job j = { .n = 20000 };
+		pthread_t other;
+
+		turn = 0;
+		if (pthread_create(&other, &a, partner_pong, (void *)j.n))
+			abort();
+		body_ping(&j);
+		pthread_join(other, NULL);
+		s[i] = j.ns;
+	}
+	sched_setaffinity(0, sizeof(mine), &mine);
+	pthread_attr_destroy(&a);
+	return summarise(s, 5).median;
+}
+
 static double s_mutex(enum kind k)
 {
 	struct job a = { .fn = body_mutex, .n = ops(4000) }, b = a;
@@ -1407,6 +1454,8 @@ static struct {
 	char cpu[128], kernel[160];
 	long cores;		/* online */
 	double load[2][3];	/* at the start and at the end: over 1, 5 and 15 minutes */
+	double rtt[2];		/* line_rtt_ns at the start and at the end */
+	int rtt_cpu[2];
 } host;
 
 static void cpu_model(char *buf, size_t len)
@@ -1439,6 +1488,21 @@ static void sample_load(int when)
 	if (l[0] > host.cores)
 		noisy("load average %.2f at the %s, over the %ld online cores", l[0],
 		      when ? "end" : "start", host.cores);
+}
+
+static void sample_rtt(int when)
+{
+	double *r = host.rtt;
+
+	r[when] = line_rtt_ns(host.rtt_cpu);
+	if (isnan(r[when]))
+		return;
+	printf("a cache line's round trip between CPUs %d and %d at the %s: %.0f ns\n",
+	       host.rtt_cpu[0], host.rtt_cpu[1], when ? "end" : "start", r[when]);
+	if (when && fmax(r[0], r[1]) / fmin(r[0], r[1]) > NOISY_SPREAD)
+		noisy("a cache line's round trip between CPUs %d and %d went from %.0f to %.0f ns: "
+		      "the host moved this machine's CPUs (the ring rows follow it)",
+		      host.rtt_cpu[0], host.rtt_cpu[1], r[0], r[1]);
 }
 
 static void json_string(FILE *f, const char *s)
@@ -1507,7 +1571,13 @@ static int write_json(const char *path)
 	json_numbers(f, host.load[0], 3);
 	fprintf(f, ", \"end\": ");
 	json_numbers(f, host.load[1], 3);
-	fprintf(f, "},\n  \"noisy\": {\"verdict\": %s, \"reasons\": [", nnoise ? "true" : "false");
+	fprintf(f, "},\n  \"line_rtt_ns\": ");
+	if (isnan(host.rtt[0]))
+		fputs("null", f);
+	else
+		fprintf(f, "{\"cpus\": [%d, %d], \"start\": %.3f, \"end\": %.3f}", host.rtt_cpu[0],
+			host.rtt_cpu[1], host.rtt[0], host.rtt[1]);
+	fprintf(f, ",\n  \"noisy\": {\"verdict\": %s, \"reasons\": [", nnoise ? "true" : "false");
 	for (int i = 0; i < nnoise; i++) {
 		fputs(i ? ", " : "", f);
 		json_string(f, noise[i]);
@@ -1643,6 +1713,7 @@ struct run {
 	int schema;
 	long cores;
 	bool noisy;
+	double rtt[2];		/* line_rtt_ns at the start and end; NAN: not recorded */
 	struct row *rows;	/* name, n, ratio, noisy */
 	size_t n;
 };
@@ -1688,6 +1759,8 @@ static int load_run(const char *path, struct run *run)
 	run->cpu = jstr(machine, "cpu", "unknown CPU");
 	run->cores = json_object_get_int(jget(machine, "cores"));
 	run->noisy = json_object_get_boolean(jget(jget(run->root, "noisy"), "verdict"));
+	run->rtt[0] = jnum(jget(run->root, "line_rtt_ns"), "start");
+	run->rtt[1] = jnum(jget(run->root, "line_rtt_ns"), "end");
 	rows_o = jget(run->root, "rows");
 	run->n = json_object_is_type(rows_o, json_type_array) ? json_object_array_length(rows_o) : 0;
 	run->rows = calloc(run->n, sizeof(*run->rows));
@@ -1796,7 +1869,11 @@ static int compare(const char *path_a, const char *path_b)
 		char title[512];
 
 		run_title(&run[i], title, sizeof(title));
-		printf("%c: %s (schema %d): %s\n", 'A' + i, run[i].path, run[i].schema, title);
+		printf("%c: %s (schema %d): %s", 'A' + i, run[i].path, run[i].schema, title);
+		if (!isnan(run[i].rtt[0]))	/* since 0.7.8: the ring rows follow it */
+			printf("; a cache line's round trip %.0f ns at the start, %.0f at the end",
+			       run[i].rtt[0], run[i].rtt[1]);
+		putchar('\n');
 	}
 	printf("%-16s %28s %28s %8s  %s\n", "row", "A: ratio [p10, p90]", "B: ratio [p10, p90]",
 	       "change", "whiskers");
@@ -1967,11 +2044,13 @@ int main(int argc, char **argv)
 			rows[i].wanted = false;
 		}
 	sample_load(0);
+	sample_rtt(0);
 	for (size_t i = 0; i < NROWS; i++) {
 		if (rows[i].wanted)
 			measure(&rows[i]);
 	}
 	sample_load(1);
+	sample_rtt(1);
 	print_table();
 	if (measured(s_create_join) && !cj_parked)
 #ifdef __SANITIZE_ADDRESS__

@@ -66,6 +66,18 @@ def close(a, b, rel=2e-3):
     return abs(a - b) <= rel * abs(b) + 1e-3
 
 
+def check_rtt(rtt):
+    """A cache line's round trip between the first two CPUs we may use, at the
+    start and at the end; null with one CPU. Returns the end's over the start's,
+    or the reverse: over 2, the run is noisy."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        assert rtt is None, rtt
+        return 1
+    assert rtt["cpus"] == cpus[:2] and rtt["start"] > 0 and rtt["end"] > 0, rtt
+    return max(rtt["start"], rtt["end"]) / min(rtt["start"], rtt["end"])
+
+
 with tempfile.TemporaryDirectory() as d:
     p = run(bench, "--quick", *only, cwd=d)
     with open(os.path.join(d, "vthread-bench.json")) as f:
@@ -92,6 +104,8 @@ for when in ("start", "end"):
     assert len(load) == 3 and all(x >= 0 for x in load), (when, load)
 noisy = data["noisy"]
 assert noisy["verdict"] == bool(noisy["reasons"]), noisy
+spread = check_rtt(data["line_rtt_ns"])  # the JSON's 3 decimals aside
+assert (spread > 2) == any("round trip" in why for why in noisy["reasons"]) or abs(spread - 2) < 1e-4, data
 assert ("vthread-bench: warning: a noisy run" in p.stderr) == noisy["verdict"], p.stderr
 # create-join measures parked threads (under ASan none parks, and the bench says so).
 assert "create-join: no vthread on a parked thread" not in p.stderr, p.stderr
@@ -134,4 +148,5 @@ for l in scaling["loads"]:
         assert p["noisy"] == (spread > 2) or abs(spread - 2) < 1e-4, p
         noisy += p["noisy"]
 assert scaling["noisy_points"] == noisy, scaling
+check_rtt(scaling["line_rtt_ns"])
 print("bench JSON: schema 2, every row present and well formed; --compare reads it back")
