@@ -49,7 +49,7 @@ static const char *const why_text[NWHY] = {
 	[NO_MATCH] = "pthread (no VTHREAD_SHIM_MATCH pattern matches)",
 	[UNNAMED] = "pthread (routine has no symbol name to match)",
 	[AT_MAX] = "pthread (VTHREAD_SHIM_MAX live vthreads reached)",
-	[NO_KVM] = "pthread (no usable KVM)",
+	[NO_KVM] = "pthread (no backend for vthreads)",
 	[ATTR] = "pthread (attributes a vthread cannot honour)",
 	[FAILED] = "pthread (vthread_create failed)",
 };
@@ -170,7 +170,7 @@ static bool kvm_usable(void)
 		in_runtime = false;
 		kvm = be ? KVM_USABLE : KVM_NONE;
 		if (!be)
-			say("no usable KVM (%s); threads run as ordinary pthreads",
+			say("no backend for vthreads (%s); threads run as ordinary pthreads",
 			    vthread_backend_error());
 	}
 	return kvm == KVM_USABLE;

@@ -27,7 +27,7 @@ static bool atfork_ready;
 static void debug_why(void)
 {
 	if (rt.debug)
-		fprintf(stderr, "libvthread: no usable KVM: %s\n", rt.why);
+		fprintf(stderr, "libvthread: no backend: %s\n", rt.why);
 }
 
 /* The VM belongs to the parent's address space; a child starts afresh. */
