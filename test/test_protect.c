@@ -349,13 +349,24 @@ static int map_it(const struct vthread_fault *f, void *ctx)
 	return VTHREAD_FAULT_RETRY;
 }
 
+/* The hole is made by the vthread itself, just before the read: one made
+ * before it starts may be filled by then (the VMX lane's kernel put a 4 KiB
+ * mapping of the runtime's there, which the read then rightly found). */
+static void *unmap_then_read(void *arg)
+{
+	char *p = arg;
+
+	if (munmap((void *)((uintptr_t)p & ~(PAGE - 1)), PAGE))
+		return (void *)-1;
+	return (void *)(intptr_t)load(p);
+}
+
 START_TEST(test_a_page_the_process_has_not_mapped_reaches_the_handler)
 {
-	char *p = map(2 * GIB, PROT_NONE) + GIB;	/* a hole in a reservation: nothing lands there */
+	char *p = map(2 * GIB, PROT_NONE) + GIB;	/* a hole in a reservation */
 	struct seen s = { 0 };
 
-	ck_assert_int_eq(munmap(p, PAGE), 0);
-	ck_assert_int_eq(run_handled(read_page, p + 7, map_it, &s), 0);
+	ck_assert_int_eq(run_handled(unmap_then_read, p + 7, map_it, &s), 0);
 	ck_assert_uint_eq(s.calls, 1);
 	ck_assert_ptr_eq(s.addr, p + 7);
 	ck_assert_int_eq(s.access, PROT_READ);
@@ -375,6 +386,8 @@ static void *touch_then_read(void *arg)
 	char *p = arg;
 
 	store(p - 5 * PAGE, 1);
+	if (munmap(p, PAGE))
+		return (void *)-1;
 	return (void *)(intptr_t)load(p + 9);
 }
 
@@ -384,7 +397,6 @@ START_TEST(test_an_unmapped_page_among_mapped_ones_reaches_the_handler)
 		  64 * PAGE;
 	struct seen s = { 0 };
 
-	ck_assert_int_eq(munmap(p, PAGE), 0);
 	ck_assert_int_eq(run_handled(touch_then_read, p, map_it, &s), 0);
 	ck_assert_uint_eq(s.calls, 1);
 	ck_assert_ptr_eq(s.addr, p + 9);
