@@ -287,6 +287,10 @@ int hv_vcpu_get_xsave(struct hv_vcpu *vc, struct kvm_xsave *x);
 int hv_vcpu_set_xsave(struct hv_vcpu *vc, const struct kvm_xsave *x);
 int hv_get_msr(struct hv_vcpu *vc, uint32_t index, uint64_t *val);
 int hv_set_msr(struct hv_vcpu *vc, uint32_t index, uint64_t val);
+/* n (at most HV_MSRS_MAX) MSRs, in order, with one ioctl: each vCPU ioctl
+ * costs ~5 us on kvm_pvm, and a sandbox's every run rewrites several. */
+#define HV_MSRS_MAX	8
+int hv_set_msrs(struct hv_vcpu *vc, const struct kvm_msr_entry *e, unsigned n);
 
 /*
  * apic.c: interrupts, where hv->irqchip. Before the VM's first vCPU: its local

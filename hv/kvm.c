@@ -288,17 +288,26 @@ int hv_get_msr(struct hv_vcpu *vc, uint32_t index, uint64_t *val)
 	return 0;
 }
 
-int hv_set_msr(struct hv_vcpu *vc, uint32_t index, uint64_t val)
+int hv_set_msrs(struct hv_vcpu *vc, const struct kvm_msr_entry *e, unsigned n)
 {
 	struct {
 		struct kvm_msrs h;
-		struct kvm_msr_entry e;
-	} m = { .h.nmsrs = 1, .e.index = index, .e.data = val };
-	int n = ioctl(vc->fd, KVM_SET_MSRS, &m);
+		struct kvm_msr_entry e[HV_MSRS_MAX];
+	} m = { .h.nmsrs = n };
+	int done;
 
-	if (n < 0)
+	if (n > HV_MSRS_MAX)
+		return -EINVAL;
+	memcpy(m.e, e, n * sizeof(*e));
+	done = ioctl(vc->fd, KVM_SET_MSRS, &m);
+	if (done < 0)
 		return -errno;
-	return n == 1 ? 0 : -EINVAL;	/* KVM refused the value */
+	return (unsigned)done == n ? 0 : -EINVAL;	/* KVM refused a value: it stops there */
+}
+
+int hv_set_msr(struct hv_vcpu *vc, uint32_t index, uint64_t val)
+{
+	return hv_set_msrs(vc, &(struct kvm_msr_entry){ .index = index, .data = val }, 1);
 }
 
 int hv_vcpu_set_fs_base(struct hv_vcpu *vc, uint64_t base)

@@ -111,7 +111,9 @@ static int setup_sregs(struct hv_vcpu *vc, const struct hv_layout *lay)
 	};
 	struct kvm_sregs *s = &vc->sregs;
 
-	if (ioctl(vc->fd, KVM_GET_SREGS, s) < 0)
+	/* KVM's defaults once; a rearm (a sandbox's every run) starts from what
+	 * the first setup set rather than read back, which saves an ioctl. */
+	if (!s->cr0 && ioctl(vc->fd, KVM_GET_SREGS, s) < 0)
 		return -errno;
 	s->cs = (struct kvm_segment){
 		.limit = 0xffffffff,
@@ -145,12 +147,13 @@ static int setup_sregs(struct hv_vcpu *vc, const struct hv_layout *lay)
 static int setup_msrs(struct hv_vcpu *vc, const struct hv_layout *lay)
 {
 	uint64_t entry = lay->code ? lay->code + HV_SB_SYSCALL : (uintptr_t)hv_guest_syscall;
-	int r = hv_set_msr(vc, MSR_STAR, STAR_GUEST);
+	const struct kvm_msr_entry e[] = {
+		{ .index = MSR_STAR, .data = STAR_GUEST },
+		{ .index = MSR_LSTAR, .data = entry },
+		{ .index = MSR_SYSCALL_MASK, .data = SFMASK_GUEST },
+	};
+	int r = hv_set_msrs(vc, e, sizeof(e) / sizeof(e[0]));
 
-	if (!r)
-		r = hv_set_msr(vc, MSR_LSTAR, entry);
-	if (!r)
-		r = hv_set_msr(vc, MSR_SYSCALL_MASK, SFMASK_GUEST);
 	if (!r)
 		vc->ring_entry = vc->direct = false;
 	hv_vcpu_ring(vc)->direct = 0;
