@@ -5,9 +5,10 @@
  * a stack's guard), KVM_RUN fails with EFAULT and names no address. The
  * instruction at RIP is decoded (Zydis, which never allocates: the guest may
  * hold malloc's lock on this thread) and every address it may touch is
- * computed from the guest's registers: its memory operands, string operands
- * and xsave areas included, and the stack slot a push, call, pop or return
- * uses (or RIP itself, when the code cannot be read). The first one the
+ * computed from the guest's registers: its memory operands (string ones and
+ * fxsave's area included; xsave's as far as Zydis sizes it, 576 bytes), and
+ * the stack slot a push, call, pop or return uses (or RIP itself, when the
+ * code cannot be read). The first one the
  * host's mapping does not allow is the address, as the kernel would have
  * named it to a pthread.
  */
