@@ -8,9 +8,8 @@
  * computed from the guest's registers: its memory operands (string ones and
  * fxsave's area included; xsave's as far as Zydis sizes it, 576 bytes), and
  * the stack slot a push, call, pop or return uses (or RIP itself, when the
- * code cannot be read). The first one the
- * host's mapping does not allow is the address, as the kernel would have
- * named it to a pthread.
+ * code cannot be read). The first one the host's mapping does not allow is
+ * the address, as the kernel would have named it to a pthread.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -154,7 +153,6 @@ int rt_fault_address(const struct vthread *vt, const hv_regs *r, uint64_t *addr,
 	uint8_t bytes[ZYDIS_MAX_INSTRUCTION_LENGTH];
 	ZydisDecodedOperand ops[ZYDIS_MAX_OPERAND_COUNT];
 	ZydisDecodedInstruction in;
-	ZydisDecoder dec;
 	struct touch t[4];
 	size_t len = sizeof(bytes), n = 0;
 	int ret = -ENOENT;
@@ -164,8 +162,7 @@ int rt_fault_address(const struct vthread *vt, const hv_regs *r, uint64_t *addr,
 		len--;
 	if (!len)	/* the fetch itself was refused */
 		return refused(&(struct touch){ r->rip, 1, false }, addr, code, write);
-	rt_zydis_decoder(&dec);
-	if (ZYAN_SUCCESS(rt_zydis.DecoderDecodeFull(&dec, bytes, len, &in, ops)))
+	if (ZYAN_SUCCESS(rt_zydis.DecoderDecodeFull(&rt_zydis.decoder, bytes, len, &in, ops)))
 		n = touches(vt, r, &in, ops, t, sizeof(t) / sizeof(t[0]));
 	for (size_t i = 0; i < n && ret < 0; i++)
 		ret = refused(&t[i], addr, code, write);

@@ -20,18 +20,16 @@ struct rt_zydis rt_zydis;
 
 bool rt_zydis_load(void)
 {
+	__typeof__(ZydisDecoderInit) *init;
 	void *h;
 
-	if (rt_zydis.DecoderInit)
+	if (rt_zydis.loaded)
 		return true;
 	h = dlopen(RT_ZYDIS_SONAME, RTLD_NOW | RTLD_LOCAL);
-	if (!h)
+	if (!h || !SYM(DecoderDecodeInstruction) || !SYM(DecoderDecodeFull) ||
+	    !(init = dlsym(h, "ZydisDecoderInit")))
 		return false;
-	/* Init last: it says all the others are there. */
-	return SYM(DecoderDecodeInstruction) && SYM(DecoderDecodeFull) && SYM(DecoderInit);
-}
-
-void rt_zydis_decoder(ZydisDecoder *d)
-{
-	rt_zydis.DecoderInit(d, ZYDIS_MACHINE_MODE_LONG_64, ZYDIS_STACK_WIDTH_64);
+	rt_zydis.loaded = ZYAN_SUCCESS(init(&rt_zydis.decoder, ZYDIS_MACHINE_MODE_LONG_64,
+					    ZYDIS_STACK_WIDTH_64));
+	return rt_zydis.loaded;
 }

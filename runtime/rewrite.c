@@ -53,7 +53,6 @@ static struct {
 	char *tramp;			/* TRAMP_BYTES, within REACH of the code */
 	size_t ntramp;
 	uint64_t *sites;		/* rewritten ones, for rt_rewrite_off */
-	ZydisDecoder zd;		/* which never allocates: a rewrite may not */
 } rw = { .lock = PTHREAD_MUTEX_INITIALIZER };
 
 static int32_t s32(const uint8_t *p)
@@ -170,14 +169,14 @@ static size_t fde_find(uint64_t a)
 }
 
 /* Decodes the original code [from, to): whether it ends exactly at to, each
- * instruction passing ok (NULL: any). */
+ * instruction passing ok (NULL: any). Zydis never allocates: rewrite() may not. */
 static bool decode(uint64_t from, uint64_t to, bool (*ok)(const ZydisDecodedInstruction *),
 		   ZydisDecodedInstruction *in)
 {
 	uint64_t at = from;
 
 	while (at < to) {
-		if (!ZYAN_SUCCESS(rt_zydis.DecoderDecodeInstruction(&rw.zd, NULL,
+		if (!ZYAN_SUCCESS(rt_zydis.DecoderDecodeInstruction(&rt_zydis.decoder, NULL,
 				(const void *)(uintptr_t)at, to - at, in)) || (ok && !ok(in)))
 			return false;
 		at += in->length;
@@ -463,7 +462,6 @@ void rt_rewrite_init(void)
 		release();
 		return;
 	}
-	rt_zydis_decoder(&rw.zd);
 	__atomic_store_n(&rw.on, true, __ATOMIC_RELEASE);
 }
 

@@ -10,14 +10,13 @@
 struct rt_zydis {
 	RT_ZY_FN(DecoderDecodeInstruction);
 	RT_ZY_FN(DecoderDecodeFull);
-	RT_ZY_FN(DecoderInit);		/* set once every one is there */
+	ZydisDecoder decoder;	/* 64-bit; only read once made, by any thread */
+	bool loaded;		/* set once all of the above are */
 };
 #undef RT_ZY_FN
 
 extern struct rt_zydis rt_zydis;
-/* Loads Zydis once: whether every function above is there. Not thread-safe. */
+/* Loads Zydis once and makes the decoder: whether it could. Not thread-safe. */
 bool rt_zydis_load(void);
-/* A 64-bit decoder. */
-void rt_zydis_decoder(ZydisDecoder *d);
 
 #endif
