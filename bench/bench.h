@@ -3,6 +3,9 @@
 #ifndef BENCH_H
 #define BENCH_H
 
+#include <stdbool.h>
+#include <stdio.h>
+
 /* A row's sample runs one kind: the native comparison, or the library's. */
 enum kind { PTHREAD, VTHREAD };
 
@@ -27,10 +30,18 @@ struct summary summarise(double *v, int n);
  */
 #define NOISY_SPREAD 2.0
 
-/* A cache line's round trip between the first two CPUs this process may use
- * (cpu), pinned, in ns; NAN with one CPU. The host sets it, and the ring's
- * rows and points follow it (vthread-bench.c). */
-double line_rtt_ns(int cpu[2]);
+/* A cache line's round trip between the first two CPUs this process may use,
+ * pinned, at a run's start and end (ns; NAN with one CPU). The host sets it,
+ * and the ring's rows and points follow it (vthread-bench.c). */
+struct line_rtt {
+	int cpu[2];
+	double ns[2];
+};
+/* Measures and prints it at the start (when 0) or the end (1): whether it
+ * moved over NOISY_SPREAD from the start. */
+bool line_rtt_sample(struct line_rtt *l, int when);
+/* Its JSON value: the CPUs, start and end, or null. */
+void line_rtt_json(FILE *f, const struct line_rtt *l);
 
 /* sandbox.c: a sandboxed call vs a seccomp child forked per call, or one
  * kept over pipes; reset + run of a target dirtying 1, 16, 256 pages of

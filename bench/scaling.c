@@ -12,7 +12,6 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
-#include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -165,8 +164,8 @@ static const char *rate(char *buf, size_t len, double r)
 int scaling_run(const char *json_path)
 {
 	long cores = sysconf(_SC_NPROCESSORS_ONLN);
-	int counts[32], ncounts = 0, noisy = 0, cpu[2];
-	double rtt[2];
+	int counts[32], ncounts = 0, noisy = 0;
+	struct line_rtt rtt;
 	struct utsname u;
 	FILE *f;
 
@@ -186,10 +185,7 @@ int scaling_run(const char *json_path)
 	       "ratio: pthreads' throughput / vthreads'; x1: throughput / that of one thread;\n"
 	       "noisy: a kind's samples spread over %gx (p90/p10)\n",
 	       vthread_backend(), cores, SAMPLES, NOISY_SPREAD);
-	rtt[0] = line_rtt_ns(cpu);
-	if (!isnan(rtt[0]))
-		printf("a cache line's round trip between CPUs %d and %d at the start: %.0f ns\n",
-		       cpu[0], cpu[1], rtt[0]);
+	line_rtt_sample(&rtt, 0);
 	for (size_t l = 0; l < sizeof(loads) / sizeof(loads[0]); l++) {
 		double one[2] = { 0, 0 };
 
@@ -228,19 +224,13 @@ int scaling_run(const char *json_path)
 		}
 		fprintf(f, "]}");
 	}
-	rtt[1] = line_rtt_ns(cpu);
+	putchar('\n');
+	if (line_rtt_sample(&rtt, 1))
+		fprintf(stderr, "vthread-bench: warning: a cache line's round trip went from %.0f to "
+			"%.0f ns: the host moved this machine's CPUs (the ring's points follow it)\n",
+			rtt.ns[0], rtt.ns[1]);
 	fprintf(f, "\n], \"line_rtt_ns\": ");
-	if (isnan(rtt[0])) {
-		fputs("null", f);
-	} else {
-		printf("\na cache line's round trip at the end: %.0f ns\n", rtt[1]);
-		if (fmax(rtt[0], rtt[1]) / fmin(rtt[0], rtt[1]) > NOISY_SPREAD)
-			fprintf(stderr, "vthread-bench: warning: a cache line's round trip went from "
-				"%.0f to %.0f ns: the host moved this machine's CPUs (the ring's "
-				"points follow it)\n", rtt[0], rtt[1]);
-		fprintf(f, "{\"cpus\": [%d, %d], \"start\": %.3f, \"end\": %.3f}", cpu[0], cpu[1],
-			rtt[0], rtt[1]);
-	}
+	line_rtt_json(f, &rtt);
 	fprintf(f, ", \"noisy_points\": %d}\n", noisy);
 	if (fclose(f)) {
 		fprintf(stderr, "vthread-bench: %s: %s\n", json_path, strerror(errno));

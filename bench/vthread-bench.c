@@ -1070,7 +1070,7 @@ static double s_pingpong(enum kind k)
  * server hand lines back and forth follows it (syscall-ring ~0.26 against
  * ~0.8 us per call).
  */
-double line_rtt_ns(int cpu[2])
+static double line_rtt_ns(int cpu[2])
 {
 	cpu_set_t mine, set;
 	pthread_attr_t a;
@@ -1105,6 +1105,27 @@ double line_rtt_ns(int cpu[2])
 	sched_setaffinity(0, sizeof(mine), &mine);
 	pthread_attr_destroy(&a);
 	return summarise(s, 5).median;
+}
+
+bool line_rtt_sample(struct line_rtt *l, int when)
+{
+	double *r = l->ns;
+
+	r[when] = line_rtt_ns(l->cpu);
+	if (isnan(r[when]))
+		return false;
+	printf("a cache line's round trip between CPUs %d and %d at the %s: %.0f ns\n",
+	       l->cpu[0], l->cpu[1], when ? "end" : "start", r[when]);
+	return when && fmax(r[0], r[1]) / fmin(r[0], r[1]) > NOISY_SPREAD;
+}
+
+void line_rtt_json(FILE *f, const struct line_rtt *l)
+{
+	if (isnan(l->ns[0]))
+		fputs("null", f);
+	else
+		fprintf(f, "{\"cpus\": [%d, %d], \"start\": %.3f, \"end\": %.3f}", l->cpu[0],
+			l->cpu[1], l->ns[0], l->ns[1]);
 }
 
 static double s_mutex(enum kind k)
@@ -1454,8 +1475,7 @@ static struct {
 	char cpu[128], kernel[160];
 	long cores;		/* online */
 	double load[2][3];	/* at the start and at the end: over 1, 5 and 15 minutes */
-	double rtt[2];		/* line_rtt_ns at the start and at the end */
-	int rtt_cpu[2];
+	struct line_rtt rtt;
 } host;
 
 static void cpu_model(char *buf, size_t len)
@@ -1492,17 +1512,12 @@ static void sample_load(int when)
 
 static void sample_rtt(int when)
 {
-	double *r = host.rtt;
+	const struct line_rtt *l = &host.rtt;
 
-	r[when] = line_rtt_ns(host.rtt_cpu);
-	if (isnan(r[when]))
-		return;
-	printf("a cache line's round trip between CPUs %d and %d at the %s: %.0f ns\n",
-	       host.rtt_cpu[0], host.rtt_cpu[1], when ? "end" : "start", r[when]);
-	if (when && fmax(r[0], r[1]) / fmin(r[0], r[1]) > NOISY_SPREAD)
+	if (line_rtt_sample(&host.rtt, when))
 		noisy("a cache line's round trip between CPUs %d and %d went from %.0f to %.0f ns: "
 		      "the host moved this machine's CPUs (the ring rows follow it)",
-		      host.rtt_cpu[0], host.rtt_cpu[1], r[0], r[1]);
+		      l->cpu[0], l->cpu[1], l->ns[0], l->ns[1]);
 }
 
 static void json_string(FILE *f, const char *s)
@@ -1572,11 +1587,7 @@ static int write_json(const char *path)
 	fprintf(f, ", \"end\": ");
 	json_numbers(f, host.load[1], 3);
 	fprintf(f, "},\n  \"line_rtt_ns\": ");
-	if (isnan(host.rtt[0]))
-		fputs("null", f);
-	else
-		fprintf(f, "{\"cpus\": [%d, %d], \"start\": %.3f, \"end\": %.3f}", host.rtt_cpu[0],
-			host.rtt_cpu[1], host.rtt[0], host.rtt[1]);
+	line_rtt_json(f, &host.rtt);
 	fprintf(f, ",\n  \"noisy\": {\"verdict\": %s, \"reasons\": [", nnoise ? "true" : "false");
 	for (int i = 0; i < nnoise; i++) {
 		fputs(i ? ", " : "", f);
